@@ -1,0 +1,261 @@
+"""The `m3-profiles` command line: parse options, call one library function, map the
+library's named errors to exit codes (interface: 0 ok, 1 internal error, 2 usage, 3 input
+rejected, 4 locked). Diagnostics go to stderr; the summary to stdout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.errors import InputError, LockedError, RejectedError
+from pipeline.privacy import PseudonymKeyError
+
+app = typer.Typer(
+    help="Faxe-style profile analysis of match-group-3 citizens, from an anonymised export.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold personal data
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_LOCKED = 1, 2, 3, 4
+
+
+class Lang(str, Enum):
+    da = "da"
+    en = "en"
+
+
+InputOpt = Annotated[Path, typer.Option("--input", help="Folder with the citizens and "
+                                        "episodes files (.csv, .xlsx or .parquet).")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file "
+                                                "(see m3-profiles.example.toml).")]
+RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Profile rules file replacing "
+                                               "the shipped one.")]
+RefOpt = Annotated[dt.datetime | None, typer.Option(
+    "--reference-date", formats=["%Y-%m-%d"], help="Day the analysis describes [default: "
+    "config, else today].")]
+MinCellOpt = Annotated[int | None, typer.Option("--min-cell", min=0, help="Smallest count "
+                                                "shown in published tables; 0 = off.")]
+LangOpt = Annotated[Lang | None, typer.Option("--lang", help="Language of labels.")]
+
+
+def _config(config: Path | None, reference_date: dt.datetime | None = None,
+            min_cell: int | None = None, lang: Lang | None = None) -> Config:
+    cfg = load_config(config)
+    return cfg.with_overrides(
+        reference_date=reference_date.date() if reference_date else None,
+        min_cell=min_cell,
+        lang=lang.value if lang else None,
+    ).resolved()
+
+
+class _Steps:
+    """Progress: a spinner with elapsed time on a terminal, plain log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = err.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+
+    def __enter__(self) -> _Steps:
+        if self.tty:
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                     TimeElapsedColumn(), console=err, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=None)
+        return self
+
+    def __call__(self, message: str) -> None:
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        if self.progress is not None:
+            self.progress.update(self.task, description=message)
+            err.print(f"[dim]{stamp}[/] {message}", highlight=False)
+        else:
+            print(f"{stamp} {message}", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=code)
+
+
+def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
+    t = Table(title="Rows per table (read = loaded + quarantined)")
+    for c in ("table", "file", "read", "loaded", "quarantined", "CPR masked"):
+        t.add_column(c, justify="right" if c not in ("table", "file") else "left")
+    for name, c in result.counts.items():
+        t.add_row(name, c.file, f"{c.read:,}", f"{c.loaded:,}", f"{c.quarantined:,}",
+                  f"{c.cpr_masked:,}")
+    out.print(t)
+    if result.problems_by_reason:
+        out.print("Quarantine reasons: " + ", ".join(
+            f"{k} {v:,}" for k, v in result.problems_by_reason.items()))
+    if result.pseudonymised:
+        out.print("Citizen ids pseudonymised with HMAC-SHA256 (keyed).")
+
+
+def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
+    if st.ingest is not None:
+        _print_counts(st.ingest)
+    if st.segment is not None and hasattr(st.segment, "summary_lines"):
+        for line in st.segment.summary_lines():
+            out.print(line, highlight=False)
+
+
+def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # noqa: ANN003
+    from pipeline.rules import RulesError
+    from pipeline.runner import run_stages
+
+    try:
+        with _Steps() as steps:
+            st = run_stages(stages, out_dir, cfg, step=steps, **kw)
+    except LockedError as e:
+        raise _fail(EXIT_LOCKED, str(e)) from None
+    except RejectedError as e:
+        if e.result is not None:
+            _print_counts(e.result)
+        raise _fail(EXIT_INPUT, f"input rejected: {e}. Quarantine kept in "
+                    f"{out_dir}.failed/; the previous output is untouched.") from None
+    except InputError as e:
+        raise _fail(EXIT_INPUT, f"input rejected: {e}") from None
+    except (ConfigError, RulesError, PseudonymKeyError) as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+    _print_summary(st)
+    out.print(f"Output in {out_dir} (run {st.run_id}, reference date "
+              f"{st.cfg.reference_date}).", highlight=False)
+
+
+def _checked_config(config: Path | None, **kw) -> Config:  # noqa: ANN003
+    try:
+        return _config(config, **kw)
+    except ConfigError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+
+
+@app.command()
+def run(input: InputOpt, out: OutOpt, config: ConfigOpt = None, rules: RulesOpt = None,
+        reference_date: RefOpt = None, min_cell: MinCellOpt = None,
+        lang: LangOpt = None) -> None:
+    """Run every stage: ingest -> segment -> report.
+
+    Example: m3-profiles run --input data/raw --out data/out
+    """
+    from pipeline.runner import available_stages
+
+    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _run(available_stages(), out, cfg, input_dir=input, rules_path=rules, config_path=config)
+
+
+@app.command()
+def ingest(input: InputOpt, out: OutOpt, config: ConfigOpt = None, rules: RulesOpt = None,
+           reference_date: RefOpt = None, min_cell: MinCellOpt = None,
+           lang: LangOpt = None) -> None:
+    """Load the export into the warehouse's raw, staging and quarantine layers.
+
+    Example: m3-profiles ingest --input data/raw --out data/out
+    """
+    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _run(("ingest",), out, cfg, input_dir=input, rules_path=rules, config_path=config)
+
+
+@app.command()
+def segment(out: OutOpt, config: ConfigOpt = None, rules: RulesOpt = None,
+            reference_date: RefOpt = None, min_cell: MinCellOpt = None,
+            lang: LangOpt = None, input: Annotated[Path | None, typer.Option(
+                "--input", hidden=True)] = None) -> None:
+    """Assign profiles, courses and time in M3 from what ingest stored.
+
+    Example: m3-profiles segment --out data/out --rules my-rules.toml
+    """
+    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _run(("segment",), out, cfg, rules_path=rules, config_path=config)
+
+
+@app.command()
+def validate(input: InputOpt, config: ConfigOpt = None,
+             reference_date: RefOpt = None) -> None:
+    """Check an export without writing anything: exit 0 if it would load, 3 if refused.
+
+    Example: m3-profiles validate --input path/to/export
+    """
+    from pipeline.ingest import validate as validate_input
+
+    cfg = _checked_config(config, reference_date=reference_date)
+    try:
+        result, rows = validate_input(cfg, input)
+    except RejectedError as e:
+        if e.result is not None:
+            _print_counts(e.result)
+        raise _fail(EXIT_INPUT, f"would be rejected: {e}") from None
+    except InputError as e:
+        raise _fail(EXIT_INPUT, f"would be rejected: {e}") from None
+    except PseudonymKeyError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+    _print_counts(result)
+    if rows:
+        t = Table(title=f"Quarantined rows ({len(rows):,} problems)")
+        for c in ("table", "file", "line", "column", "value", "reason"):
+            t.add_column(c)
+        for r in rows[:200]:
+            t.add_row(*(str(v) if v is not None else "" for v in r))
+        out.print(t)
+        if len(rows) > 200:
+            out.print(f"... and {len(rows) - 200:,} more.")
+    out.print("The export would load.")
+
+
+@app.command()
+def demo(out: OutOpt,
+         citizens: Annotated[int, typer.Option("--citizens", min=1, help="Citizens to make.")]
+         = 10_000,
+         seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+         scenario: Annotated[str, typer.Option("--scenario", help="Calibration scenario.")]
+         = "faxe",
+         reference_date: RefOpt = None,
+         reviewed_share: Annotated[float, typer.Option(
+             "--reviewed-share", min=0.0, max=1.0,
+             help="Share of citizens whose case was NOT reviewed.")] = 0.2,
+         dirty: Annotated[bool, typer.Option("--dirty", help="Add a few bad rows of each "
+                                             "kind in the data contract.")] = False) -> None:
+    """Write a synthetic export calibrated to the Faxe report (citizens.csv, episodes.csv).
+
+    Example: m3-profiles demo --out data/raw --citizens 10000 --seed 42
+    """
+    from pipeline.demo import write_demo
+
+    if scenario != "faxe":
+        raise _fail(EXIT_USAGE, f"unknown scenario {scenario!r}; expected faxe")
+    ref = reference_date.date() if reference_date else dt.date.today()
+    with _Steps() as steps:
+        steps(f"generating {citizens:,} citizens (seed {seed}, reference date {ref})")
+        result = write_demo(out, n=citizens, seed=seed, reference_date=ref,
+                            reviewed_share=reviewed_share, dirty=dirty, scenario=scenario)
+    t = Table(title="Demo calibration: achieved vs target")
+    for c in ("item", "target", "achieved"):
+        t.add_column(c, justify="left" if c == "item" else "right")
+    for item in result.calibration:
+        t.add_row(item.name, f"{item.target:.0%}", f"{item.achieved:.1%}")
+    out.print(t)
+    out.print(f"Wrote {result.n_citizens:,} citizens and {result.n_episodes:,} episodes to "
+              f"{out}.", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

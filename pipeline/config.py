@@ -1,0 +1,199 @@
+"""The run configuration: one TOML file, every key optional, defaults documented here
+and in `m3-profiles.example.toml`.
+
+Reads a TOML file (or nothing) and returns a frozen `Config`. An unknown key or a value of
+the wrong type is a `ConfigError` naming the key and the file, so a typo in a consultant's
+config never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable, has an unknown key or a value of the wrong type."""
+
+
+CITIZEN_COLUMNS: tuple[str, ...] = (
+    "citizen_id", "birth_year", "sex", "municipality_code", "match_group", "reviewed",
+    "physical_illness", "psych_diagnosis", "psych_undiagnosed",
+    "alcohol", "soft_drugs", "hard_drugs", "potential_m2",
+    "focus_ordinary_work", "focus_upskilling", "focus_support_scheme", "focus_activation",
+    "focus_physical_treatment", "focus_psych_treatment", "focus_misuse_treatment",
+    "focus_rest", "focus_pension_case",
+    "motivation_overcomes_barriers", "motivation_work", "motivation_education",
+    "motivation_none", "motivation_pension",
+    "barrier_housing", "barrier_economy", "barrier_transport", "barrier_children",
+    "barrier_language", "barrier_isolation",
+    "departments_involved", "notes",
+)  # fmt: skip
+EPISODE_COLUMNS: tuple[str, ...] = (
+    "citizen_id", "start_date", "end_date", "benefit", "match_group",
+)  # fmt: skip
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "citizens": ("citizen_id", "birth_year"),
+    "episodes": ("citizen_id", "start_date", "benefit"),
+}
+# data contract: the boolean case-review flags (empty = not recorded = false)
+FLAG_COLUMNS: tuple[str, ...] = tuple(
+    c for c in CITIZEN_COLUMNS
+    if c in ("physical_illness", "psych_diagnosis", "psych_undiagnosed",
+             "alcohol", "soft_drugs", "hard_drugs", "potential_m2")
+    or c.startswith(("focus_", "motivation_", "barrier_"))
+)  # fmt: skip
+BENEFITS: tuple[str, ...] = (
+    "kontanthjaelp", "uddannelseshjaelp", "dagpenge", "sygedagpenge", "ressourceforloeb",
+    "ledighedsydelse", "fleksjob", "foertidspension", "other",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every threshold of the definitions, with the defaults the tests and the demo use."""
+
+    # The day the analysis describes; None = today (resolved by `resolved()`).
+    reference_date: dt.date | None = None
+    # Municipality code filled in where the citizens table has none (Faxe = 320).
+    municipality_code: int = 320
+    # definitions §2: a gap of at most this many days between spells keeps a course whole.
+    course_gap_days: int = 30
+    # definitions §2: a course longer than this is `long_continuous` (3 x 365).
+    long_course_days: int = 1095
+    # definitions §2: benefits outside the support set (not counted as public support).
+    support_excluded: tuple[str, ...] = ("fleksjob", "foertidspension")
+    # definitions §3: match-group codes that count as M3.
+    m3_groups: tuple[str, ...] = ("3", "aktivitetsparat")
+    # definitions §4: lower bounds of the age bands after the first one.
+    age_bands: tuple[int, ...] = (25, 30, 40, 50, 60)
+    # definitions §3: m3 duration band edges in days (under_1y | 1_to_2y | 2y_plus).
+    m3_band_days: tuple[int, ...] = (365, 730)
+    # definitions §5: "m3" = citizens in an M3-equivalent group on the reference date; "all".
+    scope: str = "m3"
+    # definitions §5: complex case = at least this many departments involved (Greve).
+    complex_case_departments: int = 3
+    # definitions §6: smallest count shown in published tables; 0 switches suppression off.
+    min_cell: int = 5
+    # data contract: a table with a larger share of quarantined rows is refused (exit 3).
+    max_reject_share: float = 0.05
+    # Warehouse file; empty = `<out>/warehouse.duckdb`.
+    database: str = ""
+    # Language of labels in the spreadsheet and report: "da" or "en".
+    lang: str = "da"
+    # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).
+    pseudonym_key_file: str = ""
+    # [columns.citizens] / [columns.episodes]: canonical name -> name in the export.
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def resolved(self) -> Config:
+        """The config with its run-time defaults filled in (today's date)."""
+        if self.reference_date is None:
+            return dataclasses.replace(self, reference_date=dt.date.today())
+        return self
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        """CLI options win over the file; a None option leaves the file's value."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **given)
+
+
+def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: key '{key}' must be {expected}, got {value!r}")
+
+    if key == "reference_date":
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                raise fail("a date (YYYY-MM-DD)") from None
+        raise fail("a date (YYYY-MM-DD)")
+    if key == "columns":
+        if not isinstance(value, dict) or not set(value) <= {"citizens", "episodes"}:
+            raise fail("tables [columns.citizens] and/or [columns.episodes]")
+        known = {"citizens": CITIZEN_COLUMNS, "episodes": EPISODE_COLUMNS}
+        for table, mapping in value.items():
+            if not isinstance(mapping, dict):
+                raise fail(f"a table [columns.{table}]")
+            for canon, export in mapping.items():
+                if canon not in known[table]:
+                    raise ConfigError(
+                        f"{source}: [columns.{table}] has unknown canonical column '{canon}'"
+                        f" (known: {', '.join(known[table])})"
+                    )
+                if not isinstance(export, str) or not export.strip():
+                    raise ConfigError(
+                        f"{source}: [columns.{table}] '{canon}' must be a column name (text)"
+                    )
+        return {t: dict(m) for t, m in value.items()}
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        if value < 0:
+            raise fail("a non-negative integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail("a number")
+        if not 0 <= value <= 1:
+            raise fail("a share between 0 and 1")
+        return float(value)
+    if isinstance(default, tuple):
+        item_type = type(default[0])
+        if not isinstance(value, list) or not all(
+            isinstance(v, item_type) and not isinstance(v, bool) for v in value
+        ):
+            raise fail(f"a list of {item_type.__name__}")
+        if item_type is int and list(value) != sorted(set(value)):
+            raise fail("a strictly increasing list of integers")
+        return tuple(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise fail("text")
+        return value
+    raise AssertionError(f"no type rule for config key {key}")  # pragma: no cover
+
+
+_CHOICES = {"scope": ("m3", "all"), "lang": ("da", "en")}
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read `path` (None = all defaults) into a `Config`, refusing unknown keys and bad types."""
+    if path is None:
+        return Config()
+    source = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    defaults = {f.name: f for f in dataclasses.fields(Config)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in defaults:
+            raise ConfigError(
+                f"{source}: unknown key '{key}' (known: {', '.join(sorted(defaults))})"
+            )
+        f = defaults[key]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if key == "reference_date":
+            default = None
+        values[key] = _check_type(key, value, default, source)
+        if key in _CHOICES and values[key] not in _CHOICES[key]:
+            raise ConfigError(
+                f"{source}: key '{key}' must be one of {', '.join(_CHOICES[key])}, got {value!r}"
+            )
+    return Config(**values)

@@ -1,0 +1,268 @@
+"""Ingest: an input folder (citizens + episodes as .csv/.xlsx/.parquet) -> the warehouse's
+`raw`, `quarantine` and `staging` layers.
+
+Reads the files (`readers`), maps export column names onto the canonical ones (config
+`[columns.*]`), applies the privacy rules before anything is stored (`privacy`), loads
+`raw.*` as text with file, line and load id, then builds the SQL models that type, validate
+and quarantine (`pipeline/sql/quarantine`, `pipeline/sql/staging`) in one transaction.
+File-level problems raise `InputError` before the warehouse is touched; too many
+quarantined rows raise `RejectedError` after the quarantine is built (the caller keeps it
+for diagnosis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import privacy, warehouse
+from pipeline.config import CITIZEN_COLUMNS, EPISODE_COLUMNS, REQUIRED_COLUMNS, Config
+from pipeline.errors import InputError, RejectedError
+from pipeline.readers import LINE, FileRead, read_file
+
+TABLES: dict[str, tuple[str, ...]] = {"citizens": CITIZEN_COLUMNS, "episodes": EPISODE_COLUMNS}
+SUFFIXES = (".csv", ".xlsx", ".parquet")
+MODELS = (
+    "quarantine.citizen_problems",
+    "staging.citizens",
+    "quarantine.episode_problems",
+    "staging.episodes",
+    "quarantine.rows",
+)
+
+
+@dataclass(frozen=True)
+class TableCounts:
+    file: str
+    read: int
+    loaded: int
+    quarantined: int
+    cpr_masked: int
+
+    @property
+    def reject_share(self) -> float:
+        return self.quarantined / self.read if self.read else 0.0
+
+
+@dataclass(frozen=True)
+class InputFile:
+    table: str
+    path: str
+    sha256: str
+    encoding: str
+    separator: str
+    extra_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    counts: dict[str, TableCounts]
+    files: tuple[InputFile, ...]
+    pseudonymised: bool
+    problems_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def find_inputs(input_dir: Path) -> dict[str, Path]:
+    """The one file per table in `input_dir` (data contract: two candidates is an error)."""
+    if not input_dir.is_dir():
+        raise InputError(f"{input_dir}: input folder not found; expected a folder holding "
+                         "citizens and episodes files")
+    found: dict[str, Path] = {}
+    for table in TABLES:
+        candidates = sorted(
+            p for p in input_dir.iterdir()
+            if p.is_file() and p.stem.lower() == table and p.suffix.lower() in SUFFIXES
+        )
+        if not candidates:
+            raise InputError(f"{input_dir}: no {table} file; expected {table}.csv, "
+                             f"{table}.xlsx or {table}.parquet")
+        if len(candidates) > 1:
+            raise InputError(f"{input_dir}: two candidate files for table {table}: "
+                             f"{' and '.join(p.name for p in candidates)}; expected exactly one")
+        found[table] = candidates[0]
+    return found
+
+
+def canonical_table(read: FileRead, table: str, mapping: dict[str, str]) -> tuple[pa.Table, tuple[str, ...]]:
+    """Rename the file's columns to canonical names; add absent optional columns as empty.
+    Returns the table (canonical columns first, then extras, then `_line`) and the extras."""
+    name = read.path.name
+    by_key: dict[str, str] = {}
+    for col in read.table.column_names:
+        if col == LINE:
+            continue
+        key = col.strip().lower()
+        if key in by_key:
+            raise InputError(f"{name}: column {col!r} appears twice (names are matched "
+                             "case-insensitively); expected unique column names")
+        by_key[key] = col
+    wanted = {canon: export.strip().lower() for canon, export in mapping.items()}
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {}
+    used: set[str] = set()
+    n = read.table.num_rows
+    for canon in TABLES[table]:
+        key = wanted.get(canon, canon)
+        if key in by_key:
+            columns[canon] = read.table[by_key[key]]
+            used.add(key)
+        elif canon in REQUIRED_COLUMNS[table]:
+            hint = f" (mapped from {mapping[canon]!r} in the config)" if canon in mapping else ""
+            raise InputError(f"{name}: missing required column {canon!r}{hint}; expected "
+                             f"columns {', '.join(REQUIRED_COLUMNS[table])} at least")
+        else:
+            columns[canon] = pa.nulls(n, pa.string())
+    extras = tuple(by_key[k] for k in by_key if k not in used)
+    for col in extras:
+        columns[col if col not in columns else f"{col}_extra"] = read.table[col]
+    columns[LINE] = read.table[LINE]
+    return pa.table(columns), extras
+
+
+def _mask_cells(t: pa.Table) -> tuple[pa.Table, int]:
+    """Mask CPR-like numbers in every text column except the id (handled on its own)."""
+    total = 0
+    for i, name in enumerate(t.column_names):
+        if name in ("citizen_id", LINE):
+            continue
+        col = t.column(i)
+        longest = pc.max(pc.utf8_length(col)).as_py()
+        if not longest or longest < 10:  # a CPR-like number needs ten characters
+            continue
+        masked, count = privacy.mask_array(col.combine_chunks())
+        if count:
+            t = t.set_column(i, name, masked)
+            total += count
+    return t, total
+
+
+def read_inputs(input_dir: Path, cfg: Config) -> tuple[dict[str, pa.Table], list[InputFile], dict[str, int]]:
+    """Read, map and check both tables; raise InputError on any file-level problem."""
+    paths = find_inputs(input_dir)
+    tables: dict[str, pa.Table] = {}
+    files: list[InputFile] = []
+    masked: dict[str, int] = {}
+    for table, path in paths.items():
+        read = read_file(path)
+        if read.table.num_rows == 0:
+            raise InputError(f"{path.name}: empty table; expected at least one {table} row "
+                             "below the header")
+        t, extras = canonical_table(read, table, cfg.columns.get(table, {}))
+        t, masked[table] = _mask_cells(t)
+        tables[table] = t
+        files.append(InputFile(table, str(path), read.sha256, read.encoding, read.separator,
+                               extras))
+    return tables, files, masked
+
+
+def _cpr_id_check(tables: dict[str, pa.Table], key: privacy.PseudonymKey | None) -> None:
+    cpr_ids = sum(privacy.count_cpr_ids(t["citizen_id"].combine_chunks()) for t in tables.values())
+    if cpr_ids and key is None:
+        raise InputError(
+            f"{', '.join(f'{t}' for t in tables)}: column citizen_id holds {cpr_ids} "
+            "CPR-like id(s) in the two tables together; expected pseudonymous ids. Nothing was "
+            "stored. Export pseudonymous ids, or switch on pseudonymisation with a secret key "
+            f"(environment variable {privacy.KEY_ENV} or config pseudonym_key_file)"
+        )
+
+
+def load_raw(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], files: list[InputFile],
+             load_id: str, key: privacy.PseudonymKey | None) -> None:
+    """raw.<table>: the file as read (text), ids pseudonymised when a key is given."""
+    for f in files:
+        t = tables[f.table]
+        if key is not None:
+            t = t.set_column(0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks()))
+        con.register("arrow_input", t)
+        id_sql = privacy.HMAC_SQL if key is not None else "citizen_id"
+        params = {"load_id": load_id, "file": Path(f.path).name}
+        if key is not None:
+            params |= key.hmac_params()
+        con.execute(
+            f"""create or replace table raw.{f.table} as
+            select {id_sql} as citizen_id, * exclude (citizen_id, {LINE}),
+                $file as _file, {LINE} as _line, $load_id as _load_id
+            from arrow_input""",
+            params,
+        )
+        con.unregister("arrow_input")
+
+
+def define_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute((resources.files("pipeline") / "sql" / "macros.sql").read_text("utf-8"))
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    cfg: Config,
+    input_dir: Path,
+    load_id: str,
+    step: Callable[[str], None] = lambda _: None,
+) -> IngestResult:
+    """Load `input_dir` into raw, quarantine and staging; return the reconciled counts.
+
+    Raises InputError (nothing written) for file-level problems and RejectedError (layers
+    written, so the quarantine can be kept) when a table's reject share exceeds the config's.
+    """
+    cfg = cfg.resolved()
+    assert cfg.reference_date is not None
+    step("reading input files")
+    tables, files, masked = read_inputs(input_dir, cfg)
+    key = privacy.load_key(cfg.pseudonym_key_file)
+    _cpr_id_check(tables, key)
+    step("loading raw layer")
+    define_macros(con)
+    params = {
+        "reference_year": cfg.reference_date.year,
+        "municipality_code": cfg.municipality_code,
+    }
+    con.execute("begin")
+    try:
+        load_raw(con, tables, files, load_id, key)
+        step("validating into staging and quarantine")
+        warehouse.build_all(con, MODELS, params)
+        for name in warehouse.available_checks("staging__"):
+            warehouse.check(con, name)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    counts = {}
+    for f in files:
+        read, = con.execute(f"select count(*) from raw.{f.table}").fetchone()
+        loaded, = con.execute(f"select count(*) from staging.{f.table}").fetchone()
+        bad, = con.execute(
+            "select count(*) from (select distinct file, line from quarantine.rows "
+            "where table_name = $t)", {"t": f.table}).fetchone()
+        counts[f.table] = TableCounts(Path(f.path).name, read, loaded, bad, masked[f.table])
+        if read != loaded + bad:  # data contract: counts reconcile exactly
+            raise AssertionError(f"{f.table}: {read} read != {loaded} loaded + {bad} quarantined")
+    reasons = dict(con.execute(
+        "select reason, count(*) from quarantine.rows group by 1 order by 1").fetchall())
+    result = IngestResult(counts, tuple(files), key is not None, reasons)
+    over = [c for c in counts.values() if c.reject_share > cfg.max_reject_share]
+    if over:
+        raise RejectedError(
+            "; ".join(f"{c.file}: {c.quarantined} of {c.read} rows quarantined "
+                      f"({c.reject_share:.1%})" for c in over)
+            + f"; expected at most {cfg.max_reject_share:.1%} (config max_reject_share)",
+            result,
+        )
+    return result
+
+
+def validate(cfg: Config, input_dir: Path) -> tuple[IngestResult, list[tuple]]:
+    """Ingest into a throw-away in-memory warehouse: the counts and quarantine rows, nothing
+    written. Raises like `ingest`."""
+    con = warehouse.connect()
+    try:
+        result = ingest(con, cfg, input_dir, "validate")
+        rows = con.execute("select * from quarantine.rows").fetchall()
+        return result, rows
+    finally:
+        con.close()

@@ -1,0 +1,308 @@
+"""Read one input file (.csv, .xlsx, .parquet) into an Arrow table of text cells, each row
+with the line it starts on.
+
+Every cell comes back as text exactly as exported (typing and validation are SQL, in
+staging), so the three formats share one validation path. File-level problems raise
+`InputError` naming the file and what was expected; a value is never echoed in an error,
+since any cell may hold personal data.
+
+CSV: encoding is decided by a strict pass over the bytes (BOM -> UTF-8; else UTF-8 if it
+decodes; else Windows-1252, whose five undefined bytes make it "unknown encoding"); the
+separator is the one the header uses; Arrow's multithreaded reader parses; the physical
+line of each record is computed from the newlines inside its quoted values, and
+reconciled against the file's own line count, falling back to Python's strict `csv`
+module (exact start lines) when they disagree (blank lines, unterminated quotes).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline.errors import InputError
+
+LINE = "_line"
+_CHUNK = 1 << 24
+_SEPARATORS = (";", ",", "\t")
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """One input file as text cells, plus what the manifest records about it."""
+
+    path: Path
+    table: pa.Table  # header names as in the file (trimmed), all string, plus `_line`
+    sha256: str
+    encoding: str  # csv: utf-8 | utf-8-sig | cp1252; other formats: the format
+    separator: str  # csv only
+
+
+def read_file(path: Path) -> FileRead:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path)
+    if suffix == ".xlsx":
+        return _read_xlsx(path)
+    if suffix == ".parquet":
+        return _read_parquet(path)
+    raise InputError(f"{path.name}: unsupported file type {suffix!r}; expected .csv, .xlsx or .parquet")
+
+
+# --- CSV ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Scan:
+    sha256: str
+    encoding: str
+    newlines: int
+    ends_with_newline: bool
+    size: int
+
+
+def _scan(path: Path) -> _Scan:
+    """One streaming pass: hash, strict UTF-8 check, newline count."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    newlines = 0
+    utf8 = True
+    last = b""
+    size = 0
+    with open(path, "rb") as f:
+        first = True
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            newlines += chunk.count(b"\n")
+            if utf8:
+                try:
+                    decoder.decode(chunk[3:] if first and chunk.startswith(codecs.BOM_UTF8)
+                                   else chunk)
+                except UnicodeDecodeError:
+                    utf8 = False
+            first = False
+            last = chunk[-1:]
+        if utf8:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                utf8 = False
+    with open(path, "rb") as f:
+        bom = f.read(3) == codecs.BOM_UTF8
+    if utf8:
+        encoding = "utf-8-sig" if bom else "utf-8"
+    else:
+        encoding = "cp1252"
+        _check_cp1252(path)
+    return _Scan(digest.hexdigest(), encoding, newlines, last == b"\n", size)
+
+
+def _check_cp1252(path: Path) -> None:
+    decoder = codecs.getincrementaldecoder("cp1252")("strict")
+    offset = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"{path.name}: unknown encoding: byte 0x{chunk[e.start]:02x} at offset "
+                    f"{offset + e.start} is neither UTF-8 nor Windows-1252; "
+                    "expected UTF-8 or Windows-1252/Latin-1 text"
+                ) from None
+            offset += len(chunk)
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
+    return open(path, encoding=encoding, newline="")
+
+
+def _header(path: Path, encoding: str) -> tuple[list[str], str, int]:
+    """Header fields, separator and the number of physical lines the header spans."""
+    with _open_text(path, encoding) as f:
+        first_line = f.readline()
+    if not first_line.strip():
+        raise InputError(f"{path.name}: empty file; expected a header line with column names")
+    counts = {s: first_line.count(s) for s in _SEPARATORS}
+    sep = max(_SEPARATORS, key=lambda s: counts[s])
+    if counts[sep] == 0:
+        raise InputError(
+            f"{path.name}: cannot detect the separator: the header line has no ';', ',' or tab;"
+            " expected column names separated by ';' or ','"
+        )
+    with _open_text(path, encoding) as f:
+        reader = csv.reader(f, delimiter=sep, strict=True)
+        try:
+            header = next(reader)
+        except csv.Error as e:
+            raise InputError(f"{path.name}: malformed header line: {e}") from None
+        span = reader.line_num
+    return [h.strip() for h in header], sep, span
+
+
+def _read_csv(path: Path) -> FileRead:
+    scan = _scan(path)
+    header, sep, header_span = _header(path, scan.encoding)
+    names = [f"c{i}" for i in range(len(header))]
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=header_span, encoding=scan.encoding
+            ),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid:
+        table = None  # Arrow's message quotes the offending row: never show it
+    if table is None:
+        _python_lines(path, scan.encoding, sep, len(header))  # raises, naming the line
+        raise InputError(f"{path.name}: malformed CSV; expected {len(header)} fields per row")
+    physical = scan.newlines + (0 if scan.ends_with_newline or scan.size == 0 else 1)
+    extra = pa.array([0] * 0, pa.int64()) if table.num_rows == 0 else None
+    for col in table.columns:
+        n = pc.cast(pc.count_substring(col, "\n"), pa.int64())
+        extra = n if extra is None else pc.add(extra, n)
+    if isinstance(extra, pa.ChunkedArray):
+        extra = extra.combine_chunks()
+    counted = header_span + table.num_rows + (pc.sum(extra).as_py() or 0)
+    if counted == physical:
+        # each record starts after the header and the lines of all records before it
+        before = pc.subtract(pc.cumulative_sum(extra), extra)
+        index = pa.array(range(table.num_rows), pa.int64())
+        lines = pc.add(pc.add(index, before), header_span + 1)
+    else:
+        lines = pa.array(_python_lines(path, scan.encoding, sep, len(header)), pa.int64())
+        if len(lines) != table.num_rows:
+            raise InputError(
+                f"{path.name}: malformed CSV: {len(lines)} records by the strict reader, "
+                f"{table.num_rows} by the fast one; expected well-formed quoting"
+            )
+    table = table.rename_columns(header).append_column(LINE, lines)
+    return FileRead(path, table, scan.sha256, scan.encoding, sep)
+
+
+def _python_lines(path: Path, encoding: str, sep: str, width: int) -> list[int]:
+    """Exact start line of every record (header = line 1) by the strict csv module; blank
+    lines are skipped, a ragged row or an unterminated quote is a file-level error."""
+    starts: list[int] = []
+    with _open_text(path, encoding) as f:
+        reader = csv.reader(f, delimiter=sep, strict=True)
+        previous_end = 0
+        try:
+            for row in reader:
+                start = previous_end + 1
+                previous_end = reader.line_num
+                if start == 1 or not row:
+                    continue
+                if len(row) != width:
+                    raise InputError(
+                        f"{path.name}: line {start} has {len(row)} fields; expected {width} "
+                        f"(separator {sep!r})"
+                    )
+                starts.append(start)
+        except csv.Error as e:
+            raise InputError(
+                f"{path.name}: malformed CSV near line {previous_end + 1} ({e}); "
+                "expected every quoted field to be closed"
+            ) from None
+    return starts
+
+
+# --- xlsx --------------------------------------------------------------------------------
+
+_EXCEL_EPOCH = dt.date(1899, 12, 30)
+DATE_COLUMNS = {"start_date", "end_date"}
+
+
+def _cell_text(value: object, date_column: bool) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        if value.is_integer():
+            if date_column and 0 < value < 2958466:  # an unformatted Excel serial date
+                return (_EXCEL_EPOCH + dt.timedelta(days=int(value))).isoformat()
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, int):
+        if date_column and 0 < value < 2958466:
+            return (_EXCEL_EPOCH + dt.timedelta(days=value)).isoformat()
+        return str(value)
+    return str(value)
+
+
+def _read_xlsx(path: Path) -> FileRead:
+    from python_calamine import CalamineWorkbook
+
+    data = path.read_bytes()
+    try:
+        book = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        sheet = book.get_sheet_by_index(0)
+        rows = sheet.to_python(skip_empty_area=False)
+    except Exception as e:  # calamine raises its own error types per format problem
+        raise InputError(f"{path.name}: unreadable .xlsx ({type(e).__name__}); "
+                         "expected an Excel workbook whose first sheet holds the table") from None
+    # sheet row numbers: the first row returned is sheet row 1 when the empty area is kept
+    numbered = [(i + 1, r) for i, r in enumerate(rows) if any(v not in (None, "") for v in r)]
+    if not numbered:
+        raise InputError(f"{path.name}: empty sheet; expected a header row with column names")
+    header_line, header_row = numbered[0]
+    header = [str(v).strip() if v is not None else "" for v in header_row]
+    while header and header[-1] == "":
+        header.pop()
+    width = len(header)
+    body = numbered[1:]
+    columns = []
+    for j, name in enumerate(header):
+        is_date = name.strip().lower() in DATE_COLUMNS
+        columns.append(pa.array(
+            [_cell_text(r[j] if j < len(r) else None, is_date) for _, r in body], pa.string()
+        ))
+    lines = pa.array([n for n, _ in body], pa.int64())
+    table = pa.Table.from_arrays(columns + [lines], names=header[:width] + [LINE])
+    return FileRead(path, table, hashlib.sha256(data).hexdigest(), "xlsx", "")
+
+
+# --- parquet -----------------------------------------------------------------------------
+
+def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    t = col.type
+    if pa.types.is_timestamp(t):
+        col = pc.cast(col, pa.date32())
+    elif pa.types.is_floating(t):
+        # Excel-style 3.0 is the integer 3 (data contract); Arrow prints 3.0 as "3" already
+        return pc.cast(col, pa.string())
+    elif pa.types.is_dictionary(t):
+        col = pc.cast(col, t.value_type)
+    return pc.cast(col, pa.string())
+
+
+def _read_parquet(path: Path) -> FileRead:
+    data = path.read_bytes()
+    try:
+        raw = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{path.name}: unreadable .parquet ({e.__class__.__name__}); "
+                         "expected an Apache Parquet file") from None
+    columns = [_as_text(c) for c in raw.columns]
+    lines = pa.array(range(2, raw.num_rows + 2), pa.int64())  # data contract: row index + 2
+    table = pa.Table.from_arrays(columns + [lines], names=[n.strip() for n in raw.column_names]
+                                 + [LINE])
+    return FileRead(path, table, hashlib.sha256(data).hexdigest(), "parquet", "")

@@ -1,0 +1,280 @@
+"""Runs stages against an output folder so that a failed or interrupted run leaves the
+previous output whole (interface, *Where things go*).
+
+Takes the run lock (`filelock`, kernel `flock`: a killed run's lock frees itself), works in
+a temporary folder beside `--out` (a fresh one when the run starts with ingest, else a copy
+of the current output), and renames it into place only when every stage succeeded. A failed
+run's folder becomes `<out>.failed/` with its quarantine, log and manifest. Knows nothing of
+terminals or exit codes: it raises the library's named errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from filelock import FileLock, Timeout
+
+import pipeline
+from pipeline import warehouse
+from pipeline.config import Config
+from pipeline.errors import InputError, LockedError
+from pipeline.ingest import IngestResult, ingest
+
+log = logging.getLogger("m3_profiles")
+STAGES = ("ingest", "segment", "report")
+DB_NAME = "warehouse.duckdb"
+
+META_RUNS_DDL = """
+create table if not exists meta.runs (
+    run_id varchar primary key, started timestamp, finished timestamp, stages varchar,
+    reference_date date, outcome varchar, manifest json
+)"""
+
+
+@dataclass
+class RunState:
+    """What the stages of one run share and what the manifest reports."""
+
+    run_id: str
+    stages: tuple[str, ...]
+    cfg: Config
+    input_dir: Path | None
+    rules_path: Path | None
+    config_path: Path | None
+    workdir: Path
+    started: dt.datetime
+    ingest: IngestResult | None = None
+    segment: Any = None
+    report: Any = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path | None) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
+
+
+def _config_digest(cfg: Config, path: Path | None) -> dict[str, Any]:
+    effective = json.dumps(asdict(cfg), default=str, sort_keys=True)
+    return {
+        "file": str(path) if path else None,
+        "file_sha256": _sha256(path),
+        "effective_sha256": hashlib.sha256(effective.encode()).hexdigest(),
+        "effective": json.loads(effective),
+    }
+
+
+def _new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def _stage_ingest(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]) -> None:
+    if st.input_dir is None:
+        raise InputError("ingest needs --input: the folder holding the citizens and episodes files")
+    try:
+        st.ingest = ingest(con, st.cfg, st.input_dir, st.run_id, step)
+    finally:
+        _write_quarantine(con, st.workdir)
+
+
+def _stage_segment(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]) -> None:
+    from pipeline import rules as rules_mod
+    from pipeline import segment as segment_mod
+
+    rules = rules_mod.load_rules(st.rules_path)
+    step("segmenting: courses, time in M3, profiles")
+    st.segment = segment_mod.segment(con, st.cfg, rules)
+    step("writing citizens.parquet")
+    segment_mod.export_citizens(con, st.workdir / "citizens.parquet")
+
+
+def _stage_report(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]) -> None:
+    from pipeline import report as report_mod
+
+    st.report = report_mod.report(con, st.cfg, st.rules_path, st.workdir, st.manifest, step)
+
+
+STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
+
+
+def available_stages() -> tuple[str, ...]:
+    """The stages this build has: `report` arrives with its issue."""
+    try:
+        from pipeline import report as report_mod
+    except ImportError:
+        return STAGES[:2]
+    return STAGES if hasattr(report_mod, "report") else STAGES[:2]
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, workdir: Path) -> None:
+    exists = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'quarantine' and table_name = 'rows'").fetchone()[0]
+    if exists:
+        con.execute(f"copy (select * from quarantine.rows) to '{workdir / 'quarantine.csv'}' "
+                    "(header, delimiter ',')")
+
+
+def _carry_history(con: duckdb.DuckDBPyConnection, previous_db: Path) -> None:
+    """Keep the run history of the warehouse this run replaces."""
+    con.execute(META_RUNS_DDL)
+    if previous_db.exists():
+        con.execute(f"attach '{previous_db}' as previous (read_only)")
+        try:
+            has = con.execute(
+                "select count(*) from duckdb_tables() where database_name = 'previous' "
+                "and schema_name = 'meta' and table_name = 'runs'").fetchone()[0]
+            if has:
+                con.execute("insert into meta.runs select * from previous.meta.runs")
+        finally:
+            con.execute("detach previous")
+
+
+def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "run_id": st.run_id,
+        "package_version": pipeline.__version__,
+        "stages": list(st.stages),
+        "started": st.started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now().isoformat(timespec="seconds"),
+        "reference_date": st.cfg.reference_date.isoformat() if st.cfg.reference_date else None,
+        "config": _config_digest(st.cfg, st.config_path),
+        "outcome": outcome,
+    }
+    if st.rules_path is not None or "segment" in st.stages:
+        from pipeline import rules as rules_mod
+
+        try:
+            r = rules_mod.load_rules(st.rules_path)
+            m["rules"] = {"file": str(st.rules_path) if st.rules_path else "(shipped)",
+                          "version": r.version, "sha256": r.sha256}
+        except Exception:  # a broken rules file is reported by the stage itself
+            m["rules"] = {"file": str(st.rules_path)}
+    if st.ingest is not None:
+        m["input_files"] = [
+            {"table": f.table, "path": f.path, "sha256": f.sha256, "encoding": f.encoding,
+             "separator": f.separator, "extra_columns": list(f.extra_columns)}
+            for f in st.ingest.files
+        ]
+        m["rows"] = {t: {"read": c.read, "loaded": c.loaded, "quarantined": c.quarantined,
+                         "cpr_masked": c.cpr_masked} for t, c in st.ingest.counts.items()}
+        m["quarantine_reasons"] = st.ingest.problems_by_reason
+        m["pseudonymised"] = st.ingest.pseudonymised
+    if st.segment is not None:
+        m["segment"] = st.segment.as_dict() if hasattr(st.segment, "as_dict") else asdict(st.segment)
+    if error:
+        m["error"] = error
+    return m
+
+
+def _record(con: duckdb.DuckDBPyConnection, st: RunState, manifest: dict[str, Any]) -> None:
+    con.execute(META_RUNS_DDL)
+    con.execute(
+        "insert or replace into meta.runs values ($id, $s, $f, $stages, $ref, $o, $m)",
+        {"id": st.run_id, "s": st.started, "f": dt.datetime.now(), "stages": ",".join(st.stages),
+         "ref": st.cfg.reference_date, "o": manifest["outcome"],
+         "m": json.dumps(manifest, default=str)},
+    )
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    """Move `src` to `dest`, replacing it; the old one is renamed away first so `dest` is
+    never a mix of two runs."""
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(src, dest)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def run_stages(
+    stages: Sequence[str],
+    out_dir: Path,
+    cfg: Config,
+    *,
+    input_dir: Path | None = None,
+    rules_path: Path | None = None,
+    config_path: Path | None = None,
+    step: Callable[[str], None] = lambda _: None,
+) -> RunState:
+    """Run `stages` (in pipeline order) into `out_dir` atomically; return the run's state."""
+    cfg = cfg.resolved()
+    out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out_dir.with_name(f".{out_dir.name}.lock")), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockedError(f"{out_dir}: another run holds the lock on this output folder") from None
+    try:
+        return _run_locked(tuple(stages), out_dir, cfg, input_dir, rules_path, config_path, step)
+    finally:
+        lock.release()
+
+
+def _run_locked(stages: tuple[str, ...], out_dir: Path, cfg: Config, input_dir: Path | None,
+                rules_path: Path | None, config_path: Path | None,
+                step: Callable[[str], None]) -> RunState:
+    run_id = _new_run_id()
+    workdir = out_dir.with_name(f".{out_dir.name}.tmp-{run_id}")
+    db_name = DB_NAME
+    if stages[0] == "ingest":
+        workdir.mkdir()
+    else:
+        if not (out_dir / db_name).exists():
+            raise InputError(f"{out_dir}: no warehouse from an earlier stage; run "
+                             f"'m3-profiles ingest' (or 'run') first")
+        shutil.copytree(out_dir, workdir)
+    handler = logging.FileHandler(workdir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+    def logged_step(message: str) -> None:
+        log.info(message)
+        step(message)
+
+    st = RunState(run_id, stages, cfg, input_dir, rules_path, config_path, workdir,
+                  dt.datetime.now())
+    con = warehouse.connect(workdir / db_name)
+    try:
+        if stages[0] == "ingest":
+            _carry_history(con, out_dir / db_name)
+        for stage in stages:
+            logged_step(f"stage {stage}")
+            STAGE_FUNCS[stage](con, st, logged_step)
+        st.manifest = _manifest(st, "success", None)
+        _record(con, st, st.manifest)
+        con.close()
+        (workdir / "run.json").write_text(json.dumps(st.manifest, indent=2, default=str) + "\n",
+                                          encoding="utf-8")
+        log.info("run %s succeeded", run_id)
+        log.removeHandler(handler)
+        handler.close()
+        _replace_dir(workdir, out_dir)
+        return st
+    except BaseException as e:
+        log.error("run %s failed: %s: %s", run_id, type(e).__name__, e)
+        manifest = _manifest(st, "failed", f"{type(e).__name__}: {e}")
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+        (workdir / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n",
+                                          encoding="utf-8")
+        log.removeHandler(handler)
+        handler.close()
+        _replace_dir(workdir, out_dir.with_name(f"{out_dir.name}.failed"))
+        st.manifest = manifest
+        raise

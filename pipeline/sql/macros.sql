@@ -1,0 +1,50 @@
+-- Parsing rules of the data contract, shared by the staging models and their quarantine
+-- checks so that "what loads" and "what is rejected" can never disagree.
+-- Temporary macros: created on every connection, never stored in the warehouse.
+
+-- empty means "not recorded"
+create or replace temp macro m3_blank(s) as nullif(trim(s), '');
+
+-- integers, with Excel's trailing ".0"
+create or replace temp macro m3_int(s) as
+    try_cast(regexp_replace(trim(s), '\.0+$', '') as bigint);
+
+-- dates: ISO or Danish day-first with - . or / (2-digit years are not accepted: ambiguous)
+create or replace temp macro m3_date(s) as
+    case
+        when regexp_full_match(trim(s), '\d{4}-\d{1,2}-\d{1,2}')
+            then try_strptime(trim(s), '%Y-%m-%d')::date
+        when regexp_full_match(trim(s), '\d{1,2}[-./]\d{1,2}[-./]\d{4}')
+            then try_strptime(trim(s), ['%d-%m-%Y', '%d.%m.%Y', '%d/%m/%Y'])::date
+    end;
+
+-- booleans: 1/0, true/false, ja/nej, yes/no, x (Excel check mark); NULL = blank or unknown
+create or replace temp macro m3_bool(s) as
+    case
+        when lower(trim(s)) in ('1', '1.0', 'true', 'ja', 'yes', 'x') then true
+        when lower(trim(s)) in ('0', '0.0', 'false', 'nej', 'no') then false
+    end;
+
+-- sex: K/M, also F, kvinde/mand, female/male
+create or replace temp macro m3_sex(s) as
+    case
+        when lower(trim(s)) in ('k', 'f', 'kvinde', 'female') then 'K'
+        when lower(trim(s)) in ('m', 'mand', 'male') then 'M'
+    end;
+
+-- match group: 1-5 (M1..M5, Excel's 3.0), jobparat, aktivitetsparat
+create or replace temp macro m3_match_group(s) as
+    case
+        when regexp_full_match(lower(trim(s)), 'm?[1-5](\.0+)?')
+            then regexp_extract(trim(s), '[1-5]')
+        when lower(trim(s)) in ('jobparat', 'aktivitetsparat') then lower(trim(s))
+    end;
+
+-- benefit codes; Danish spellings with æ/ø/å accepted
+create or replace temp macro m3_benefit(s) as
+    case
+        when replace(replace(replace(lower(trim(s)), 'æ', 'ae'), 'ø', 'oe'), 'å', 'aa') in (
+            'kontanthjaelp', 'uddannelseshjaelp', 'dagpenge', 'sygedagpenge',
+            'ressourceforloeb', 'ledighedsydelse', 'fleksjob', 'foertidspension', 'other')
+            then replace(replace(replace(lower(trim(s)), 'æ', 'ae'), 'ø', 'oe'), 'å', 'aa')
+    end;

@@ -1,0 +1,71 @@
+-- quarantine.citizen_problems: one row per problem in a row of raw.citizens
+-- (data contract, *Bad input*: a row with several problems has one line per problem).
+with raw_citizens as (
+    select * from raw.citizens
+),
+
+scalar_checks as (
+    select _file, _line, unnest([
+        {column_name: 'citizen_id', value: citizen_id, reason: case
+            when m3_blank(citizen_id) is null then 'missing_required' end},
+        {column_name: 'birth_year', value: birth_year, reason: case
+            when m3_blank(birth_year) is null then 'missing_required'
+            when m3_int(birth_year) is null then 'unparseable_integer'
+            when m3_int(birth_year) not between 1900 and $reference_year - 15
+                then 'out_of_domain' end},
+        {column_name: 'sex', value: sex, reason: case
+            when m3_blank(sex) is not null and m3_sex(sex) is null then 'out_of_domain' end},
+        {column_name: 'municipality_code', value: municipality_code, reason: case
+            when m3_blank(municipality_code) is null then null
+            when m3_int(municipality_code) is null then 'unparseable_integer'
+            when m3_int(municipality_code) not between 101 and 999 then 'out_of_domain' end},
+        {column_name: 'match_group', value: match_group, reason: case
+            when m3_blank(match_group) is not null and m3_match_group(match_group) is null
+                then 'out_of_domain' end},
+        {column_name: 'departments_involved', value: departments_involved, reason: case
+            when m3_blank(departments_involved) is null then null
+            when m3_int(departments_involved) is null then 'unparseable_integer'
+            when m3_int(departments_involved) < 0 then 'out_of_domain' end}
+    ], recursive := true)
+    from raw_citizens
+),
+
+boolean_cells as (
+    unpivot (
+        select _file, _line, columns('^(reviewed|physical_illness|psych_diagnosis|psych_undiagnosed|alcohol|soft_drugs|hard_drugs|potential_m2|focus_.*|motivation_.*|barrier_.*)$')
+        from raw_citizens
+    )
+    on columns(* exclude (_file, _line))
+    into name column_name value value
+),
+
+boolean_checks as (
+    select _file, _line, column_name, value, 'out_of_domain' as reason
+    from boolean_cells
+    where m3_blank(value) is not null and m3_bool(value) is null
+),
+
+duplicate_ids as (
+    select trim(citizen_id) as citizen_id
+    from raw_citizens
+    where m3_blank(citizen_id) is not null
+    group by 1
+    having count(*) > 1
+),
+
+duplicate_checks as (
+    select r._file, r._line, 'citizen_id' as column_name, r.citizen_id as value,
+        'duplicate_id' as reason
+    from raw_citizens as r
+    inner join duplicate_ids as d on trim(r.citizen_id) = d.citizen_id
+),
+
+problems as (
+    select * from scalar_checks where reason is not null
+    union all
+    select * from boolean_checks
+    union all
+    select * from duplicate_checks
+)
+
+select * from problems

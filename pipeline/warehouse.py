@@ -1,0 +1,90 @@
+"""The DuckDB warehouse: connect, load SQL models shipped with the package, build them, run
+data checks.
+
+Layers are schemas (`raw`, `staging`, `quarantine`, `marts`, `meta`). A model is one file
+`pipeline/sql/<layer>/<table>.sql` holding one `select`; `build(con, "staging.citizens",
+params)` replaces the table `staging.citizens` with its result. A check is a query in
+`pipeline/sql/checks/` that returns the offending rows: zero rows = pass.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+LAYERS = ("raw", "staging", "quarantine", "marts", "meta")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class CheckFailed(RuntimeError):
+    """A data check returned rows: a stage produced something the definitions forbid."""
+
+
+def connect(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, creating the layer schemas; never download extensions."""
+    con = duckdb.connect(
+        str(path),
+        read_only=read_only,
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    )
+    if not read_only:
+        for layer in LAYERS:
+            con.execute(f"create schema if not exists {layer}")
+    return con
+
+
+def sql_text(name: str) -> str:
+    """The SQL of model or check `name` ("staging.citizens", "checks.<file stem>")."""
+    layer, table = name.split(".", 1)
+    return (resources.files("pipeline") / "sql" / layer / f"{table}.sql").read_text("utf-8")
+
+
+def bind(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The named parameters `sql` uses, taken from `params` (DuckDB refuses unused ones)."""
+    wanted = set(_PARAM.findall(_strip_comments(sql)))
+    missing = wanted - set(params)
+    if missing:
+        raise KeyError(f"SQL needs parameters not given: {', '.join(sorted(missing))}")
+    return {k: params[k] for k in wanted}
+
+
+def _strip_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
+
+
+def build(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] = {}) -> int:
+    """Replace table `name` with its model's result; return its row count."""
+    sql = sql_text(name)
+    con.execute(f"create or replace table {name} as\n{sql}", bind(sql, params))
+    return con.execute(f"select count(*) from {name}").fetchone()[0]
+
+
+def build_all(
+    con: duckdb.DuckDBPyConnection, names: Iterable[str], params: Mapping[str, Any] = {}
+) -> dict[str, int]:
+    """Build models in the given (dependency) order; return row counts by model."""
+    return {name: build(con, name, params) for name in names}
+
+
+def check(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] = {}) -> None:
+    """Run data check `checks.<name>`; raise CheckFailed with a sample if it returns rows."""
+    sql = sql_text(f"checks.{name}")
+    rel = con.execute(sql, bind(sql, params))
+    rows = rel.fetchmany(5)
+    if rows:
+        raise CheckFailed(f"data check {name} failed; first offending rows: {rows}")
+
+
+def available_checks(prefix: str) -> list[str]:
+    """Names of the shipped checks whose file name starts with `prefix` (e.g. "staging__")."""
+    folder = resources.files("pipeline") / "sql" / "checks"
+    return sorted(
+        p.name.removesuffix(".sql")
+        for p in folder.iterdir()
+        if p.name.startswith(prefix) and p.name.endswith(".sql")
+    )
