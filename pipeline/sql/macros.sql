@@ -5,9 +5,10 @@
 -- empty means "not recorded"
 create or replace temp macro m3_blank(s) as nullif(trim(s), '');
 
--- integers, with Excel's trailing ".0"
+-- integers, with Excel's trailing ".0" (a cast alone would round 1980.5 to 1981)
 create or replace temp macro m3_int(s) as
-    try_cast(regexp_replace(trim(s), '\.0+$', '') as bigint);
+    case when regexp_full_match(trim(s), '-?\d{1,18}(\.0+)?')
+        then try_cast(regexp_replace(trim(s), '\.0+$', '') as bigint) end;
 
 -- dates: ISO or Danish day-first with - . or / (2-digit years are not accepted: ambiguous)
 create or replace temp macro m3_date(s) as
