@@ -132,7 +132,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
                     raise ConfigError(
                         f"{source}: [columns.{table}] '{canon}' must be a column name (text)"
                     )
-        return {t: dict(m) for t, m in value.items()}
+        return {t: dict(m) for t, m in value.items() if m}
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise fail("true or false")

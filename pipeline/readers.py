@@ -135,10 +135,7 @@ def _header(path: Path, encoding: str) -> tuple[list[str], str, int]:
     counts = {s: first_line.count(s) for s in _SEPARATORS}
     sep = max(_SEPARATORS, key=lambda s: counts[s])
     if counts[sep] == 0:
-        raise InputError(
-            f"{path.name}: cannot detect the separator: the header line has no ';', ',' or tab;"
-            " expected column names separated by ';' or ','"
-        )
+        sep = ";"  # a one-column file: the column check will say what is missing
     with _open_text(path, encoding) as f:
         reader = csv.reader(f, delimiter=sep, strict=True)
         try:

@@ -1,0 +1,105 @@
+"""CPR detection and masking against a literal reading of the data contract, and the
+SQL HMAC against Python's hmac."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+
+import duckdb
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline import privacy
+
+
+def contract_cpr_like(text: str, i: int, j: int) -> bool:
+    """Is text[i:j] a CPR-like number? Literal: ten digits (optionally DDMMYY-SSSS or
+    DDMMYY SSSS) whose first six form a valid date in some century, not part of a longer
+    run of digits."""
+    s = text[i:j]
+    digits = s.replace("-", "").replace(" ", "") if len(s) == 11 and s[6] in "- " else s
+    if len(digits) != 10 or not digits.isdigit() or (len(s) == 11 and not s[:6].isdigit()):
+        return False
+    if (i > 0 and text[i - 1].isdigit()) or (j < len(text) and text[j].isdigit()):
+        return False
+    dd, mm, yy = int(digits[:2]), int(digits[2:4]), int(digits[4:6])
+    for century in (1800, 1900, 2000, 2100):
+        try:
+            if 1 <= mm <= 12 and 1 <= dd <= calendar.monthrange(century + yy, mm)[1]:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [("0101901234", ["0101901234"]), ("010190-1234", ["010190-1234"]),
+     ("010190 1234", ["010190 1234"]), ("3102901234", []), ("2902001234", ["2902001234"]),
+     ("2902011234", []), ("2902041234", ["2902041234"]), ("0013901234", []),
+     ("12345678901", []), ("x0101901234y", ["0101901234"]), ("01019012345", []),
+     ("cpr:010190-1234.", ["010190-1234"]), ("0101901234 3112991234", ["0101901234",
+                                                                        "3112991234"])],
+)
+def test_find_cpr(text, found):
+    assert privacy.find_cpr(text) == found
+
+
+def test_mask_text_counts():
+    assert privacy.mask_text("a 010190-1234 b 0101901234 c 3102901234") == (
+        "a [CPR] b [CPR] c 3102901234", 2)
+
+
+@given(st.text(alphabet="0123456789 -ab", max_size=40))
+def test_find_cpr_matches_contract_reading(text):
+    found = privacy.find_cpr(text)
+    # every reported number is CPR-like by the literal reading
+    for number in found:
+        i = text.index(number)
+        assert contract_cpr_like(text, i, i + len(number))
+    # and every CPR-like 10/11-character window is reported or overlaps a reported one
+    masked, n = privacy.mask_text(text)
+    assert n == len(found)
+    for i in range(len(text)):
+        for width in (10, 11):
+            if contract_cpr_like(text, i, i + width):
+                assert any(text[i:i + width] in f or f in text[i:i + width] for f in found)
+
+
+def test_mask_array_only_touches_candidates():
+    arr = pa.array(["ingen", None, "ring 010190-1234", "tlf 12345678"])
+    masked, n = privacy.mask_array(arr)
+    assert (masked.to_pylist(), n) == (["ingen", None, "ring [CPR]", "tlf 12345678"], 1)
+
+
+def test_cpr_digits_and_normalise():
+    assert privacy.cpr_digits(" 010190-1234 ") == "0101901234"
+    assert privacy.cpr_digits("A0101901234") is None
+    assert privacy.normalise_ids(pa.array(["010190 1234", " B7 "])).to_pylist() == [
+        "0101901234", "B7"]
+
+
+@given(key=st.binary(min_size=1, max_size=100), value=st.text(max_size=30))
+def test_sql_hmac_equals_python_hmac(key, value):
+    k = privacy.PseudonymKey(key, "test")
+    con = duckdb.connect()
+    got = con.execute(f"select {privacy.HMAC_SQL} from (select $v as citizen_id)",
+                      {**k.hmac_params(), "v": value}).fetchone()[0]
+    assert got == hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def test_load_key_from_file_and_env(tmp_path, monkeypatch):
+    monkeypatch.setenv(privacy.KEY_ENV, " env-key ")
+    assert privacy.load_key().secret == b"env-key"
+    f = tmp_path / "key"
+    f.write_bytes(b"file-key\n")
+    assert privacy.load_key(str(f)).secret == b"file-key"
+    monkeypatch.delenv(privacy.KEY_ENV)
+    assert privacy.load_key() is None
+    f.write_bytes(b"")
+    with pytest.raises(privacy.PseudonymKeyError, match="is empty"):
+        privacy.load_key(str(f))
