@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -32,28 +32,45 @@ err = Console(stderr=True)
 EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_LOCKED = 1, 2, 3, 4
 
 
-class Lang(str, Enum):
+class Lang(StrEnum):
     da = "da"
     en = "en"
 
 
-InputOpt = Annotated[Path, typer.Option("--input", help="Folder with the citizens and "
-                                        "episodes files (.csv, .xlsx or .parquet).")]
+InputOpt = Annotated[
+    Path,
+    typer.Option(
+        "--input", help="Folder with the citizens and episodes files (.csv, .xlsx or .parquet)."
+    ),
+]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file "
-                                                "(see m3-profiles.example.toml).")]
-RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Profile rules file replacing "
-                                               "the shipped one.")]
-RefOpt = Annotated[dt.datetime | None, typer.Option(
-    "--reference-date", formats=["%Y-%m-%d"], help="Day the analysis describes [default: "
-    "config, else today].")]
-MinCellOpt = Annotated[int | None, typer.Option("--min-cell", min=0, help="Smallest count "
-                                                "shown in published tables; 0 = off.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (see m3-profiles.example.toml).")
+]
+RulesOpt = Annotated[
+    Path | None, typer.Option("--rules", help="Profile rules file replacing the shipped one.")
+]
+RefOpt = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        "--reference-date",
+        formats=["%Y-%m-%d"],
+        help="Day the analysis describes [default: config, else today].",
+    ),
+]
+MinCellOpt = Annotated[
+    int | None,
+    typer.Option("--min-cell", min=0, help="Smallest count shown in published tables; 0 = off."),
+]
 LangOpt = Annotated[Lang | None, typer.Option("--lang", help="Language of labels.")]
 
 
-def _config(config: Path | None, reference_date: dt.datetime | None = None,
-            min_cell: int | None = None, lang: Lang | None = None) -> Config:
+def _config(
+    config: Path | None,
+    reference_date: dt.datetime | None = None,
+    min_cell: int | None = None,
+    lang: Lang | None = None,
+) -> Config:
     cfg = load_config(config)
     return cfg.with_overrides(
         reference_date=reference_date.date() if reference_date else None,
@@ -72,8 +89,13 @@ class _Steps:
 
     def __enter__(self) -> _Steps:
         if self.tty:
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                     TimeElapsedColumn(), console=err, transient=True)
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
             self.progress.start()
             self.task = self.progress.add_task("starting", total=None)
         return self
@@ -101,12 +123,15 @@ def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
     for c in ("table", "file", "read", "loaded", "quarantined", "CPR masked"):
         t.add_column(c, justify="right" if c not in ("table", "file") else "left")
     for name, c in result.counts.items():
-        t.add_row(name, c.file, f"{c.read:,}", f"{c.loaded:,}", f"{c.quarantined:,}",
-                  f"{c.cpr_masked:,}")
+        t.add_row(
+            name, c.file, f"{c.read:,}", f"{c.loaded:,}", f"{c.quarantined:,}", f"{c.cpr_masked:,}"
+        )
     out.print(t)
     if result.problems_by_reason:
-        out.print("Quarantine reasons: " + ", ".join(
-            f"{k} {v:,}" for k, v in result.problems_by_reason.items()))
+        out.print(
+            "Quarantine reasons: "
+            + ", ".join(f"{k} {v:,}" for k, v in result.problems_by_reason.items())
+        )
     if result.pseudonymised:
         out.print("Citizen ids pseudonymised with HMAC-SHA256 (keyed).")
 
@@ -131,15 +156,20 @@ def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # 
     except RejectedError as e:
         if e.result is not None:
             _print_counts(e.result)
-        raise _fail(EXIT_INPUT, f"input rejected: {e}. Quarantine kept in "
-                    f"{out_dir}.failed/; the previous output is untouched.") from None
+        raise _fail(
+            EXIT_INPUT,
+            f"input rejected: {e}. Quarantine kept in "
+            f"{out_dir}.failed/; the previous output is untouched.",
+        ) from None
     except InputError as e:
         raise _fail(EXIT_INPUT, f"input rejected: {e}") from None
     except (ConfigError, RulesError, PseudonymKeyError) as e:
         raise _fail(EXIT_USAGE, str(e)) from None
     _print_summary(st)
-    out.print(f"Output in {out_dir} (run {st.run_id}, reference date "
-              f"{st.cfg.reference_date}).", highlight=False)
+    out.print(
+        f"Output in {out_dir} (run {st.run_id}, reference date {st.cfg.reference_date}).",
+        highlight=False,
+    )
 
 
 def _checked_config(config: Path | None, **kw) -> Config:  # noqa: ANN003
@@ -150,9 +180,15 @@ def _checked_config(config: Path | None, **kw) -> Config:  # noqa: ANN003
 
 
 @app.command()
-def run(input: InputOpt, out: OutOpt, config: ConfigOpt = None, rules: RulesOpt = None,
-        reference_date: RefOpt = None, min_cell: MinCellOpt = None,
-        lang: LangOpt = None) -> None:
+def run(
+    input: InputOpt,
+    out: OutOpt,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    reference_date: RefOpt = None,
+    min_cell: MinCellOpt = None,
+    lang: LangOpt = None,
+) -> None:
     """Run every stage: ingest -> segment -> report.
 
     Example: m3-profiles run --input data/raw --out data/out
@@ -164,9 +200,15 @@ def run(input: InputOpt, out: OutOpt, config: ConfigOpt = None, rules: RulesOpt 
 
 
 @app.command()
-def ingest(input: InputOpt, out: OutOpt, config: ConfigOpt = None, rules: RulesOpt = None,
-           reference_date: RefOpt = None, min_cell: MinCellOpt = None,
-           lang: LangOpt = None) -> None:
+def ingest(
+    input: InputOpt,
+    out: OutOpt,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    reference_date: RefOpt = None,
+    min_cell: MinCellOpt = None,
+    lang: LangOpt = None,
+) -> None:
     """Load the export into the warehouse's raw, staging and quarantine layers.
 
     Example: m3-profiles ingest --input data/raw --out data/out
@@ -176,10 +218,15 @@ def ingest(input: InputOpt, out: OutOpt, config: ConfigOpt = None, rules: RulesO
 
 
 @app.command()
-def segment(out: OutOpt, config: ConfigOpt = None, rules: RulesOpt = None,
-            reference_date: RefOpt = None, min_cell: MinCellOpt = None,
-            lang: LangOpt = None, input: Annotated[Path | None, typer.Option(
-                "--input", hidden=True)] = None) -> None:
+def segment(
+    out: OutOpt,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    reference_date: RefOpt = None,
+    min_cell: MinCellOpt = None,
+    lang: LangOpt = None,
+    input: Annotated[Path | None, typer.Option("--input", hidden=True)] = None,
+) -> None:
     """Assign profiles, courses and time in M3 from what ingest stored.
 
     Example: m3-profiles segment --out data/out --rules my-rules.toml
@@ -189,8 +236,7 @@ def segment(out: OutOpt, config: ConfigOpt = None, rules: RulesOpt = None,
 
 
 @app.command()
-def validate(input: InputOpt, config: ConfigOpt = None,
-             reference_date: RefOpt = None) -> None:
+def validate(input: InputOpt, config: ConfigOpt = None, reference_date: RefOpt = None) -> None:
     """Check an export without writing anything: exit 0 if it would load, 3 if refused.
 
     Example: m3-profiles validate --input path/to/export
@@ -222,18 +268,25 @@ def validate(input: InputOpt, config: ConfigOpt = None,
 
 
 @app.command()
-def demo(out: OutOpt,
-         citizens: Annotated[int, typer.Option("--citizens", min=1, help="Citizens to make.")]
-         = 10_000,
-         seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
-         scenario: Annotated[str, typer.Option("--scenario", help="Calibration scenario.")]
-         = "faxe",
-         reference_date: RefOpt = None,
-         reviewed_share: Annotated[float, typer.Option(
-             "--reviewed-share", min=0.0, max=1.0,
-             help="Share of citizens whose case was NOT reviewed.")] = 0.2,
-         dirty: Annotated[bool, typer.Option("--dirty", help="Add a few bad rows of each "
-                                             "kind in the data contract.")] = False) -> None:
+def demo(
+    out: OutOpt,
+    citizens: Annotated[int, typer.Option("--citizens", min=1, help="Citizens to make.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
+    scenario: Annotated[str, typer.Option("--scenario", help="Calibration scenario.")] = "faxe",
+    reference_date: RefOpt = None,
+    reviewed_share: Annotated[
+        float,
+        typer.Option(
+            "--reviewed-share",
+            min=0.0,
+            max=1.0,
+            help="Share of citizens whose case was NOT reviewed.",
+        ),
+    ] = 0.2,
+    dirty: Annotated[
+        bool, typer.Option("--dirty", help="Add a few bad rows of each kind in the data contract.")
+    ] = False,
+) -> None:
     """Write a synthetic export calibrated to the Faxe report (citizens.csv, episodes.csv).
 
     Example: m3-profiles demo --out data/raw --citizens 10000 --seed 42
@@ -245,16 +298,25 @@ def demo(out: OutOpt,
     ref = reference_date.date() if reference_date else dt.date.today()
     with _Steps() as steps:
         steps(f"generating {citizens:,} citizens (seed {seed}, reference date {ref})")
-        result = write_demo(out, n=citizens, seed=seed, reference_date=ref,
-                            reviewed_share=reviewed_share, dirty=dirty, scenario=scenario)
+        result = write_demo(
+            out,
+            n=citizens,
+            seed=seed,
+            reference_date=ref,
+            reviewed_share=reviewed_share,
+            dirty=dirty,
+            scenario=scenario,
+        )
     t = Table(title="Demo calibration: achieved vs target")
     for c in ("item", "target", "achieved"):
         t.add_column(c, justify="left" if c == "item" else "right")
     for item in result.calibration:
         t.add_row(item.name, f"{item.target:.0%}", f"{item.achieved:.1%}")
     out.print(t)
-    out.print(f"Wrote {result.n_citizens:,} citizens and {result.n_episodes:,} episodes to "
-              f"{out}.", highlight=False)
+    out.print(
+        f"Wrote {result.n_citizens:,} citizens and {result.n_episodes:,} episodes to {out}.",
+        highlight=False,
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

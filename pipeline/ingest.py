@@ -71,25 +71,34 @@ class IngestResult:
 def find_inputs(input_dir: Path) -> dict[str, Path]:
     """The one file per table in `input_dir` (data contract: two candidates is an error)."""
     if not input_dir.is_dir():
-        raise InputError(f"{input_dir}: input folder not found; expected a folder holding "
-                         "citizens and episodes files")
+        raise InputError(
+            f"{input_dir}: input folder not found; expected a folder holding "
+            "citizens and episodes files"
+        )
     found: dict[str, Path] = {}
     for table in TABLES:
         candidates = sorted(
-            p for p in input_dir.iterdir()
+            p
+            for p in input_dir.iterdir()
             if p.is_file() and p.stem.lower() == table and p.suffix.lower() in SUFFIXES
         )
         if not candidates:
-            raise InputError(f"{input_dir}: no {table} file; expected {table}.csv, "
-                             f"{table}.xlsx or {table}.parquet")
+            raise InputError(
+                f"{input_dir}: no {table} file; expected {table}.csv, "
+                f"{table}.xlsx or {table}.parquet"
+            )
         if len(candidates) > 1:
-            raise InputError(f"{input_dir}: two candidate files for table {table}: "
-                             f"{' and '.join(p.name for p in candidates)}; expected exactly one")
+            raise InputError(
+                f"{input_dir}: two candidate files for table {table}: "
+                f"{' and '.join(p.name for p in candidates)}; expected exactly one"
+            )
         found[table] = candidates[0]
     return found
 
 
-def canonical_table(read: FileRead, table: str, mapping: dict[str, str]) -> tuple[pa.Table, tuple[str, ...]]:
+def canonical_table(
+    read: FileRead, table: str, mapping: dict[str, str]
+) -> tuple[pa.Table, tuple[str, ...]]:
     """Rename the file's columns to canonical names; add absent optional columns as empty.
     Returns the table (canonical columns first, then extras, then `_line`) and the extras."""
     name = read.path.name
@@ -99,8 +108,10 @@ def canonical_table(read: FileRead, table: str, mapping: dict[str, str]) -> tupl
             continue
         key = col.strip().lower()
         if key in by_key:
-            raise InputError(f"{name}: column {col!r} appears twice (names are matched "
-                             "case-insensitively); expected unique column names")
+            raise InputError(
+                f"{name}: column {col!r} appears twice (names are matched "
+                "case-insensitively); expected unique column names"
+            )
         by_key[key] = col
     wanted = {canon: export.strip().lower() for canon, export in mapping.items()}
     columns: dict[str, pa.ChunkedArray | pa.Array] = {}
@@ -113,8 +124,10 @@ def canonical_table(read: FileRead, table: str, mapping: dict[str, str]) -> tupl
             used.add(key)
         elif canon in REQUIRED_COLUMNS[table]:
             hint = f" (mapped from {mapping[canon]!r} in the config)" if canon in mapping else ""
-            raise InputError(f"{name}: missing required column {canon!r}{hint}; expected "
-                             f"columns {', '.join(REQUIRED_COLUMNS[table])} at least")
+            raise InputError(
+                f"{name}: missing required column {canon!r}{hint}; expected "
+                f"columns {', '.join(REQUIRED_COLUMNS[table])} at least"
+            )
         else:
             columns[canon] = pa.nulls(n, pa.string())
     extras = tuple(by_key[k] for k in by_key if k not in used)
@@ -141,7 +154,9 @@ def _mask_cells(t: pa.Table) -> tuple[pa.Table, int]:
     return t, total
 
 
-def read_inputs(input_dir: Path, cfg: Config) -> tuple[dict[str, pa.Table], list[InputFile], dict[str, int]]:
+def read_inputs(
+    input_dir: Path, cfg: Config
+) -> tuple[dict[str, pa.Table], list[InputFile], dict[str, int]]:
     """Read, map and check both tables; raise InputError on any file-level problem."""
     paths = find_inputs(input_dir)
     tables: dict[str, pa.Table] = {}
@@ -150,13 +165,15 @@ def read_inputs(input_dir: Path, cfg: Config) -> tuple[dict[str, pa.Table], list
     for table, path in paths.items():
         read = read_file(path)
         if read.table.num_rows == 0:
-            raise InputError(f"{path.name}: empty table; expected at least one {table} row "
-                             "below the header")
+            raise InputError(
+                f"{path.name}: empty table; expected at least one {table} row below the header"
+            )
         t, extras = canonical_table(read, table, cfg.columns.get(table, {}))
         t, masked[table] = _mask_cells(t)
         tables[table] = t
-        files.append(InputFile(table, str(path), read.sha256, read.encoding, read.separator,
-                               extras))
+        files.append(
+            InputFile(table, str(path), read.sha256, read.encoding, read.separator, extras)
+        )
     return tables, files, masked
 
 
@@ -171,13 +188,20 @@ def _cpr_id_check(tables: dict[str, pa.Table], key: privacy.PseudonymKey | None)
         )
 
 
-def load_raw(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table], files: list[InputFile],
-             load_id: str, key: privacy.PseudonymKey | None) -> None:
+def load_raw(
+    con: duckdb.DuckDBPyConnection,
+    tables: dict[str, pa.Table],
+    files: list[InputFile],
+    load_id: str,
+    key: privacy.PseudonymKey | None,
+) -> None:
     """raw.<table>: the file as read (text), ids pseudonymised when a key is given."""
     for f in files:
         t = tables[f.table]
         if key is not None:
-            t = t.set_column(0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks()))
+            t = t.set_column(
+                0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks())
+            )
         con.register("arrow_input", t)
         id_sql = privacy.HMAC_SQL if key is not None else "citizen_id"
         params = {"load_id": load_id, "file": Path(f.path).name}
@@ -234,22 +258,27 @@ def ingest(
         raise
     counts = {}
     for f in files:
-        read, = con.execute(f"select count(*) from raw.{f.table}").fetchone()
-        loaded, = con.execute(f"select count(*) from staging.{f.table}").fetchone()
-        bad, = con.execute(
+        (read,) = con.execute(f"select count(*) from raw.{f.table}").fetchone()
+        (loaded,) = con.execute(f"select count(*) from staging.{f.table}").fetchone()
+        (bad,) = con.execute(
             "select count(*) from (select distinct file, line from quarantine.rows "
-            "where table_name = $t)", {"t": f.table}).fetchone()
+            "where table_name = $t)",
+            {"t": f.table},
+        ).fetchone()
         counts[f.table] = TableCounts(Path(f.path).name, read, loaded, bad, masked[f.table])
         if read != loaded + bad:  # data contract: counts reconcile exactly
             raise AssertionError(f"{f.table}: {read} read != {loaded} loaded + {bad} quarantined")
-    reasons = dict(con.execute(
-        "select reason, count(*) from quarantine.rows group by 1 order by 1").fetchall())
+    reasons = dict(
+        con.execute("select reason, count(*) from quarantine.rows group by 1 order by 1").fetchall()
+    )
     result = IngestResult(counts, tuple(files), key is not None, reasons)
     over = [c for c in counts.values() if c.reject_share > cfg.max_reject_share]
     if over:
         raise RejectedError(
-            "; ".join(f"{c.file}: {c.quarantined} of {c.read} rows quarantined "
-                      f"({c.reject_share:.1%})" for c in over)
+            "; ".join(
+                f"{c.file}: {c.quarantined} of {c.read} rows quarantined ({c.reject_share:.1%})"
+                for c in over
+            )
             + f"; expected at most {cfg.max_reject_share:.1%} (config max_reject_share)",
             result,
         )

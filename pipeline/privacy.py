@@ -94,8 +94,9 @@ def mask_array(arr: pa.Array) -> tuple[pa.Array, int]:
 
 def count_cpr_ids(arr: pa.Array) -> int:
     """How many ids contain a CPR-like number (a reason to refuse the file without a key)."""
-    return sum(1 for v in pc.take(arr, pa.array(_candidates(arr), pa.int64())).to_pylist()
-               if find_cpr(v))
+    return sum(
+        1 for v in pc.take(arr, pa.array(_candidates(arr), pa.int64())).to_pylist() if find_cpr(v)
+    )
 
 
 def normalise_ids(arr: pa.Array) -> pa.Array:
@@ -154,6 +155,4 @@ def load_key(key_file: str = "") -> PseudonymKey | None:
 
 
 # SQL expression (DuckDB) matching PseudonymKey.pseudonym, over a column named `citizen_id`.
-HMAC_SQL = (
-    "left(sha256($hmac_opad || unhex(sha256($hmac_ipad || encode(citizen_id)))), 32)"
-)
+HMAC_SQL = "left(sha256($hmac_opad || unhex(sha256($hmac_ipad || encode(citizen_id)))), 32)"

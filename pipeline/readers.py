@@ -24,6 +24,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -32,7 +33,6 @@ import pyarrow.parquet as pq
 from pipeline.errors import InputError
 
 LINE = "_line"
-_CHUNK = 1 << 24
 _SEPARATORS = (";", ",", "\t")
 
 
@@ -55,108 +55,81 @@ def read_file(path: Path) -> FileRead:
         return _read_xlsx(path)
     if suffix == ".parquet":
         return _read_parquet(path)
-    raise InputError(f"{path.name}: unsupported file type {suffix!r}; expected .csv, .xlsx or .parquet")
+    raise InputError(
+        f"{path.name}: unsupported file type {suffix!r}; expected .csv, .xlsx or .parquet"
+    )
 
 
 # --- CSV ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Scan:
-    sha256: str
-    encoding: str
-    newlines: int
-    ends_with_newline: bool
-    size: int
+
+def _to_utf8(name: str, data: bytes) -> tuple[str, bytes]:
+    """The encoding of `data` and its text as UTF-8 bytes without a BOM. One strict decode
+    at most: ASCII needs none, and most exports are ASCII outside the notes."""
+    if data.startswith(codecs.BOM_UTF8):
+        body = data[len(codecs.BOM_UTF8) :]
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(
+                f"{name}: has a UTF-8 byte-order mark but byte offset "
+                f"{e.start + 3} is not UTF-8; expected UTF-8 text"
+            ) from None
+        return "utf-8-sig", body
+    if data.isascii():
+        return "utf-8", data
+    try:
+        data.decode("utf-8")
+        return "utf-8", data
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{name}: unknown encoding: byte 0x{data[e.start]:02x} at offset {e.start} is "
+            "neither UTF-8 nor Windows-1252; expected UTF-8 or Windows-1252/Latin-1 text"
+        ) from None
+    return "cp1252", text.encode("utf-8")
 
 
-def _scan(path: Path) -> _Scan:
-    """One streaming pass: hash, strict UTF-8 check, newline count."""
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    newlines = 0
-    utf8 = True
-    last = b""
-    size = 0
-    with open(path, "rb") as f:
-        first = True
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            newlines += chunk.count(b"\n")
-            if utf8:
-                try:
-                    decoder.decode(chunk[3:] if first and chunk.startswith(codecs.BOM_UTF8)
-                                   else chunk)
-                except UnicodeDecodeError:
-                    utf8 = False
-            first = False
-            last = chunk[-1:]
-        if utf8:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                utf8 = False
-    with open(path, "rb") as f:
-        bom = f.read(3) == codecs.BOM_UTF8
-    if utf8:
-        encoding = "utf-8-sig" if bom else "utf-8"
-    else:
-        encoding = "cp1252"
-        _check_cp1252(path)
-    return _Scan(digest.hexdigest(), encoding, newlines, last == b"\n", size)
+def _text_stream(data: bytes) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="")
 
 
-def _check_cp1252(path: Path) -> None:
-    decoder = codecs.getincrementaldecoder("cp1252")("strict")
-    offset = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as e:
-                raise InputError(
-                    f"{path.name}: unknown encoding: byte 0x{chunk[e.start]:02x} at offset "
-                    f"{offset + e.start} is neither UTF-8 nor Windows-1252; "
-                    "expected UTF-8 or Windows-1252/Latin-1 text"
-                ) from None
-            offset += len(chunk)
-
-
-def _open_text(path: Path, encoding: str) -> io.TextIOWrapper:
-    return open(path, encoding=encoding, newline="")
-
-
-def _header(path: Path, encoding: str) -> tuple[list[str], str, int]:
+def _header(name: str, data: bytes) -> tuple[list[str], str, int]:
     """Header fields, separator and the number of physical lines the header spans."""
-    with _open_text(path, encoding) as f:
-        first_line = f.readline()
+    end = data.find(b"\n")
+    first_line = (data if end < 0 else data[:end]).decode("utf-8")
     if not first_line.strip():
-        raise InputError(f"{path.name}: empty file; expected a header line with column names")
+        raise InputError(f"{name}: empty file; expected a header line with column names")
     counts = {s: first_line.count(s) for s in _SEPARATORS}
     sep = max(_SEPARATORS, key=lambda s: counts[s])
     if counts[sep] == 0:
         sep = ";"  # a one-column file: the column check will say what is missing
-    with _open_text(path, encoding) as f:
-        reader = csv.reader(f, delimiter=sep, strict=True)
-        try:
-            header = next(reader)
-        except csv.Error as e:
-            raise InputError(f"{path.name}: malformed header line: {e}") from None
-        span = reader.line_num
-    return [h.strip() for h in header], sep, span
+    reader = csv.reader(_text_stream(data), delimiter=sep, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as e:
+        raise InputError(f"{name}: malformed header line: {e}") from None
+    return [h.strip() for h in header], sep, reader.line_num
 
 
 def _read_csv(path: Path) -> FileRead:
-    scan = _scan(path)
-    header, sep, header_span = _header(path, scan.encoding)
+    name = path.name
+    raw = path.read_bytes()
+    sha256 = hashlib.sha256(raw).hexdigest()
+    encoding, data = _to_utf8(name, raw)
+    del raw  # only the UTF-8 text is kept: peak memory is what one table needs
+    header, sep, header_span = _header(name, data)
     names = [f"c{i}" for i in range(len(header))]
     try:
         table = pacsv.read_csv(
-            path,
+            pa.BufferReader(data),
             read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=header_span, encoding=scan.encoding
+                column_names=names, skip_rows=header_span, block_size=1 << 24
             ),
-            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=b'"' in data),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False
             ),
@@ -164,56 +137,62 @@ def _read_csv(path: Path) -> FileRead:
     except pa.ArrowInvalid:
         table = None  # Arrow's message quotes the offending row: never show it
     if table is None:
-        _python_lines(path, scan.encoding, sep, len(header))  # raises, naming the line
-        raise InputError(f"{path.name}: malformed CSV; expected {len(header)} fields per row")
-    physical = scan.newlines + (0 if scan.ends_with_newline or scan.size == 0 else 1)
-    extra = pa.array([0] * 0, pa.int64()) if table.num_rows == 0 else None
-    for col in table.columns:
-        n = pc.cast(pc.count_substring(col, "\n"), pa.int64())
-        extra = n if extra is None else pc.add(extra, n)
-    if isinstance(extra, pa.ChunkedArray):
-        extra = extra.combine_chunks()
-    counted = header_span + table.num_rows + (pc.sum(extra).as_py() or 0)
-    if counted == physical:
-        # each record starts after the header and the lines of all records before it
-        before = pc.subtract(pc.cumulative_sum(extra), extra)
-        index = pa.array(range(table.num_rows), pa.int64())
-        lines = pc.add(pc.add(index, before), header_span + 1)
+        _python_lines(name, data, sep, len(header))  # raises, naming the line
+        raise InputError(f"{name}: malformed CSV; expected {len(header)} fields per row")
+    physical = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    n = table.num_rows
+    if b'"' not in data:
+        # no quotes, no newlines inside values: record k is on line header_span + 1 + k,
+        # unless blank lines were skipped (then the counts differ)
+        extra = None
+        counted = header_span + n
     else:
-        lines = pa.array(_python_lines(path, scan.encoding, sep, len(header)), pa.int64())
-        if len(lines) != table.num_rows:
+        extra = pa.array(np.zeros(n, np.int64))
+        for col in table.columns:
+            extra = pc.add(extra, pc.cast(pc.count_substring(col, "\n"), pa.int64()))
+        if isinstance(extra, pa.ChunkedArray):
+            extra = extra.combine_chunks()
+        counted = header_span + n + (pc.sum(extra).as_py() or 0)
+    if counted == physical:
+        lines = np.arange(header_span + 1, header_span + 1 + n, dtype=np.int64)
+        if extra is not None:
+            # each record starts after the lines spanned by the records before it
+            lines += np.cumsum(extra.to_numpy()) - extra.to_numpy()
+        lines = pa.array(lines)
+    else:
+        lines = pa.array(_python_lines(name, data, sep, len(header)), pa.int64())
+        if len(lines) != n:
             raise InputError(
-                f"{path.name}: malformed CSV: {len(lines)} records by the strict reader, "
-                f"{table.num_rows} by the fast one; expected well-formed quoting"
+                f"{name}: malformed CSV: {len(lines)} records by the strict reader, "
+                f"{n} by the fast one; expected well-formed quoting"
             )
     table = table.rename_columns(header).append_column(LINE, lines)
-    return FileRead(path, table, scan.sha256, scan.encoding, sep)
+    return FileRead(path, table, sha256, encoding, sep)
 
 
-def _python_lines(path: Path, encoding: str, sep: str, width: int) -> list[int]:
+def _python_lines(name: str, data: bytes, sep: str, width: int) -> list[int]:
     """Exact start line of every record (header = line 1) by the strict csv module; blank
     lines are skipped, a ragged row or an unterminated quote is a file-level error."""
     starts: list[int] = []
-    with _open_text(path, encoding) as f:
-        reader = csv.reader(f, delimiter=sep, strict=True)
-        previous_end = 0
-        try:
-            for row in reader:
-                start = previous_end + 1
-                previous_end = reader.line_num
-                if start == 1 or not row:
-                    continue
-                if len(row) != width:
-                    raise InputError(
-                        f"{path.name}: line {start} has {len(row)} fields; expected {width} "
-                        f"(separator {sep!r})"
-                    )
-                starts.append(start)
-        except csv.Error as e:
-            raise InputError(
-                f"{path.name}: malformed CSV near line {previous_end + 1} ({e}); "
-                "expected every quoted field to be closed"
-            ) from None
+    reader = csv.reader(_text_stream(data), delimiter=sep, strict=True)
+    previous_end = 0
+    try:
+        for row in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num
+            if start == 1 or not row:
+                continue
+            if len(row) != width:
+                raise InputError(
+                    f"{name}: line {start} has {len(row)} fields; expected {width} "
+                    f"(separator {sep!r})"
+                )
+            starts.append(start)
+    except csv.Error as e:
+        raise InputError(
+            f"{name}: malformed CSV near line {previous_end + 1} ({e}); "
+            "expected every quoted field to be closed"
+        ) from None
     return starts
 
 
@@ -254,8 +233,10 @@ def _read_xlsx(path: Path) -> FileRead:
         sheet = book.get_sheet_by_index(0)
         rows = sheet.to_python(skip_empty_area=False)
     except Exception as e:  # calamine raises its own error types per format problem
-        raise InputError(f"{path.name}: unreadable .xlsx ({type(e).__name__}); "
-                         "expected an Excel workbook whose first sheet holds the table") from None
+        raise InputError(
+            f"{path.name}: unreadable .xlsx ({type(e).__name__}); "
+            "expected an Excel workbook whose first sheet holds the table"
+        ) from None
     # sheet row numbers: the first row returned is sheet row 1 when the empty area is kept
     numbered = [(i + 1, r) for i, r in enumerate(rows) if any(v not in (None, "") for v in r)]
     if not numbered:
@@ -269,15 +250,18 @@ def _read_xlsx(path: Path) -> FileRead:
     columns = []
     for j, name in enumerate(header):
         is_date = name.strip().lower() in DATE_COLUMNS
-        columns.append(pa.array(
-            [_cell_text(r[j] if j < len(r) else None, is_date) for _, r in body], pa.string()
-        ))
+        columns.append(
+            pa.array(
+                [_cell_text(r[j] if j < len(r) else None, is_date) for _, r in body], pa.string()
+            )
+        )
     lines = pa.array([n for n, _ in body], pa.int64())
     table = pa.Table.from_arrays(columns + [lines], names=header[:width] + [LINE])
     return FileRead(path, table, hashlib.sha256(data).hexdigest(), "xlsx", "")
 
 
 # --- parquet -----------------------------------------------------------------------------
+
 
 def _as_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
     t = col.type
@@ -296,10 +280,13 @@ def _read_parquet(path: Path) -> FileRead:
     try:
         raw = pq.read_table(io.BytesIO(data))
     except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"{path.name}: unreadable .parquet ({e.__class__.__name__}); "
-                         "expected an Apache Parquet file") from None
+        raise InputError(
+            f"{path.name}: unreadable .parquet ({e.__class__.__name__}); "
+            "expected an Apache Parquet file"
+        ) from None
     columns = [_as_text(c) for c in raw.columns]
     lines = pa.array(range(2, raw.num_rows + 2), pa.int64())  # data contract: row index + 2
-    table = pa.Table.from_arrays(columns + [lines], names=[n.strip() for n in raw.column_names]
-                                 + [LINE])
+    table = pa.Table.from_arrays(
+        columns + [lines], names=[n.strip() for n in raw.column_names] + [LINE]
+    )
     return FileRead(path, table, hashlib.sha256(data).hexdigest(), "parquet", "")

@@ -78,7 +78,9 @@ def _new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def _stage_ingest(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]) -> None:
+def _stage_ingest(
+    con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]
+) -> None:
     if st.input_dir is None:
         raise InputError("ingest needs --input: the folder holding the citizens and episodes files")
     try:
@@ -87,7 +89,9 @@ def _stage_ingest(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[
         _write_quarantine(con, st.workdir)
 
 
-def _stage_segment(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]) -> None:
+def _stage_segment(
+    con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]
+) -> None:
     from pipeline import rules as rules_mod
     from pipeline import segment as segment_mod
 
@@ -98,7 +102,9 @@ def _stage_segment(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[
     segment_mod.export_citizens(con, st.workdir / "citizens.parquet")
 
 
-def _stage_report(con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]) -> None:
+def _stage_report(
+    con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]
+) -> None:
     from pipeline import report as report_mod
 
     st.report = report_mod.report(con, st.cfg, st.rules_path, st.workdir, st.manifest, step)
@@ -119,10 +125,13 @@ def available_stages() -> tuple[str, ...]:
 def _write_quarantine(con: duckdb.DuckDBPyConnection, workdir: Path) -> None:
     exists = con.execute(
         "select count(*) from information_schema.tables "
-        "where table_schema = 'quarantine' and table_name = 'rows'").fetchone()[0]
+        "where table_schema = 'quarantine' and table_name = 'rows'"
+    ).fetchone()[0]
     if exists:
-        con.execute(f"copy (select * from quarantine.rows) to '{workdir / 'quarantine.csv'}' "
-                    "(header, delimiter ',')")
+        con.execute(
+            f"copy (select * from quarantine.rows) to '{workdir / 'quarantine.csv'}' "
+            "(header, delimiter ',')"
+        )
 
 
 def _carry_history(con: duckdb.DuckDBPyConnection, previous_db: Path) -> None:
@@ -133,7 +142,8 @@ def _carry_history(con: duckdb.DuckDBPyConnection, previous_db: Path) -> None:
         try:
             has = con.execute(
                 "select count(*) from duckdb_tables() where database_name = 'previous' "
-                "and schema_name = 'meta' and table_name = 'runs'").fetchone()[0]
+                "and schema_name = 'meta' and table_name = 'runs'"
+            ).fetchone()[0]
             if has:
                 con.execute("insert into meta.runs select * from previous.meta.runs")
         finally:
@@ -156,22 +166,40 @@ def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
 
         try:
             r = rules_mod.load_rules(st.rules_path)
-            m["rules"] = {"file": str(st.rules_path) if st.rules_path else "(shipped)",
-                          "version": r.version, "sha256": r.sha256}
+            m["rules"] = {
+                "file": str(st.rules_path) if st.rules_path else "(shipped)",
+                "version": r.version,
+                "sha256": r.sha256,
+            }
         except Exception:  # a broken rules file is reported by the stage itself
             m["rules"] = {"file": str(st.rules_path)}
     if st.ingest is not None:
         m["input_files"] = [
-            {"table": f.table, "path": f.path, "sha256": f.sha256, "encoding": f.encoding,
-             "separator": f.separator, "extra_columns": list(f.extra_columns)}
+            {
+                "table": f.table,
+                "path": f.path,
+                "sha256": f.sha256,
+                "encoding": f.encoding,
+                "separator": f.separator,
+                "extra_columns": list(f.extra_columns),
+            }
             for f in st.ingest.files
         ]
-        m["rows"] = {t: {"read": c.read, "loaded": c.loaded, "quarantined": c.quarantined,
-                         "cpr_masked": c.cpr_masked} for t, c in st.ingest.counts.items()}
+        m["rows"] = {
+            t: {
+                "read": c.read,
+                "loaded": c.loaded,
+                "quarantined": c.quarantined,
+                "cpr_masked": c.cpr_masked,
+            }
+            for t, c in st.ingest.counts.items()
+        }
         m["quarantine_reasons"] = st.ingest.problems_by_reason
         m["pseudonymised"] = st.ingest.pseudonymised
     if st.segment is not None:
-        m["segment"] = st.segment.as_dict() if hasattr(st.segment, "as_dict") else asdict(st.segment)
+        m["segment"] = (
+            st.segment.as_dict() if hasattr(st.segment, "as_dict") else asdict(st.segment)
+        )
     if error:
         m["error"] = error
     return m
@@ -181,9 +209,15 @@ def _record(con: duckdb.DuckDBPyConnection, st: RunState, manifest: dict[str, An
     con.execute(META_RUNS_DDL)
     con.execute(
         "insert or replace into meta.runs values ($id, $s, $f, $stages, $ref, $o, $m)",
-        {"id": st.run_id, "s": st.started, "f": dt.datetime.now(), "stages": ",".join(st.stages),
-         "ref": st.cfg.reference_date, "o": manifest["outcome"],
-         "m": json.dumps(manifest, default=str)},
+        {
+            "id": st.run_id,
+            "s": st.started,
+            "f": dt.datetime.now(),
+            "stages": ",".join(st.stages),
+            "ref": st.cfg.reference_date,
+            "o": manifest["outcome"],
+            "m": json.dumps(manifest, default=str),
+        },
     )
 
 
@@ -223,9 +257,15 @@ def run_stages(
         lock.release()
 
 
-def _run_locked(stages: tuple[str, ...], out_dir: Path, cfg: Config, input_dir: Path | None,
-                rules_path: Path | None, config_path: Path | None,
-                step: Callable[[str], None]) -> RunState:
+def _run_locked(
+    stages: tuple[str, ...],
+    out_dir: Path,
+    cfg: Config,
+    input_dir: Path | None,
+    rules_path: Path | None,
+    config_path: Path | None,
+    step: Callable[[str], None],
+) -> RunState:
     run_id = _new_run_id()
     workdir = out_dir.with_name(f".{out_dir.name}.tmp-{run_id}")
     db_name = DB_NAME
@@ -233,8 +273,10 @@ def _run_locked(stages: tuple[str, ...], out_dir: Path, cfg: Config, input_dir: 
         workdir.mkdir()
     else:
         if not (out_dir / db_name).exists():
-            raise InputError(f"{out_dir}: no warehouse from an earlier stage; run "
-                             f"'m3-profiles ingest' (or 'run') first")
+            raise InputError(
+                f"{out_dir}: no warehouse from an earlier stage; run "
+                f"'m3-profiles ingest' (or 'run') first"
+            )
         shutil.copytree(out_dir, workdir)
     handler = logging.FileHandler(workdir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -245,8 +287,9 @@ def _run_locked(stages: tuple[str, ...], out_dir: Path, cfg: Config, input_dir: 
         log.info(message)
         step(message)
 
-    st = RunState(run_id, stages, cfg, input_dir, rules_path, config_path, workdir,
-                  dt.datetime.now())
+    st = RunState(
+        run_id, stages, cfg, input_dir, rules_path, config_path, workdir, dt.datetime.now()
+    )
     con = warehouse.connect(workdir / db_name)
     try:
         if stages[0] == "ingest":
@@ -257,8 +300,9 @@ def _run_locked(stages: tuple[str, ...], out_dir: Path, cfg: Config, input_dir: 
         st.manifest = _manifest(st, "success", None)
         _record(con, st, st.manifest)
         con.close()
-        (workdir / "run.json").write_text(json.dumps(st.manifest, indent=2, default=str) + "\n",
-                                          encoding="utf-8")
+        (workdir / "run.json").write_text(
+            json.dumps(st.manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
         log.info("run %s succeeded", run_id)
         log.removeHandler(handler)
         handler.close()
@@ -271,8 +315,9 @@ def _run_locked(stages: tuple[str, ...], out_dir: Path, cfg: Config, input_dir: 
             con.close()
         except duckdb.Error:
             pass
-        (workdir / "run.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n",
-                                          encoding="utf-8")
+        (workdir / "run.json").write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
         log.removeHandler(handler)
         handler.close()
         _replace_dir(workdir, out_dir.with_name(f"{out_dir.name}.failed"))

@@ -21,43 +21,66 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_no_file_gives_the_documented_defaults():
     cfg = load_config(None)
-    assert (cfg.course_gap_days, cfg.long_course_days, cfg.min_cell, cfg.max_reject_share,
-            cfg.m3_groups, cfg.scope, cfg.age_bands, cfg.municipality_code) == (
-        30, 1095, 5, 0.05, ("3", "aktivitetsparat"), "m3", (25, 30, 40, 50, 60), 320)
+    assert (
+        cfg.course_gap_days,
+        cfg.long_course_days,
+        cfg.min_cell,
+        cfg.max_reject_share,
+        cfg.m3_groups,
+        cfg.scope,
+        cfg.age_bands,
+        cfg.municipality_code,
+    ) == (30, 1095, 5, 0.05, ("3", "aktivitetsparat"), "m3", (25, 30, 40, 50, 60), 320)
 
 
 def test_example_file_loads_and_states_every_default():
     cfg = load_config(EXAMPLE)
     assert cfg == Config()
     keys = set(tomllib.loads(EXAMPLE.read_text("utf-8")))
-    documented = {line.lstrip("# ").split(" =")[0]
-                  for line in EXAMPLE.read_text("utf-8").splitlines() if " = " in line}
+    documented = {
+        line.lstrip("# ").split(" =")[0]
+        for line in EXAMPLE.read_text("utf-8").splitlines()
+        if " = " in line
+    }
     fields = set(Config.__dataclass_fields__)
     assert fields <= documented | keys
 
 
 def test_values_are_read(tmp_path):
-    cfg = load_config(write(tmp_path, 'reference_date = 2014-01-31\ncourse_gap_days = 14\n'
-                            'm3_groups = ["3"]\nmax_reject_share = 0.1\n'
-                            '[columns.citizens]\nbirth_year = "Fødselsår"\n'))
-    assert (cfg.reference_date, cfg.course_gap_days, cfg.m3_groups, cfg.max_reject_share,
-            cfg.columns) == (dt.date(2014, 1, 31), 14, ("3",), 0.1,
-                             {"citizens": {"birth_year": "Fødselsår"}})
+    cfg = load_config(
+        write(
+            tmp_path,
+            "reference_date = 2014-01-31\ncourse_gap_days = 14\n"
+            'm3_groups = ["3"]\nmax_reject_share = 0.1\n'
+            '[columns.citizens]\nbirth_year = "Fødselsår"\n',
+        )
+    )
+    assert (
+        cfg.reference_date,
+        cfg.course_gap_days,
+        cfg.m3_groups,
+        cfg.max_reject_share,
+        cfg.columns,
+    ) == (dt.date(2014, 1, 31), 14, ("3",), 0.1, {"citizens": {"birth_year": "Fødselsår"}})
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("min_cel = 5", "unknown key 'min_cel'"),
-     ("min_cell = '5'", "key 'min_cell' must be an integer, got '5'"),
-     ("min_cell = -1", "key 'min_cell' must be a non-negative integer"),
-     ("max_reject_share = 5", "key 'max_reject_share' must be a share between 0 and 1"),
-     ("scope = 'some'", "key 'scope' must be one of m3, all"),
-     ("reference_date = '31-01-2014'", "key 'reference_date' must be a date (YYYY-MM-DD)"),
-     ("age_bands = [30, 25]", "key 'age_bands' must be a strictly increasing list"),
-     ("m3_groups = [3]", "key 'm3_groups' must be a list of str"),
-     ("[columns.citizens]\nbirthyear = 'x'", "[columns.citizens] has unknown canonical column "
-      "'birthyear'"),
-     ("min_cell = ", "not valid TOML")],
+    [
+        ("min_cel = 5", "unknown key 'min_cel'"),
+        ("min_cell = '5'", "key 'min_cell' must be an integer, got '5'"),
+        ("min_cell = -1", "key 'min_cell' must be a non-negative integer"),
+        ("max_reject_share = 5", "key 'max_reject_share' must be a share between 0 and 1"),
+        ("scope = 'some'", "key 'scope' must be one of m3, all"),
+        ("reference_date = '31-01-2014'", "key 'reference_date' must be a date (YYYY-MM-DD)"),
+        ("age_bands = [30, 25]", "key 'age_bands' must be a strictly increasing list"),
+        ("m3_groups = [3]", "key 'm3_groups' must be a list of str"),
+        (
+            "[columns.citizens]\nbirthyear = 'x'",
+            "[columns.citizens] has unknown canonical column 'birthyear'",
+        ),
+        ("min_cell = ", "not valid TOML"),
+    ],
 )
 def test_bad_config_is_refused_naming_key_and_file(tmp_path, text, message):
     path = write(tmp_path, text)

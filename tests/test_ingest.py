@@ -37,8 +37,11 @@ def load(folder: Path, cfg: Config = CFG):
 
 def one_citizen(tmp_path: Path, column: str, value: str, *, sep: str = ";"):
     """Load one citizen whose `column` holds `value`; return (staged value, quarantine rows)."""
-    header = ["citizen_id", "birth_year", column] if column not in ("birth_year",) else [
-        "citizen_id", "birth_year"]
+    header = (
+        ["citizen_id", "birth_year", column]
+        if column not in ("birth_year",)
+        else ["citizen_id", "birth_year"]
+    )
     row = ["A1", "1980", value] if column != "birth_year" else ["A1", value]
     write_csv(tmp_path, "citizens.csv", sep.join(header) + "\n" + sep.join(row) + "\n")
     write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\nA1;2020-01-01;dagpenge\n")
@@ -52,9 +55,21 @@ def one_citizen(tmp_path: Path, column: str, value: str, *, sep: str = ";"):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1", True), ("0", False), ("true", True), ("FALSE", False), ("ja", True), ("Nej", False),
-     ("yes", True), ("no", False), ("x", True), ("X", True), ("", False), (" ", False),
-     ("1.0", True)],
+    [
+        ("1", True),
+        ("0", False),
+        ("true", True),
+        ("FALSE", False),
+        ("ja", True),
+        ("Nej", False),
+        ("yes", True),
+        ("no", False),
+        ("x", True),
+        ("X", True),
+        ("", False),
+        (" ", False),
+        ("1.0", True),
+    ],
 )
 def test_boolean_flag_values(tmp_path, value, expected):
     staged, problems = one_citizen(tmp_path, "alcohol", value)
@@ -73,8 +88,16 @@ def test_reviewed_defaults_to_true(tmp_path, value, expected):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("K", "K"), ("m", "M"), ("F", "K"), ("kvinde", "K"), ("Mand", "M"), ("female", "K"),
-     ("male", "M"), ("", None)],
+    [
+        ("K", "K"),
+        ("m", "M"),
+        ("F", "K"),
+        ("kvinde", "K"),
+        ("Mand", "M"),
+        ("female", "K"),
+        ("male", "M"),
+        ("", None),
+    ],
 )
 def test_sex_codes(tmp_path, value, expected):
     assert one_citizen(tmp_path, "sex", value) == (expected, [])
@@ -86,8 +109,15 @@ def test_unknown_sex_is_out_of_domain(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("3", "3"), ("M3", "3"), ("m2", "2"), ("3.0", "3"), ("Aktivitetsparat", "aktivitetsparat"),
-     ("jobparat", "jobparat"), ("", None)],
+    [
+        ("3", "3"),
+        ("M3", "3"),
+        ("m2", "2"),
+        ("3.0", "3"),
+        ("Aktivitetsparat", "aktivitetsparat"),
+        ("jobparat", "jobparat"),
+        ("", None),
+    ],
 )
 def test_match_group_codes(tmp_path, value, expected):
     assert one_citizen(tmp_path, "match_group", value) == (expected, [])
@@ -96,19 +126,25 @@ def test_match_group_codes(tmp_path, value, expected):
 @pytest.mark.parametrize("value", ["6", "M0", "sygemeldt"])
 def test_unknown_match_group_is_out_of_domain(tmp_path, value):
     assert one_citizen(tmp_path, "match_group", value) == (
-        None, [("match_group", value, "out_of_domain")])
+        None,
+        [("match_group", value, "out_of_domain")],
+    )
 
 
 @pytest.mark.parametrize(
     ("value", "expected", "problems"),
-    [("1980", 1980, []), ("1980.0", 1980, []), (" 1980 ", 1980, []),
-     ("19x0", None, [("birth_year", "19x0", "unparseable_integer")]),
-     ("1980.5", None, [("birth_year", "1980.5", "unparseable_integer")]),
-     ("1899", None, [("birth_year", "1899", "out_of_domain")]),
-     ("1900", 1900, []),
-     ("2009", 2009, []),  # reference year 2024 - 15
-     ("2010", None, [("birth_year", "2010", "out_of_domain")]),
-     ("", None, [("birth_year", "", "missing_required")])],
+    [
+        ("1980", 1980, []),
+        ("1980.0", 1980, []),
+        (" 1980 ", 1980, []),
+        ("19x0", None, [("birth_year", "19x0", "unparseable_integer")]),
+        ("1980.5", None, [("birth_year", "1980.5", "unparseable_integer")]),
+        ("1899", None, [("birth_year", "1899", "out_of_domain")]),
+        ("1900", 1900, []),
+        ("2009", 2009, []),  # reference year 2024 - 15
+        ("2010", None, [("birth_year", "2010", "out_of_domain")]),
+        ("", None, [("birth_year", "", "missing_required")]),
+    ],
 )
 def test_birth_year(tmp_path, value, expected, problems):
     assert one_citizen(tmp_path, "birth_year", value) == (expected, problems)
@@ -116,9 +152,14 @@ def test_birth_year(tmp_path, value, expected, problems):
 
 @pytest.mark.parametrize(
     ("value", "expected", "problems"),
-    [("3", 3, []), ("0", 0, []), ("4.0", 4, []), ("", None, []),
-     ("-1", None, [("departments_involved", "-1", "out_of_domain")]),
-     ("tre", None, [("departments_involved", "tre", "unparseable_integer")])],
+    [
+        ("3", 3, []),
+        ("0", 0, []),
+        ("4.0", 4, []),
+        ("", None, []),
+        ("-1", None, [("departments_involved", "-1", "out_of_domain")]),
+        ("tre", None, [("departments_involved", "tre", "unparseable_integer")]),
+    ],
 )
 def test_departments_involved(tmp_path, value, expected, problems):
     assert one_citizen(tmp_path, "departments_involved", value) == (expected, problems)
@@ -129,14 +170,19 @@ def test_municipality_code_defaults_to_config(tmp_path):
     assert one_citizen(tmp_path, "municipality_code", "259") == (259, [])
 
 
-def one_episode(tmp_path: Path, start: str, end: str = "", benefit: str = "dagpenge",
-                group: str = ""):
+def one_episode(
+    tmp_path: Path, start: str, end: str = "", benefit: str = "dagpenge", group: str = ""
+):
     write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year\nA1;1980\n")
-    write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;end_date;benefit;match_group\n"
-              f"A1;{start};{end};{benefit};{group}\n")
+    write_csv(
+        tmp_path,
+        "episodes.csv",
+        f"citizen_id;start_date;end_date;benefit;match_group\nA1;{start};{end};{benefit};{group}\n",
+    )
     con, _ = load(tmp_path)
     staged = con.execute(
-        "select start_date, end_date, benefit, match_group from staging.episodes").fetchall()
+        "select start_date, end_date, benefit, match_group from staging.episodes"
+    ).fetchall()
     problems = con.execute("select column_name, value, reason from quarantine.rows").fetchall()
     return (staged[0] if staged else None), problems
 
@@ -149,8 +195,10 @@ def test_dates_iso_and_day_first(tmp_path, text):
     assert (staged[0], problems) == (dt.date(2013, 2, 1), [])
 
 
-@pytest.mark.parametrize("text", ["31-02-2013", "2013-13-01", "13-02-01", "01-02-13", "primo 2013",
-                                  "2013/02/01", "01-02.2013x"])
+@pytest.mark.parametrize(
+    "text",
+    ["31-02-2013", "2013-13-01", "13-02-01", "01-02-13", "primo 2013", "2013/02/01", "01-02.2013x"],
+)
 def test_unparseable_dates(tmp_path, text):
     staged, problems = one_episode(tmp_path, text)
     assert (staged, problems) == (None, [("start_date", text, "unparseable_date")])
@@ -158,7 +206,9 @@ def test_unparseable_dates(tmp_path, text):
 
 def test_end_before_start_is_reported_on_end_date(tmp_path):
     assert one_episode(tmp_path, "01-02-2013", "31-01-2013") == (
-        None, [("end_date", "31-01-2013", "end_before_start")])
+        None,
+        [("end_date", "31-01-2013", "end_before_start")],
+    )
 
 
 def test_one_day_spell_is_valid(tmp_path):
@@ -168,9 +218,15 @@ def test_one_day_spell_is_valid(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "code"),
-    [("kontanthjælp", "kontanthjaelp"), ("Uddannelseshjælp", "uddannelseshjaelp"),
-     ("ressourceforløb", "ressourceforloeb"), ("FØRTIDSPENSION", "foertidspension"),
-     ("kontanthjaelp", "kontanthjaelp"), (" fleksjob ", "fleksjob"), ("other", "other")],
+    [
+        ("kontanthjælp", "kontanthjaelp"),
+        ("Uddannelseshjælp", "uddannelseshjaelp"),
+        ("ressourceforløb", "ressourceforloeb"),
+        ("FØRTIDSPENSION", "foertidspension"),
+        ("kontanthjaelp", "kontanthjaelp"),
+        (" fleksjob ", "fleksjob"),
+        ("other", "other"),
+    ],
 )
 def test_benefit_codes(tmp_path, text, code):
     staged, problems = one_episode(tmp_path, "2013-02-01", benefit=text)
@@ -179,38 +235,50 @@ def test_benefit_codes(tmp_path, text, code):
 
 def test_unknown_and_missing_benefit(tmp_path):
     assert one_episode(tmp_path, "2013-02-01", benefit="pension")[1] == [
-        ("benefit", "pension", "out_of_domain")]
+        ("benefit", "pension", "out_of_domain")
+    ]
     assert one_episode(tmp_path, "2013-02-01", benefit="")[1] == [
-        ("benefit", "", "missing_required")]
+        ("benefit", "", "missing_required")
+    ]
     assert one_episode(tmp_path, "")[1] == [("start_date", "", "missing_required")]
 
 
 def test_comma_separator_and_quoted_separator(tmp_path):
-    write_csv(tmp_path, "citizens.csv",
-              'citizen_id,birth_year,notes\nA1,1980,"Har job, men ""syg"""\n')
+    write_csv(
+        tmp_path, "citizens.csv", 'citizen_id,birth_year,notes\nA1,1980,"Har job, men ""syg"""\n'
+    )
     write_csv(tmp_path, "episodes.csv", "citizen_id,start_date,benefit\nA1,2020-01-01,dagpenge\n")
     con, _ = load(tmp_path)
-    assert con.execute("select notes from staging.citizens").fetchall() == [
-        ('Har job, men "syg"',)]
+    assert con.execute("select notes from staging.citizens").fetchall() == [('Har job, men "syg"',)]
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "latin-1"])
 def test_encodings(tmp_path, encoding):
-    write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year;notes\nA1;1980;Søren på Ærø\n",
-              encoding)
+    write_csv(
+        tmp_path, "citizens.csv", "citizen_id;birth_year;notes\nA1;1980;Søren på Ærø\n", encoding
+    )
     write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\nA1;2020-01-01;dagpenge\n")
     con, result = load(tmp_path)
     assert con.execute("select citizen_id, notes from staging.citizens").fetchall() == [
-        ("A1", "Søren på Ærø")]
-    expected = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "cp1252": "cp1252",
-                "latin-1": "cp1252"}[encoding]
+        ("A1", "Søren på Ærø")
+    ]
+    expected = {
+        "utf-8": "utf-8",
+        "utf-8-sig": "utf-8-sig",
+        "cp1252": "cp1252",
+        "latin-1": "cp1252",
+    }[encoding]
     assert {f.table: f.encoding for f in result.files}["citizens"] == expected
 
 
 def test_windows_1252_only_characters(tmp_path):
     # "€" and "–" exist in Windows-1252 but not in Latin-1 (library notes)
-    write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year;notes\nA1;1980;Gæld 500 € – rykker\n",
-              "cp1252")
+    write_csv(
+        tmp_path,
+        "citizens.csv",
+        "citizen_id;birth_year;notes\nA1;1980;Gæld 500 € – rykker\n",
+        "cp1252",
+    )
     write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\nA1;2020-01-01;dagpenge\n")
     con, _ = load(tmp_path)
     assert con.execute("select notes from staging.citizens").fetchone() == ("Gæld 500 € – rykker",)
@@ -226,11 +294,14 @@ def test_unknown_encoding_is_file_level(tmp_path):
 def test_column_names_case_insensitive_and_mapping(tmp_path):
     write_csv(tmp_path, "citizens.csv", " CITIZEN_ID ;Fødselsår;Extra\nA1;1980;keep\n")
     write_csv(tmp_path, "episodes.csv", "citizen_id;Startdato;benefit\nA1;2020-01-01;dagpenge\n")
-    cfg = dataclasses.replace(CFG, columns={"citizens": {"birth_year": "fødselsår"},
-                                            "episodes": {"start_date": "Startdato"}})
+    cfg = dataclasses.replace(
+        CFG,
+        columns={"citizens": {"birth_year": "fødselsår"}, "episodes": {"start_date": "Startdato"}},
+    )
     con, result = load(tmp_path, cfg)
     assert con.execute("select citizen_id, birth_year from staging.citizens").fetchall() == [
-        ("A1", 1980)]
+        ("A1", 1980)
+    ]
     # unknown extra columns are kept in raw, ignored afterwards
     assert con.execute('select "Extra" from raw.citizens').fetchall() == [("keep",)]
     assert result.files[0].extra_columns == ("Extra",)
@@ -247,8 +318,11 @@ def test_two_candidate_files_named(tmp_path):
     write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year\nA1;1980\n")
     write_csv(tmp_path, "Citizens.parquet", "")
     write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\nA1;2020-01-01;dagpenge\n")
-    with pytest.raises(InputError, match=r"two candidate files for table citizens: "
-                       r"Citizens.parquet and citizens.csv"):
+    with pytest.raises(
+        InputError,
+        match=r"two candidate files for table citizens: "
+        r"Citizens.parquet and citizens.csv",
+    ):
         load(tmp_path)
 
 
@@ -284,27 +358,25 @@ def test_blank_lines_keep_physical_line_numbers(tmp_path):
 
 # --- the hand-made messy export ---------------------------------------------------------
 
-MESSY_CITIZENS = (
-    "\ufeff"  # a BOM is not possible in cp1252; written below without it
-)
+MESSY_CITIZENS = "\ufeff"  # a BOM is not possible in cp1252; written below without it
 CITIZENS_TEXT = (
     "Citizen_ID;Birth_Year;Sex;Reviewed;Alcohol;Psych_Diagnosis;Notes\r\n"
-    "B1;1980;K;ja;x;;Borgeren ønsker arbejde\r\n"                            # line 2
+    "B1;1980;K;ja;x;;Borgeren ønsker arbejde\r\n"  # line 2
     'B2;1975;mand;Ja;;X;"Ringet op; CPR 010190-1234 nævnt\r\nopfølgning i næste uge"\r\n'  # 3-4
-    "B3;19x0;M;nej;;;ok\r\n"                                                 # line 5
-    "B4;1990.0;Kvinde;;1;0;\r\n"                                             # line 6
-    "B4;1991;M;;;;dublet\r\n"                                                # line 7
-    "B5;1970;K;måske;;;\r\n"                                                 # line 8
+    "B3;19x0;M;nej;;;ok\r\n"  # line 5
+    "B4;1990.0;Kvinde;;1;0;\r\n"  # line 6
+    "B4;1991;M;;;;dublet\r\n"  # line 7
+    "B5;1970;K;måske;;;\r\n"  # line 8
 )
 EPISODES_TEXT = (
     "citizen_id,start_date,end_date,benefit,match_group\n"
-    "B1,01-02-2013,,kontanthjælp,3\n"          # line 2
+    "B1,01-02-2013,,kontanthjælp,3\n"  # line 2
     "B1,01.03.2012,31.01.2013,sygedagpenge,M3\n"  # line 3
-    "B2,2012-05-01,2012-04-30,dagpenge,3\n"    # line 4: ends before it starts
+    "B2,2012-05-01,2012-04-30,dagpenge,3\n"  # line 4: ends before it starts
     "B9,01/02/2013,,dagpenge,aktivitetsparat\n"  # line 5: orphan
-    "B4,01/02/2013,,dagpenge,3\n"              # line 6: citizen duplicated
-    "B3,01/02/2013,,dagpenge,3\n"              # line 7: citizen quarantined
-    "B2,32-01-2013,,pension,9\n"               # line 8: three problems
+    "B4,01/02/2013,,dagpenge,3\n"  # line 6: citizen duplicated
+    "B3,01/02/2013,,dagpenge,3\n"  # line 7: citizen quarantined
+    "B2,32-01-2013,,pension,9\n"  # line 8: three problems
 )
 
 
@@ -332,18 +404,28 @@ def test_messy_export_exact_quarantine(messy):
         ("episodes", "episodes.csv", 8, "match_group", "9", "out_of_domain"),
         ("episodes", "episodes.csv", 8, "start_date", "32-01-2013", "unparseable_date"),
     ]
-    counts = {t: (c.read, c.loaded, c.quarantined, c.cpr_masked)
-              for t, c in result.counts.items()}
+    counts = {t: (c.read, c.loaded, c.quarantined, c.cpr_masked) for t, c in result.counts.items()}
     assert counts == {"citizens": (6, 2, 4, 1), "episodes": (7, 2, 5, 0)}
     assert con.execute(
         "select citizen_id, birth_year, sex, reviewed, alcohol, psych_diagnosis, notes, _line "
-        "from staging.citizens order by 1").fetchall() == [
+        "from staging.citizens order by 1"
+    ).fetchall() == [
         ("B1", 1980, "K", True, True, False, "Borgeren ønsker arbejde", 2),
-        ("B2", 1975, "M", True, False, True,
-         "Ringet op; CPR [CPR] nævnt\r\nopfølgning i næste uge", 3),
+        (
+            "B2",
+            1975,
+            "M",
+            True,
+            False,
+            True,
+            "Ringet op; CPR [CPR] nævnt\r\nopfølgning i næste uge",
+            3,
+        ),
     ]
-    assert con.execute("select citizen_id, start_date, end_date, benefit, match_group, _line "
-                       "from staging.episodes order by _line").fetchall() == [
+    assert con.execute(
+        "select citizen_id, start_date, end_date, benefit, match_group, _line "
+        "from staging.episodes order by _line"
+    ).fetchall() == [
         ("B1", dt.date(2013, 2, 1), None, "kontanthjaelp", "3", 2),
         ("B1", dt.date(2012, 3, 1), dt.date(2013, 1, 31), "sygedagpenge", "3", 3),
     ]
@@ -357,10 +439,16 @@ def all_text_in_warehouse(con) -> list[str]:
     for schema, table in tables:
         cols = con.execute(
             "select column_name from duckdb_columns() where schema_name = $s and table_name = $t",
-            {"s": schema, "t": table}).fetchall()
+            {"s": schema, "t": table},
+        ).fetchall()
         for (col,) in cols:
-            cells += [v for (v,) in con.execute(
-                f'select distinct "{col}"::varchar from {schema}."{table}"').fetchall() if v]
+            cells += [
+                v
+                for (v,) in con.execute(
+                    f'select distinct "{col}"::varchar from {schema}."{table}"'
+                ).fetchall()
+                if v
+            ]
     return cells
 
 
@@ -380,8 +468,10 @@ def test_too_many_rejects_raises_with_counts(messy):
     con = warehouse.connect()
     with pytest.raises(RejectedError) as e:
         ingest(con, dataclasses.replace(CFG, max_reject_share=0.05), messy, "test")
-    assert str(e.value).startswith("citizens.csv: 4 of 6 rows quarantined (66.7%); "
-                                   "episodes.csv: 5 of 7 rows quarantined (71.4%)")
+    assert str(e.value).startswith(
+        "citizens.csv: 4 of 6 rows quarantined (66.7%); "
+        "episodes.csv: 5 of 7 rows quarantined (71.4%)"
+    )
     # the quarantine was built, so the caller can keep it for diagnosis
     assert con.execute("select count(*) from quarantine.rows").fetchone() == (11,)
 
@@ -397,10 +487,14 @@ def test_reject_share_boundary_is_strict(tmp_path):
 
 # --- privacy -----------------------------------------------------------------------------
 
+
 def cpr_export(tmp_path: Path) -> Path:
     write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year\n010190-1234;1980\nA2;1981\n")
-    write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\n"
-              "0101901234;2020-01-01;dagpenge\nA2;2020-01-01;dagpenge\n")
+    write_csv(
+        tmp_path,
+        "episodes.csv",
+        "citizen_id;start_date;benefit\n0101901234;2020-01-01;dagpenge\nA2;2020-01-01;dagpenge\n",
+    )
     return tmp_path
 
 
@@ -441,19 +535,37 @@ def test_pseudonyms_stable_across_runs_and_key_dependent(tmp_path, monkeypatch):
 
 text = st.text(alphabet=string.ascii_letters + "æøåÆØÅ ,;\"'-.", min_size=0, max_size=12)
 citizen_rows = st.lists(
-    st.tuples(st.integers(1900, 2009), st.sampled_from(["K", "M", ""]),
-              st.booleans(), st.booleans(), st.none() | st.integers(0, 9), text),
-    min_size=1, max_size=15,
+    st.tuples(
+        st.integers(1900, 2009),
+        st.sampled_from(["K", "M", ""]),
+        st.booleans(),
+        st.booleans(),
+        st.none() | st.integers(0, 9),
+        text,
+    ),
+    min_size=1,
+    max_size=15,
 )
 episode_rows = st.lists(
-    st.tuples(st.integers(0, 14), st.dates(dt.date(1990, 1, 1), dt.date(2024, 6, 1)),
-              st.none() | st.integers(0, 2000),
-              st.sampled_from(["kontanthjaelp", "dagpenge", "fleksjob", "other"]),
-              st.sampled_from(["3", "aktivitetsparat", "jobparat", ""])),
-    min_size=1, max_size=30,
+    st.tuples(
+        st.integers(0, 14),
+        st.dates(dt.date(1990, 1, 1), dt.date(2024, 6, 1)),
+        st.none() | st.integers(0, 2000),
+        st.sampled_from(["kontanthjaelp", "dagpenge", "fleksjob", "other"]),
+        st.sampled_from(["3", "aktivitetsparat", "jobparat", ""]),
+    ),
+    min_size=1,
+    max_size=30,
 )
-HEADER_C = ["citizen_id", "birth_year", "sex", "alcohol", "psych_diagnosis",
-            "departments_involved", "notes"]
+HEADER_C = [
+    "citizen_id",
+    "birth_year",
+    "sex",
+    "alcohol",
+    "psych_diagnosis",
+    "departments_involved",
+    "notes",
+]
 HEADER_E = ["citizen_id", "start_date", "end_date", "benefit", "match_group"]
 
 
@@ -467,23 +579,32 @@ def as_tables(citizens, episodes):
 
 
 def expected(crow, erows):
-    cit = sorted((r[0], r[1], r[2] or None, r[3], r[4], r[5], r[6].strip() or None)
-                 for r in crow)
+    cit = sorted((r[0], r[1], r[2] or None, r[3], r[4], r[5], r[6].strip() or None) for r in crow)
     epi = sorted((r[0], r[1], r[2], r[3], r[4] or None) for r in erows)
     return cit, epi
 
 
 def staged(con):
-    cit = con.execute("select citizen_id, birth_year, sex, alcohol, psych_diagnosis, "
-                      "departments_involved, notes from staging.citizens order by all").fetchall()
-    epi = con.execute("select citizen_id, start_date, end_date, benefit, match_group "
-                      "from staging.episodes order by all").fetchall()
+    cit = con.execute(
+        "select citizen_id, birth_year, sex, alcohol, psych_diagnosis, "
+        "departments_involved, notes from staging.citizens order by all"
+    ).fetchall()
+    epi = con.execute(
+        "select citizen_id, start_date, end_date, benefit, match_group "
+        "from staging.episodes order by all"
+    ).fetchall()
     return cit, epi
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(citizens=citizen_rows, episodes=episode_rows, sep=st.sampled_from([";", ","]),
-       encoding=st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    citizens=citizen_rows,
+    episodes=episode_rows,
+    sep=st.sampled_from([";", ","]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]),
+)
 def test_csv_round_trip(tmp_path_factory, citizens, episodes, sep, encoding):
     import csv
     import io
@@ -495,21 +616,42 @@ def test_csv_round_trip(tmp_path_factory, citizens, episodes, sep, encoding):
         w = csv.writer(buf, delimiter=sep, lineterminator="\r\n")
         w.writerow(header)
         for r in rows:
-            w.writerow(["" if v is None else ("x" if v is True else "" if v is False else
-                        v.strftime("%d-%m-%Y") if isinstance(v, dt.date) else v) for v in r])
+            w.writerow(
+                [
+                    ""
+                    if v is None
+                    else (
+                        "x"
+                        if v is True
+                        else ""
+                        if v is False
+                        else v.strftime("%d-%m-%Y")
+                        if isinstance(v, dt.date)
+                        else v
+                    )
+                    for v in r
+                ]
+            )
         write_csv(folder, name, buf.getvalue(), encoding)
     con, result = load(folder)
     assert staged(con) == expected(crow, erows)
     assert {t: (c.read, c.loaded, c.quarantined) for t, c in result.counts.items()} == {
-        "citizens": (len(crow), len(crow), 0), "episodes": (len(erows), len(erows), 0)}
+        "citizens": (len(crow), len(crow), 0),
+        "episodes": (len(erows), len(erows), 0),
+    }
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(citizens=citizen_rows, episodes=episode_rows)
 def test_xlsx_round_trip(tmp_path_factory, citizens, episodes):
     folder = tmp_path_factory.mktemp("xlsx")
     crow, erows = as_tables(citizens, episodes)
-    for name, header, rows in (("citizens.xlsx", HEADER_C, crow), ("episodes.xlsx", HEADER_E, erows)):
+    for name, header, rows in (
+        ("citizens.xlsx", HEADER_C, crow),
+        ("episodes.xlsx", HEADER_E, erows),
+    ):
         book = xlsxwriter.Workbook(str(folder / name))
         sheet = book.add_worksheet()
         date_format = book.add_format({"num_format": "dd-mm-yyyy"})
@@ -533,16 +675,33 @@ def test_parquet_input_typed_columns(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"citizen_id": ["P1", "P2"], "birth_year": [1980, 1990],
-                             "alcohol": [True, None], "departments_involved": [3.0, None]}),
-                   tmp_path / "citizens.parquet")
-    pq.write_table(pa.table({"citizen_id": ["P1", "P3"],
-                             "start_date": [dt.date(2020, 1, 1), dt.date(2020, 2, 1)],
-                             "benefit": ["dagpenge", "dagpenge"]}), tmp_path / "episodes.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "citizen_id": ["P1", "P2"],
+                "birth_year": [1980, 1990],
+                "alcohol": [True, None],
+                "departments_involved": [3.0, None],
+            }
+        ),
+        tmp_path / "citizens.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "citizen_id": ["P1", "P3"],
+                "start_date": [dt.date(2020, 1, 1), dt.date(2020, 2, 1)],
+                "benefit": ["dagpenge", "dagpenge"],
+            }
+        ),
+        tmp_path / "episodes.parquet",
+    )
     con, result = load(tmp_path)
-    assert con.execute("select citizen_id, birth_year, alcohol, departments_involved "
-                       "from staging.citizens order by 1").fetchall() == [
-        ("P1", 1980, True, 3), ("P2", 1990, False, None)]
+    assert con.execute(
+        "select citizen_id, birth_year, alcohol, departments_involved "
+        "from staging.citizens order by 1"
+    ).fetchall() == [("P1", 1980, True, 3), ("P2", 1990, False, None)]
     # parquet lines are the row index + 2, as if a header came first
     assert con.execute("select line, reason from quarantine.rows").fetchall() == [
-        (3, "unknown_citizen")]
+        (3, "unknown_citizen")
+    ]

@@ -38,12 +38,21 @@ def contract_cpr_like(text: str, i: int, j: int) -> bool:
 
 @pytest.mark.parametrize(
     ("text", "found"),
-    [("0101901234", ["0101901234"]), ("010190-1234", ["010190-1234"]),
-     ("010190 1234", ["010190 1234"]), ("3102901234", []), ("2902001234", ["2902001234"]),
-     ("2902011234", []), ("2902041234", ["2902041234"]), ("0013901234", []),
-     ("12345678901", []), ("x0101901234y", ["0101901234"]), ("01019012345", []),
-     ("cpr:010190-1234.", ["010190-1234"]), ("0101901234 3112991234", ["0101901234",
-                                                                        "3112991234"])],
+    [
+        ("0101901234", ["0101901234"]),
+        ("010190-1234", ["010190-1234"]),
+        ("010190 1234", ["010190 1234"]),
+        ("3102901234", []),
+        ("2902001234", ["2902001234"]),
+        ("2902011234", []),
+        ("2902041234", ["2902041234"]),
+        ("0013901234", []),
+        ("12345678901", []),
+        ("x0101901234y", ["0101901234"]),
+        ("01019012345", []),
+        ("cpr:010190-1234.", ["010190-1234"]),
+        ("0101901234 3112991234", ["0101901234", "3112991234"]),
+    ],
 )
 def test_find_cpr(text, found):
     assert privacy.find_cpr(text) == found
@@ -51,7 +60,9 @@ def test_find_cpr(text, found):
 
 def test_mask_text_counts():
     assert privacy.mask_text("a 010190-1234 b 0101901234 c 3102901234") == (
-        "a [CPR] b [CPR] c 3102901234", 2)
+        "a [CPR] b [CPR] c 3102901234",
+        2,
+    )
 
 
 @given(st.text(alphabet="0123456789 -ab", max_size=40))
@@ -67,7 +78,7 @@ def test_find_cpr_matches_contract_reading(text):
     for i in range(len(text)):
         for width in (10, 11):
             if contract_cpr_like(text, i, i + width):
-                assert any(text[i:i + width] in f or f in text[i:i + width] for f in found)
+                assert any(text[i : i + width] in f or f in text[i : i + width] for f in found)
 
 
 def test_mask_array_only_touches_candidates():
@@ -80,15 +91,18 @@ def test_cpr_digits_and_normalise():
     assert privacy.cpr_digits(" 010190-1234 ") == "0101901234"
     assert privacy.cpr_digits("A0101901234") is None
     assert privacy.normalise_ids(pa.array(["010190 1234", " B7 "])).to_pylist() == [
-        "0101901234", "B7"]
+        "0101901234",
+        "B7",
+    ]
 
 
 @given(key=st.binary(min_size=1, max_size=100), value=st.text(max_size=30))
 def test_sql_hmac_equals_python_hmac(key, value):
     k = privacy.PseudonymKey(key, "test")
     con = duckdb.connect()
-    got = con.execute(f"select {privacy.HMAC_SQL} from (select $v as citizen_id)",
-                      {**k.hmac_params(), "v": value}).fetchone()[0]
+    got = con.execute(
+        f"select {privacy.HMAC_SQL} from (select $v as citizen_id)", {**k.hmac_params(), "v": value}
+    ).fetchone()[0]
     assert got == hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -19,7 +19,8 @@ from pipeline.runner import run_stages
 CFG = Config(reference_date=__import__("datetime").date(2024, 6, 30))
 GOOD_C = "citizen_id;birth_year\n" + "".join(f"C{i};1980\n" for i in range(30))
 GOOD_E = "citizen_id;start_date;benefit;match_group\n" + "".join(
-    f"C{i};01-01-2020;kontanthjaelp;3\n" for i in range(30))
+    f"C{i};01-01-2020;kontanthjaelp;3\n" for i in range(30)
+)
 
 
 def export(folder: Path, citizens: str = GOOD_C, episodes: str = GOOD_E) -> Path:
@@ -30,21 +31,29 @@ def export(folder: Path, citizens: str = GOOD_C, episodes: str = GOOD_E) -> Path
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_ingest_writes_warehouse_quarantine_log_and_manifest(tmp_path):
     out = tmp_path / "out"
     st = run_stages(["ingest"], out, CFG, input_dir=export(tmp_path / "in"))
     assert sorted(p.name for p in out.iterdir()) == [
-        "quarantine.csv", "run.json", "run.log", "warehouse.duckdb"]
+        "quarantine.csv",
+        "run.json",
+        "run.log",
+        "warehouse.duckdb",
+    ]
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["outcome"] == "success"
     assert manifest["run_id"] == st.run_id
     assert manifest["rows"] == {
         "citizens": {"read": 30, "loaded": 30, "quarantined": 0, "cpr_masked": 0},
-        "episodes": {"read": 30, "loaded": 30, "quarantined": 0, "cpr_masked": 0}}
+        "episodes": {"read": 30, "loaded": 30, "quarantined": 0, "cpr_masked": 0},
+    }
     citizens_sha = hashlib.sha256(GOOD_C.encode()).hexdigest()
     assert [f["sha256"] for f in manifest["input_files"]][0] == citizens_sha
     assert manifest["reference_date"] == "2024-06-30"
@@ -64,8 +73,9 @@ def test_rejected_run_keeps_previous_output_byte_identical(tmp_path):
     failed = tmp_path / "out.failed"
     q = (failed / "quarantine.csv").read_text().splitlines()
     assert q[0] == "table_name,file,line,column_name,value,reason"
-    assert q[1:] == [f"citizens,citizens.csv,{32 + i},birth_year,19x0,unparseable_integer"
-                     for i in range(5)]
+    assert q[1:] == [
+        f"citizens,citizens.csv,{32 + i},birth_year,19x0,unparseable_integer" for i in range(5)
+    ]
     assert json.loads((failed / "run.json").read_text())["outcome"] == "failed"
 
 
@@ -75,14 +85,24 @@ def test_file_level_error_keeps_previous_output_and_replaces_failed_folder(tmp_p
     before = snapshot(out)
     for attempt in range(2):
         with pytest.raises(InputError, match="missing required column 'birth_year'"):
-            run_stages(["ingest"], out, CFG,
-                       input_dir=export(tmp_path / f"bad{attempt}", "citizen_id\nC1\n"))
+            run_stages(
+                ["ingest"],
+                out,
+                CFG,
+                input_dir=export(tmp_path / f"bad{attempt}", "citizen_id\nC1\n"),
+            )
     assert snapshot(out) == before
     manifest = json.loads((tmp_path / "out.failed" / "run.json").read_text())
     assert manifest["outcome"] == "failed"
     assert "missing required column" in manifest["error"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".out.lock", "bad0", "bad1", "good", "out", "out.failed"]
+        ".out.lock",
+        "bad0",
+        "bad1",
+        "good",
+        "out",
+        "out.failed",
+    ]
 
 
 def test_run_history_is_carried_into_the_new_warehouse(tmp_path):
@@ -93,7 +113,9 @@ def test_run_history_is_carried_into_the_new_warehouse(tmp_path):
     second = run_stages(["ingest"], out, CFG, input_dir=export(tmp_path / "in"))
     con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
     assert con.execute("select run_id, outcome from meta.runs order by started").fetchall() == [
-        (first.run_id, "success"), (second.run_id, "success")]
+        (first.run_id, "success"),
+        (second.run_id, "success"),
+    ]
 
 
 def test_lock_held_means_locked(tmp_path):
@@ -101,8 +123,9 @@ def test_lock_held_means_locked(tmp_path):
     with FileLock(str(tmp_path / ".out.lock")):
         with pytest.raises(LockedError):
             run_stages(["ingest"], out, CFG, input_dir=export(tmp_path / "in"))
-        result = CliRunner().invoke(app, ["ingest", "--input", str(tmp_path / "in"),
-                                          "--out", str(out)])
+        result = CliRunner().invoke(
+            app, ["ingest", "--input", str(tmp_path / "in"), "--out", str(out)]
+        )
     assert result.exit_code == 4
     assert not out.exists()
 
@@ -110,22 +133,44 @@ def test_lock_held_means_locked(tmp_path):
 def test_cli_exit_codes(tmp_path):
     runner = CliRunner()
     good = export(tmp_path / "good")
-    ok = runner.invoke(app, ["ingest", "--input", str(good), "--out", str(tmp_path / "o"),
-                             "--reference-date", "2024-06-30"])
+    ok = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--input",
+            str(good),
+            "--out",
+            str(tmp_path / "o"),
+            "--reference-date",
+            "2024-06-30",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert "citizens.csv" in ok.output
-    missing = runner.invoke(app, ["ingest", "--input", str(tmp_path / "nowhere"),
-                                  "--out", str(tmp_path / "o")])
+    missing = runner.invoke(
+        app, ["ingest", "--input", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]
+    )
     assert missing.exit_code == 3
     usage = runner.invoke(app, ["ingest", "--out", str(tmp_path / "o")])
     assert usage.exit_code == 2
-    bad_date = runner.invoke(app, ["ingest", "--input", str(good), "--out", str(tmp_path / "o"),
-                                   "--reference-date", "30-06-2024"])
+    bad_date = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--input",
+            str(good),
+            "--out",
+            str(tmp_path / "o"),
+            "--reference-date",
+            "30-06-2024",
+        ],
+    )
     assert bad_date.exit_code == 2
     cfg = tmp_path / "c.toml"
     cfg.write_text("min_cel = 3\n")
-    bad_cfg = runner.invoke(app, ["ingest", "--input", str(good), "--out", str(tmp_path / "o"),
-                                  "--config", str(cfg)])
+    bad_cfg = runner.invoke(
+        app, ["ingest", "--input", str(good), "--out", str(tmp_path / "o"), "--config", str(cfg)]
+    )
     assert bad_cfg.exit_code == 2
 
 
@@ -136,8 +181,9 @@ def test_validate_writes_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "unparseable_integer" in result.output
     assert snapshot(tmp_path) == before
-    refused = CliRunner().invoke(app, ["validate", "--input", str(
-        export(tmp_path / "in2", "citizen_id\nC1\n"))])
+    refused = CliRunner().invoke(
+        app, ["validate", "--input", str(export(tmp_path / "in2", "citizen_id\nC1\n"))]
+    )
     assert refused.exit_code == 3
 
 

@@ -10,12 +10,12 @@ create or replace temp macro m3_int(s) as
     case when regexp_full_match(trim(s), '-?\d{1,18}(\.0+)?')
         then try_cast(regexp_replace(trim(s), '\.0+$', '') as bigint) end;
 
--- dates: ISO or Danish day-first with - . or / (2-digit years are not accepted: ambiguous)
+-- dates: ISO (year first) or Danish day-first with - . or /; a two-digit year is not a
+-- date (1913 or 2013?). Position tests, not regexes: this runs once per episode.
 create or replace temp macro m3_date(s) as
     case
-        when regexp_full_match(trim(s), '\d{4}-\d{1,2}-\d{1,2}')
-            then try_strptime(trim(s), '%Y-%m-%d')::date
-        when regexp_full_match(trim(s), '\d{1,2}[-./]\d{1,2}[-./]\d{4}')
+        when strpos(trim(s), '-') = 5 then try_strptime(trim(s), '%Y-%m-%d')::date
+        when length(trim(s)) between 8 and 10 and substr(trim(s), -5, 1) in ('-', '.', '/')
             then try_strptime(trim(s), ['%d-%m-%Y', '%d.%m.%Y', '%d/%m/%Y'])::date
     end;
 

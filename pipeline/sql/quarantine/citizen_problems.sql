@@ -1,39 +1,80 @@
 -- quarantine.citizen_problems: one row per problem in a row of raw.citizens
 -- (data contract, *Bad input*: a row with several problems has one line per problem).
+-- Each value is parsed once; only rows with a problem are unnested into problem lines,
+-- so a clean export costs one scan.
 with raw_citizens as (
     select * from raw.citizens
 ),
 
+parsed as (
+    select
+        _file, _line, citizen_id, birth_year, sex, municipality_code, match_group,
+        departments_involved,
+        m3_int(birth_year) as birth_year_int,
+        m3_int(municipality_code) as municipality_int,
+        m3_int(departments_involved) as departments_int
+    from raw_citizens
+),
+
+flagged as (
+    select *
+    from parsed
+    where m3_blank(citizen_id) is null
+        or birth_year_int is null
+        or birth_year_int not between 1900 and $reference_year - 15
+        or (m3_blank(sex) is not null and m3_sex(sex) is null)
+        or (m3_blank(municipality_code) is not null
+            and coalesce(municipality_int not between 101 and 999, true))
+        or (m3_blank(match_group) is not null and m3_match_group(match_group) is null)
+        or (m3_blank(departments_involved) is not null and coalesce(departments_int < 0, true))
+),
+
 scalar_checks as (
-    select _file, _line, unnest([
+    select _file, _line, unnest(list_filter([
         {column_name: 'citizen_id', value: citizen_id, reason: case
             when m3_blank(citizen_id) is null then 'missing_required' end},
         {column_name: 'birth_year', value: birth_year, reason: case
             when m3_blank(birth_year) is null then 'missing_required'
-            when m3_int(birth_year) is null then 'unparseable_integer'
-            when m3_int(birth_year) not between 1900 and $reference_year - 15
+            when birth_year_int is null then 'unparseable_integer'
+            when birth_year_int not between 1900 and $reference_year - 15
                 then 'out_of_domain' end},
         {column_name: 'sex', value: sex, reason: case
             when m3_blank(sex) is not null and m3_sex(sex) is null then 'out_of_domain' end},
         {column_name: 'municipality_code', value: municipality_code, reason: case
             when m3_blank(municipality_code) is null then null
-            when m3_int(municipality_code) is null then 'unparseable_integer'
-            when m3_int(municipality_code) not between 101 and 999 then 'out_of_domain' end},
+            when municipality_int is null then 'unparseable_integer'
+            when municipality_int not between 101 and 999 then 'out_of_domain' end},
         {column_name: 'match_group', value: match_group, reason: case
             when m3_blank(match_group) is not null and m3_match_group(match_group) is null
                 then 'out_of_domain' end},
         {column_name: 'departments_involved', value: departments_involved, reason: case
             when m3_blank(departments_involved) is null then null
-            when m3_int(departments_involved) is null then 'unparseable_integer'
-            when m3_int(departments_involved) < 0 then 'out_of_domain' end}
-    ], recursive := true)
+            when departments_int is null then 'unparseable_integer'
+            when departments_int < 0 then 'out_of_domain' end}
+    ], lambda c: c.reason is not null), recursive := true)
+    from flagged
+),
+
+-- the boolean columns: reviewed and every flag (same pattern as staging.citizens)
+boolean_cell_is_bad as (
+    select
+        _file, _line,
+        m3_blank(columns('^(reviewed|physical_illness|psych_diagnosis|psych_undiagnosed|alcohol|soft_drugs|hard_drugs|potential_m2|focus_.*|motivation_.*|barrier_.*)$')) is not null
+        and m3_bool(columns('^(reviewed|physical_illness|psych_diagnosis|psych_undiagnosed|alcohol|soft_drugs|hard_drugs|potential_m2|focus_.*|motivation_.*|barrier_.*)$')) is null
     from raw_citizens
+),
+
+rows_with_bad_booleans as (
+    select _file, _line
+    from boolean_cell_is_bad
+    where greatest(*columns(* exclude (_file, _line)))
 ),
 
 boolean_cells as (
     unpivot (
-        select _file, _line, columns('^(reviewed|physical_illness|psych_diagnosis|psych_undiagnosed|alcohol|soft_drugs|hard_drugs|potential_m2|focus_.*|motivation_.*|barrier_.*)$')
-        from raw_citizens
+        select r._file, r._line, columns('^(reviewed|physical_illness|psych_diagnosis|psych_undiagnosed|alcohol|soft_drugs|hard_drugs|potential_m2|focus_.*|motivation_.*|barrier_.*)$')
+        from raw_citizens as r
+        semi join rows_with_bad_booleans as b on r._file = b._file and r._line = b._line
     )
     on columns(* exclude (_file, _line))
     into name column_name value value
@@ -61,7 +102,7 @@ duplicate_checks as (
 ),
 
 problems as (
-    select * from scalar_checks where reason is not null
+    select * from scalar_checks
     union all
     select * from boolean_checks
     union all
