@@ -19,9 +19,13 @@ create or replace temp macro m3_date(s) as
             then try_strptime(trim(s), ['%d-%m-%Y', '%d.%m.%Y', '%d/%m/%Y'])::date
     end;
 
--- booleans: 1/0, true/false, ja/nej, yes/no, x (Excel check mark); NULL = blank or unknown
+-- booleans: 1/0, true/false, ja/nej, yes/no, x (Excel check mark); NULL = blank or unknown.
+-- The exact common spellings are tested first: this runs for ~30 flag columns per citizen.
 create or replace temp macro m3_bool(s) as
     case
+        when s is null or s = '' then null
+        when s = 'x' or s = '1' then true
+        when s = '0' then false
         when lower(trim(s)) in ('1', '1.0', 'true', 'ja', 'yes', 'x') then true
         when lower(trim(s)) in ('0', '0.0', 'false', 'nej', 'no') then false
     end;
@@ -36,6 +40,7 @@ create or replace temp macro m3_sex(s) as
 -- match group: 1-5 (M1..M5, Excel's 3.0), jobparat, aktivitetsparat
 create or replace temp macro m3_match_group(s) as
     case
+        when s in ('1', '2', '3', '4', '5', 'jobparat', 'aktivitetsparat') then s
         when regexp_full_match(lower(trim(s)), 'm?[1-5](\.0+)?')
             then regexp_extract(trim(s), '[1-5]')
         when lower(trim(s)) in ('jobparat', 'aktivitetsparat') then lower(trim(s))
