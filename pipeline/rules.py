@@ -1,0 +1,348 @@
+"""The profile rules (definitions §1): read a rules file, validate it, compile it to SQL.
+
+Reads `pipeline/rules.toml` (shipped) or a user's file (`--rules FILE`); writes nothing. A
+condition is parsed with Python's `ast` into a small grammar (and / or / not, parentheses,
+column names, true / false, integer comparisons) and compiled to a DuckDB expression; it is
+never evaluated as Python. Every problem is a `RulesError` naming the rule, raised before any
+data is read.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import FLAG_COLUMNS
+
+
+class RulesError(ValueError):
+    """The rules file is unreadable or a rule is invalid (the message names the rule)."""
+
+
+# Columns a condition may use: the boolean flags bare, the integer columns in comparisons.
+BOOLEAN_COLUMNS: tuple[str, ...] = FLAG_COLUMNS
+INTEGER_COLUMNS: tuple[str, ...] = ("departments_involved", "birth_year", "municipality_code")
+# definitions §1: misuse_any = alcohol OR soft_drugs OR hard_drugs (a name, not a column).
+MACROS: dict[str, str] = {"misuse_any": "alcohol or soft_drugs or hard_drugs"}
+
+_RULE_FIELDS = ("code", "label_da", "label_en", "depth", "condition")
+_BASE_RULE_FIELDS = ("code", "condition")
+_TOP_KEYS = ("version", "rule", "base_rule")
+_CODE = re.compile(r"[a-z][a-z0-9_]*\Z")
+_KEYWORDS = re.compile(r"\b(and|or|not|true|false)\b", re.IGNORECASE)
+_COMPARISONS: dict[type[ast.cmpop], str] = {
+    ast.GtE: ">=", ast.Gt: ">", ast.LtE: "<=", ast.Lt: "<", ast.Eq: "=", ast.NotEq: "<>",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A validated condition: the text as written, its SQL, and the columns it tests.
+
+    `flags` are the columns referenced outside any `not`, in order of first appearance: the
+    candidates for "the flags that made it match"; `flag_tests` pairs each with the SQL that is
+    true when it helped (the flag is set, or a comparison on the column holds). `always` is
+    True for the catch-all `true`.
+    """
+
+    text: str
+    sql: str
+    flag_tests: tuple[tuple[str, str], ...]
+    always: bool
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.flag_tests)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One profile rule; its code is the profile code."""
+
+    code: str
+    label_da: str
+    label_en: str
+    depth: int
+    condition: Condition
+
+
+@dataclass(frozen=True)
+class BaseRule:
+    """One base-profile rule; its code is one of the profile codes."""
+
+    code: str
+    condition: Condition
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A validated rules file: profile rules and base rules in precedence order."""
+
+    version: str
+    rules: tuple[Rule, ...]
+    base_rules: tuple[BaseRule, ...]
+    sha256: str
+    source: str
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Profile codes in precedence order."""
+        return tuple(r.code for r in self.rules)
+
+    @property
+    def base_codes(self) -> tuple[str, ...]:
+        """Base-profile codes in precedence order."""
+        return tuple(r.code for r in self.base_rules)
+
+    def rule(self, code: str) -> Rule:
+        """The rule with this code."""
+        for r in self.rules:
+            if r.code == code:
+                return r
+        raise KeyError(code)
+
+    def label(self, code: str, lang: str = "da") -> str:
+        """The Danish or English label of a profile code."""
+        r = self.rule(code)
+        return r.label_da if lang == "da" else r.label_en
+
+    # The SQL below is composed only from validated rule ASTs and codes matching `_CODE`,
+    # never from data (see `segment.py`, which places it in `sql/marts/citizens.sql`).
+
+    def rule_sql(self) -> str:
+        """A CASE expression giving the code of the first rule that holds."""
+        return _case([(r.condition.sql, _literal(r.code)) for r in self.rules])
+
+    def base_profile_sql(self) -> str:
+        """A CASE expression giving the code of the first base rule that holds."""
+        return _case([(r.condition.sql, _literal(r.code)) for r in self.base_rules])
+
+    def matched_flags_sql(self, rule_column: str = "rule") -> str:
+        """An expression giving, for the matched rule (in `rule_column`), its true flags."""
+        whens = [
+            f"when {_literal(r.code)} then {_true_flags_sql(r.condition.flag_tests)}"
+            for r in self.rules
+        ]
+        return f"case {rule_column}\n    " + "\n    ".join(whens) + "\nend"
+
+
+def load_rules(path: Path | None = None) -> Rules:
+    """Read and validate a rules file (None = the one shipped with the package)."""
+    if path is None:
+        data_bytes = resources.files("pipeline").joinpath("rules.toml").read_bytes()
+        source = "pipeline/rules.toml"
+    else:
+        source = str(path)
+        try:
+            data_bytes = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise RulesError(f"{source}: rules file not found") from None
+        except OSError as e:
+            raise RulesError(f"{source}: cannot read rules file: {e}") from None
+    try:
+        data = tomllib.loads(data_bytes.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RulesError(f"{source}: rules file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RulesError(f"{source}: not valid TOML: {e}") from None
+    return _parse(data, source, hashlib.sha256(data_bytes).hexdigest())
+
+
+def _parse(data: dict[str, Any], source: str, sha256: str) -> Rules:
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise RulesError(f"{source}: unknown key '{key}' (known: {', '.join(_TOP_KEYS)})")
+    version = data.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise RulesError(f"{source}: missing 'version' (text, e.g. version = \"faxe-2013.1\")")
+
+    raw_rules = _tables(data, "rule", source)
+    rules: list[Rule] = []
+    for i, raw in enumerate(raw_rules, start=1):
+        fields = _fields(raw, _RULE_FIELDS, "rule", i, source)
+        code = fields["code"]
+        where = f"{source}: rule '{code}'"
+        for name in ("label_da", "label_en"):
+            if not isinstance(fields[name], str) or not fields[name].strip():
+                raise RulesError(f"{where}: field '{name}' must be non-empty text")
+        depth = fields["depth"]
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise RulesError(f"{where}: field 'depth' must be a positive integer, got {depth!r}")
+        if code in {r.code for r in rules}:
+            raise RulesError(f"{where}: duplicate code (rule #{i})")
+        condition = compile_condition(fields["condition"], where)
+        rules.append(Rule(code, fields["label_da"], fields["label_en"], depth, condition))
+    _check_catch_all([(r.code, r.condition) for r in rules], "rule", source)
+
+    codes = {r.code for r in rules}
+    base_rules: list[BaseRule] = []
+    for i, raw in enumerate(_tables(data, "base_rule", source), start=1):
+        fields = _fields(raw, _BASE_RULE_FIELDS, "base_rule", i, source)
+        code = fields["code"]
+        where = f"{source}: base_rule '{code}'"
+        if code not in codes:
+            raise RulesError(f"{where}: code is not the code of a [[rule]]")
+        if code in {r.code for r in base_rules}:
+            raise RulesError(f"{where}: duplicate code (base_rule #{i})")
+        base_rules.append(BaseRule(code, compile_condition(fields["condition"], where)))
+    _check_catch_all([(r.code, r.condition) for r in base_rules], "base_rule", source)
+
+    return Rules(version.strip(), tuple(rules), tuple(base_rules), sha256, source)
+
+
+def _tables(data: dict[str, Any], key: str, source: str) -> list[dict[str, Any]]:
+    raw = data.get(key)
+    if raw is None or raw == []:
+        raise RulesError(f"{source}: no [[{key}]] tables: the rule list is empty")
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise RulesError(f"{source}: '{key}' must be a list of [[{key}]] tables")
+    return raw
+
+
+def _fields(
+    raw: dict[str, Any], names: tuple[str, ...], kind: str, i: int, source: str
+) -> dict[str, Any]:
+    code = raw.get("code")
+    if not isinstance(code, str) or not _CODE.match(code):
+        shown = f"{kind} #{i}" if code is None else f"{kind} #{i} ({code!r})"
+        raise RulesError(
+            f"{source}: {shown}: field 'code' must be lower-case letters, digits and _"
+            if code is not None
+            else f"{source}: {shown}: missing field 'code'"
+        )
+    where = f"{source}: {kind} '{code}'"
+    for name in raw:
+        if name not in names:
+            raise RulesError(f"{where}: unknown field '{name}' (known: {', '.join(names)})")
+    for name in names:
+        if name not in raw:
+            raise RulesError(f"{where}: missing field '{name}'")
+    return raw
+
+
+def _check_catch_all(rules: list[tuple[str, Condition]], kind: str, source: str) -> None:
+    for i, (code, cond) in enumerate(rules):
+        last = i == len(rules) - 1
+        if cond.always and not last:
+            following = rules[i + 1][0]
+            raise RulesError(
+                f"{source}: {kind} '{code}': condition is always true, so '{following}'"
+                " after it can never match"
+            )
+        if last and not cond.always:
+            raise RulesError(
+                f"{source}: {kind} '{code}': the last {kind} must be the catch-all"
+                ' (condition = "true"), so that every reviewed citizen gets a profile'
+            )
+
+
+def compile_condition(text: Any, where: str = "condition") -> Condition:
+    """Parse `text` into the restricted grammar and compile it to a DuckDB expression."""
+    if not isinstance(text, str):
+        raise RulesError(f"{where}: field 'condition' must be text, got {text!r}")
+    normalised = _KEYWORDS.sub(lambda m: m.group(1).lower(), text.strip())
+    try:
+        tree = ast.parse(normalised, mode="eval").body
+    except SyntaxError as e:
+        raise RulesError(f"{where}: syntax error in condition {text!r}: {e.msg}") from None
+    compiler = _Compiler(where, text)
+    sql = compiler.sql(tree)
+    tests: dict[str, list[str]] = {}
+    for name, test in compiler.flags:
+        if test not in tests.setdefault(name, []):
+            tests[name].append(test)
+    flag_tests = tuple((name, " or ".join(t)) for name, t in tests.items())
+    return Condition(text, sql, flag_tests, _is_true(tree))
+
+
+def _is_true(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "true") or (
+        isinstance(node, ast.Constant) and node.value is True
+    )
+
+
+class _Compiler:
+    """Walks the AST: whitelists node types, emits SQL, collects the positive columns."""
+
+    def __init__(self, where: str, text: str) -> None:
+        self.where, self.text = where, text
+        self.flags: list[tuple[str, str]] = []  # (column, SQL true when it helped)
+
+    def fail(self, what: str) -> RulesError:
+        return RulesError(f"{self.where}: {what} in condition {self.text!r}")
+
+    def sql(self, node: ast.expr, negated: bool = False) -> str:
+        if isinstance(node, ast.BoolOp):
+            op = " and " if isinstance(node.op, ast.And) else " or "
+            return "(" + op.join(self.sql(v, negated) for v in node.values) + ")"
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return f"(not {self.sql(node.operand, not negated)})"
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            return "true" if node.value else "false"
+        if isinstance(node, ast.Name):
+            name = node.id
+            if name in ("true", "false"):
+                return name
+            if name in MACROS:
+                return self.sql(ast.parse(MACROS[name], mode="eval").body, negated)
+            if name in BOOLEAN_COLUMNS:
+                if not negated:
+                    self.flags.append((name, _ident(name)))
+                return _ident(name)
+            if name in INTEGER_COLUMNS:
+                raise self.fail(f"integer column '{name}' must be compared (e.g. {name} >= 3)")
+            raise self.fail(f"unknown column '{name}'")
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1:
+                raise self.fail("chained comparison")
+            left, (op,), (right,) = node.left, node.ops, node.comparators
+            if not isinstance(left, ast.Name):
+                raise self.fail("a comparison must have a column on its left")
+            if left.id not in INTEGER_COLUMNS:
+                known = left.id in BOOLEAN_COLUMNS
+                raise self.fail(
+                    f"column '{left.id}' is not an integer column"
+                    if known
+                    else f"unknown column '{left.id}'"
+                )
+            if (
+                not isinstance(right, ast.Constant)
+                or isinstance(right.value, bool)
+                or not isinstance(right.value, int)
+            ):
+                raise self.fail(f"'{left.id}' must be compared with a whole number")
+            if type(op) not in _COMPARISONS:
+                raise self.fail("unsupported comparison operator")
+            # A missing value never satisfies a comparison (two-valued logic, as in the flags).
+            sql = f"coalesce({_ident(left.id)} {_COMPARISONS[type(op)]} {right.value}, false)"
+            if not negated:
+                self.flags.append((left.id, sql))
+            return sql
+        raise self.fail(f"'{ast.unparse(node)}' is not allowed")
+
+
+def _ident(name: str) -> str:
+    return f'"{name}"'
+
+
+def _literal(code: str) -> str:
+    assert _CODE.match(code)  # validated on load; no quote can reach the SQL
+    return f"'{code}'"
+
+
+def _case(whens: list[tuple[str, str]]) -> str:
+    body = "\n    ".join(f"when {cond} then {value}" for cond, value in whens)
+    return f"case\n    {body}\nend"
+
+
+def _true_flags_sql(flag_tests: tuple[tuple[str, str], ...]) -> str:
+    if not flag_tests:
+        return "[]::varchar[]"
+    items = ", ".join(f"case when {test} then {_literal(name)} end" for name, test in flag_tests)
+    return f"list_filter([{items}], lambda f: f is not null)"
