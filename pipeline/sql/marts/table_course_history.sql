@@ -1,0 +1,104 @@
+-- marts.table_course_history: definitions §5 `course_history` (Faxe Tables 1, 5, 6), one row
+-- per cell: profile (depth order) × course history class (§2), totals included.
+-- `no_history` is left out when it is zero in every row (§2: shown only when non-zero).
+-- Parameters: $profile_codes (profile codes in depth order, from the rules file).
+with
+
+citizens as (
+
+    select * from marts.citizens
+    where in_scope and profile_source <> 'unreviewed' and profile is not null
+
+),
+
+row_codes as (
+
+    select code as "row", i as row_order
+    from unnest($profile_codes::varchar[]) with ordinality as t(code, i)
+
+),
+
+col_codes as (
+
+    select code as col, i as col_order
+    from unnest(['long_continuous', 'short_continuous', 'several_separate', 'no_history']) with ordinality as t(code, i)
+
+),
+
+members as (
+
+    select citizen_id, profile as "row" from citizens
+
+),
+
+ticks as (
+
+    select citizen_id, profile as "row", course_class as col from citizens
+
+),
+
+cells as (
+
+    -- every cell of the grid, zeros included (§5)
+    select
+        row_codes."row",
+        col_codes.col,
+        row_codes.row_order,
+        col_codes.col_order,
+        count(ticks.citizen_id)::bigint as n
+    from row_codes
+    cross join col_codes
+    left join ticks on ticks."row" = row_codes."row" and ticks.col = col_codes.col
+    group by all
+
+),
+
+row_totals as (
+
+    -- the total column counts citizens, not ticks (§5, multi-response tables)
+    select
+        row_codes."row",
+        'total' as col,
+        row_codes.row_order,
+        9999 as col_order,
+        count(members.citizen_id)::bigint as n
+    from row_codes
+    left join members using ("row")
+    group by all
+
+),
+
+body as (
+
+    select * from cells
+    union all
+    select * from row_totals
+
+),
+
+total_row as (
+
+    -- each citizen is in exactly one row, so the total row is the sum of the rows
+    select 'total' as "row", col, 9999 as row_order, col_order, sum(n)::bigint as n
+    from body
+    group by all
+
+),
+
+with_totals as (
+
+    select * from body
+    union all
+    select * from total_row
+
+),
+
+final as (
+
+    select * from with_totals
+    where col <> 'no_history'
+       or (select n from with_totals where "row" = 'total' and col = 'no_history') > 0
+
+)
+
+select * from final

@@ -1,0 +1,124 @@
+-- marts.table_misuse: definitions §5 `misuse` (Faxe Tables 4, 7), one row per cell: base
+-- profile (§1, the view without the misuse rules; depth order) × misuse yes by kind (alcohol,
+-- soft_drugs, hard_drugs: multi-response) and `misuse_no` (none of them). The total column
+-- counts citizens.
+-- Parameters: $base_profile_codes (base-profile codes in depth order, from the rules file).
+with
+
+citizens as (
+
+    select * from marts.citizens
+    where in_scope and profile_source <> 'unreviewed' and profile is not null
+
+),
+
+row_codes as (
+
+    select code as "row", i as row_order
+    from unnest($base_profile_codes::varchar[]) with ordinality as t(code, i)
+
+),
+
+col_codes as (
+
+    select code as col, i as col_order
+    from unnest(['alcohol', 'soft_drugs', 'hard_drugs', 'misuse_no']) with ordinality as t(code, i)
+
+),
+
+members as (
+
+    select citizen_id, base_profile as "row" from citizens
+
+),
+
+flag_ticks as (
+
+    unpivot (
+        select
+            citizen_id,
+            base_profile as "row",
+            alcohol,
+            soft_drugs,
+            hard_drugs
+        from citizens
+    )
+    on
+        alcohol,
+        soft_drugs,
+        hard_drugs
+    into name col value ticked
+
+),
+
+ticks as (
+
+    select citizen_id, "row", col from flag_ticks where ticked
+    union all
+    select citizen_id, base_profile as "row", 'misuse_no' as col from citizens where not misuse_any
+
+),
+
+cells as (
+
+    -- every cell of the grid, zeros included (§5)
+    select
+        row_codes."row",
+        col_codes.col,
+        row_codes.row_order,
+        col_codes.col_order,
+        count(ticks.citizen_id)::bigint as n
+    from row_codes
+    cross join col_codes
+    left join ticks on ticks."row" = row_codes."row" and ticks.col = col_codes.col
+    group by all
+
+),
+
+row_totals as (
+
+    -- the total column counts citizens, not ticks (§5, multi-response tables)
+    select
+        row_codes."row",
+        'total' as col,
+        row_codes.row_order,
+        9999 as col_order,
+        count(members.citizen_id)::bigint as n
+    from row_codes
+    left join members using ("row")
+    group by all
+
+),
+
+body as (
+
+    select * from cells
+    union all
+    select * from row_totals
+
+),
+
+total_row as (
+
+    -- each citizen is in exactly one row, so the total row is the sum of the rows
+    select 'total' as "row", col, 9999 as row_order, col_order, sum(n)::bigint as n
+    from body
+    group by all
+
+),
+
+with_totals as (
+
+    select * from body
+    union all
+    select * from total_row
+
+),
+
+final as (
+
+    select * from with_totals
+
+)
+
+select * from final

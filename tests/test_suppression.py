@@ -1,0 +1,425 @@
+"""Tests of pipeline.suppression against definitions §6 (suppression of small counts).
+
+The checker below is independent of the module: it imports only the `Table` type, builds
+its own equations (one LP variable per printed cell, shared numbers tied by equations)
+and asks scipy's linprog for each hidden cell's smallest and largest value."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from pipeline.suppression import SuppressionInfeasible, Table, audit, suppress
+
+T = "total"
+
+
+# ---------------------------------------------------------------------------------------
+# building tables
+
+
+def table(tid, rows, cols, inner, row_dim="profile", multi=False, row_totals=None):
+    """A Table from its inner cells; totals computed (row totals given for multi)."""
+    inner = np.array(inner, dtype=np.int64).reshape(len(rows), len(cols))
+    full = np.zeros((len(rows) + 1, len(cols) + 1), dtype=np.int64)
+    full[:-1, :-1] = inner
+    full[:-1, -1] = inner.sum(axis=1) if row_totals is None else row_totals
+    full[-1] = full[:-1].sum(axis=0)
+    return Table(tid, row_dim, tuple(rows), tuple(cols), full, multi_response=multi)
+
+
+def cells(t):
+    for i, r in enumerate((*t.rows, T)):
+        for j, c in enumerate((*t.cols, T)):
+            yield (t.id, r, c), int(t.counts[i, j])
+
+
+def statistic(t, r, c):
+    """Which number a printed cell shows (§6: shared numbers are hidden all or none)."""
+    if r == T and c == T:
+        return ("grand",)
+    if c == T:
+        return ("row", t.row_dim, r)
+    return (t.id, r, c)
+
+
+# ---------------------------------------------------------------------------------------
+# the independent checker
+
+
+def attacker_ranges(tables, hidden, lb=1.0, stop_at=None):
+    """Smallest and largest value of every hidden printed cell, given every shown cell,
+    the sums of each table, equality of shared numbers, and hidden >= lb (LP)."""
+    values, owner = {}, {}
+    for t in tables:
+        for key, v in cells(t):
+            values[key] = v
+            owner[key] = t
+    hid = sorted(k for k in hidden if k in values)
+    pos = {k: i for i, k in enumerate(hid)}
+    equations = []  # lists of (cell, coefficient), each summing to 0
+    for t in tables:
+        rr, cc = (*t.rows, T), (*t.cols, T)
+        if t.rows:
+            for c in cc:
+                equations.append([((t.id, r, c), 1) for r in t.rows] + [((t.id, T, c), -1)])
+        if t.cols and not t.multi_response:
+            for r in rr:
+                equations.append([((t.id, r, c), 1) for c in t.cols] + [((t.id, r, T), -1)])
+    groups = {}
+    for key in values:
+        groups.setdefault(statistic(owner[key], key[1], key[2]), []).append(key)
+    for members in groups.values():
+        equations.extend([(a, 1), (b, -1)] for a, b in itertools.pairwise(members))
+    a_eq, b_eq = [], []
+    for eq in equations:
+        row, rhs = np.zeros(len(hid)), 0.0
+        for key, coef in eq:
+            if key in pos:
+                row[pos[key]] += coef
+            else:
+                rhs -= coef * values[key]
+        if row.any():
+            a_eq.append(row)
+            b_eq.append(rhs)
+        else:
+            assert abs(rhs) < 1e-9, "the tables' sums do not hold"
+    out = {}
+    for k in hid:
+        ends = []
+        for sign in (1, -1):
+            c = np.zeros(len(hid))
+            c[pos[k]] = sign
+            res = linprog(c, A_eq=np.array(a_eq) if a_eq else None,
+                          b_eq=np.array(b_eq) if b_eq else None,
+                          bounds=[(lb, None)] * len(hid), method="highs")
+            if res.status == 3:  # unbounded (only upward: hidden >= lb)
+                ends.append(-sign * np.inf)
+            else:
+                assert res.status == 0, res.message
+                ends.append(sign * res.fun)
+        out[k] = (ends[0], ends[1])
+        if stop_at is not None and stop_at(k, *out[k]):
+            break
+    return out
+
+
+def unsafe_cells(tables, hidden, min_cell, lb=1.0, first_only=False):
+    """The §6 property: each hidden cell has min < max, each small one max >= min_cell."""
+    values = {key: v for t in tables for key, v in cells(t)}
+
+    def bad(k, lo, hi):
+        return hi - lo < 1e-6 or (1 <= values[k] < min_cell and hi < min_cell - 1e-6)
+
+    ranges = attacker_ranges(tables, hidden, lb,
+                             stop_at=(lambda k, lo, hi: bad(k, lo, hi)) if first_only else None)
+    return [k for k, (lo, hi) in ranges.items() if bad(k, lo, hi)]
+
+
+def check_release(tables, hidden, min_cell):
+    """Every assertion §6 makes about a suppressed release."""
+    values = {key: v for t in tables for key, v in cells(t)}
+    assert set(hidden) <= set(values)
+    for key, v in values.items():
+        if 1 <= v < min_cell:
+            assert hidden.get(key) == "primary", key
+        elif key in hidden:
+            assert v != 0, f"zero hidden: {key}"
+            assert hidden[key] == "secondary", key
+    status = {}
+    for t in tables:
+        for key, _ in cells(t):
+            status.setdefault(statistic(t, key[1], key[2]), set()).add(key in hidden)
+    assert all(len(s) == 1 for s in status.values()), "shared number hidden inconsistently"
+    assert unsafe_cells(tables, hidden, min_cell) == []
+
+
+def cost(tables, hidden):
+    """(hidden citizens with a shared number counted once, hidden printed cells)."""
+    seen = {}
+    for t in tables:
+        for key, v in cells(t):
+            if key in hidden:
+                seen[statistic(t, key[1], key[2])] = v
+    return sum(seen.values()), len(hidden)
+
+
+def brute_force_minimum(tables, min_cell):
+    """The cheapest safe pattern by enumeration of every subset of non-zero numbers."""
+    groups, value = {}, {}
+    for t in tables:
+        for key, v in cells(t):
+            s = statistic(t, key[1], key[2])
+            groups.setdefault(s, []).append(key)
+            value[s] = v
+    must = [s for s, v in value.items() if 1 <= v < min_cell]
+    optional = [s for s, v in value.items() if v >= min_cell]
+    patterns = []
+    for mask in range(1 << len(optional)):
+        chosen = must + [s for i, s in enumerate(optional) if mask >> i & 1]
+        hidden = {k for s in chosen for k in groups[s]}
+        patterns.append((sum(value[s] for s in chosen), len(hidden), hidden))
+    patterns.sort(key=lambda p: p[:2])
+    for citizens, ncells, hidden in patterns:
+        if not unsafe_cells(tables, hidden, min_cell, first_only=True):
+            return citizens, ncells
+    raise AssertionError("no safe pattern: hiding everything non-zero should be safe")
+
+
+# ---------------------------------------------------------------------------------------
+# hand-made cases with exact expected patterns
+
+
+def test_one_small_cell_needs_secondary_suppression():
+    t = table("t", ["A", "B"], ["x", "y"], [[3, 20], [10, 30]])
+    # with only the 3 hidden, the row total gives it back by subtraction
+    assert unsafe_cells([t], {("t", "A", "x")}, 5) == [("t", "A", "x")]
+    assert audit([t], {("t", "A", "x")}, 5)
+    got = suppress([t], 5)
+    assert got == {
+        ("t", "A", "x"): "primary",
+        ("t", "A", "y"): "secondary",
+        ("t", "B", "x"): "secondary",
+        ("t", "B", "y"): "secondary",
+    }
+    check_release([t], got, 5)
+    assert audit([t], got, 5) == []
+    assert cost([t], got) == brute_force_minimum([t], 5)
+
+
+def test_hidden_cells_are_at_least_one():
+    # row A: 15 = 10 + 3 + x + y with x = y = 1 (3, x, y primary). Hiding the small cells
+    # and their column partners looks safe if hidden cells may be 0 (3 + x + y = 5 lets
+    # each reach 5), not once the attacker knows each is >= 1: x <= 5 - 1 - 1 = 3.
+    t = table("t", ["A", "B"], ["c1", "c2", "c3", "c4"], [[10, 3, 1, 1], [6, 7, 8, 9]])
+    naive = {("t", r, c) for r in "AB" for c in ("c2", "c3", "c4")}
+    assert unsafe_cells([t], naive, 5, lb=0.0) == []
+    assert set(unsafe_cells([t], naive, 5, lb=1.0)) == {("t", "A", c) for c in ("c2", "c3", "c4")}
+    assert audit([t], naive, 5)
+    got = suppress([t], 5)
+    primary = {("t", "A", c) for c in ("c2", "c3", "c4")}
+    assert got == {k: "primary" if k in primary else "secondary"
+                   for k in naive | {("t", "A", "c1"), ("t", "B", "c1")}}
+    check_release([t], got, 5)
+    assert cost([t], got) == brute_force_minimum([t], 5)
+
+
+def test_shared_profile_totals_leak_only_when_read_together():
+    t1 = table("t1", ["P", "Q"], ["a", "b"], [[1, 3], [6, 8]])
+    t2 = table("t2", ["P", "Q"], ["c", "d"], [[4, 0], [2, 12]])
+    alone1 = {("t1", r, c) for r in "PQ" for c in ("a", "b", T)}
+    alone2 = {("t2", r, c) for r in "PQ" for c in ("c", T)}
+    # each pattern is safe for its own table, and both hide the profile totals P and Q ...
+    assert unsafe_cells([t1], alone1, 5) == [] and audit([t1], alone1, 5) == []
+    assert unsafe_cells([t2], alone2, 5) == [] and audit([t2], alone2, 5) == []
+    assert suppress([t1], 5).keys() == alone1 and suppress([t2], 5).keys() == alone2
+    # ... but together: total P = 4 = P/c, so Q/c = 6 - P <= 4 and P/a <= P - P/b <= 3
+    both = alone1 | alone2
+    assert set(unsafe_cells([t1, t2], both, 5)) == {("t1", "P", "a"), ("t1", "P", "b"),
+                                                    ("t2", "Q", "c")}
+    assert len(audit([t1, t2], both, 5)) >= 3
+    got = suppress([t1, t2], 5)
+    assert set(got) == both | {("t2", "Q", "d"), ("t2", T, "c"), ("t2", T, "d")}
+    check_release([t1, t2], got, 5)
+    assert cost([t1, t2], got) == brute_force_minimum([t1, t2], 5)
+
+
+def test_two_tables_that_share_only_the_grand_total_are_not_linked_by_equal_numbers():
+    # the column totals of both tables are 10 and 30: equal by chance, not shared
+    t1 = table("t1", ["P", "Q"], ["a", "b"], [[3, 7], [7, 23]])
+    t2 = table("t2", ["R", "S"], ["a", "b"], [[3, 7], [7, 23]], row_dim="base_profile")
+    got = suppress([t1, t2], 5)
+    assert got == {**suppress([t1], 5), **suppress([t2], 5)}
+    check_release([t1, t2], got, 5)
+
+
+def test_primary_total_cell():
+    t = table("t", ["P", "Q"], ["a", "b"], [[0, 4], [10, 20]])
+    got = suppress([t], 5)
+    assert got == {
+        ("t", "P", "b"): "primary",
+        ("t", "P", T): "primary",
+        ("t", "Q", "b"): "secondary",
+        ("t", "Q", T): "secondary",
+    }
+    check_release([t], got, 5)
+
+
+def test_only_nonzero_cell_of_a_row_hides_the_grand_total_chain():
+    # P/a = 2 = total of P = total of a: every relation pins them to each other; only the
+    # grand total (or the whole of Q's chain, dearer) lets them move together.
+    t = table("t", ["P", "Q"], ["a", "b"], [[2, 0], [0, 5]])
+    got = suppress([t], 5)
+    assert got == {
+        ("t", "P", "a"): "primary",
+        ("t", "P", T): "primary",
+        ("t", T, "a"): "primary",
+        ("t", T, T): "secondary",
+    }
+    check_release([t], got, 5)
+    # a table that is all small: everything non-zero hidden, which is always safe
+    small = table("s", ["P", "Q"], ["a", "b"], [[3, 0], [0, 0]])
+    got = suppress([small], 5)
+    assert set(got) == {("s", "P", "a"), ("s", "P", T), ("s", T, "a"), ("s", T, T)}
+    check_release([small], got, 5)
+
+
+def test_profile_distribution_shares_row_totals_and_multi_response_has_no_row_sums():
+    rows = ["P", "Q", "R"]
+    dist = Table("profile_distribution", "profile", tuple(rows), (),
+                 np.array([[9], [12], [30], [51]]))
+    multi = table("case_focus", rows, ["f1", "f2"], [[2, 9], [6, 8], [15, 20]], multi=True,
+                  row_totals=[9, 12, 30])
+    got = suppress([dist, multi], 5)
+    check_release([dist, multi], got, 5)
+    assert got[("case_focus", "P", "f1")] == "primary"
+    # multi-response: the column protects the 2 (no row relation), totals stay shown
+    assert not any(k[2] == T for k in got)
+
+
+def test_min_cell_zero_or_one_hides_nothing():
+    t = table("t", ["A", "B"], ["x", "y"], [[1, 2], [3, 4]])
+    assert suppress([t], 0) == {}
+    assert suppress([t], 1) == {}
+    assert audit([t], set(), 0) == []
+    got = suppress([t], 5)
+    check_release([t], got, 5)  # all small: everything non-zero hidden
+
+
+def test_deterministic_and_independent_of_table_order():
+    rng = np.random.default_rng(7)
+    rows = [f"p{i}" for i in range(5)]
+    totals = rng.integers(0, 40, size=5)
+    tabs = []
+    for k in range(4):
+        inner = np.array([rng.multinomial(t, [0.4, 0.3, 0.2, 0.1]) for t in totals])
+        tabs.append(table(f"t{k}", rows, ["a", "b", "c", "d"], inner))
+    first = suppress(tabs, 5)
+    assert suppress(tabs, 5) == first
+    shuffled = tabs[:]
+    random.Random(3).shuffle(shuffled)
+    assert shuffled != tabs
+    again = suppress(shuffled, 5)
+    assert again == first and list(again) == list(first)
+    check_release(tabs, first, 5)
+
+
+def test_invalid_input_is_rejected():
+    good = table("t", ["A"], ["x", "y"], [[5, 6]])
+    bad = np.array(good.counts)
+    bad[0, -1] += 1
+    with pytest.raises(ValueError, match="does not sum"):
+        Table("t", "profile", ("A",), ("x", "y"), bad)
+    with pytest.raises(ValueError, match="shape"):
+        Table("t", "profile", ("A",), ("x",), good.counts)
+    with pytest.raises(ValueError, match="whole numbers"):
+        Table("t", "profile", ("A",), ("x", "y"), good.counts - 6)
+    other = table("u", ["A"], ["z"], [[12]])  # profile total of A: 11 vs 12
+    with pytest.raises(ValueError, match="shared number"):
+        suppress([good, other], 5)
+    with pytest.raises(ValueError, match="unique"):
+        suppress([good, good], 5)
+    with pytest.raises(ValueError, match="min_cell"):
+        suppress([good], -1)
+    assert issubclass(SuppressionInfeasible, Exception)
+
+
+def test_audit_reports_inconsistent_sharing_zeros_and_shown_primaries():
+    t1 = table("t1", ["P", "Q"], ["a", "b"], [[3, 0], [10, 30]])
+    t2 = table("t2", ["P", "Q"], ["c"], [[3], [40]])
+    msgs = audit([t1, t2], {("t1", "P", T), ("t1", "P", "b")}, 5)
+    text = "\n".join(msgs)
+    assert "all or none" in text and "zero" in text and "below 5" in text
+
+
+def test_fallback_when_out_of_time_is_still_safe():
+    t1 = table("t1", ["P", "Q"], ["a", "b"], [[1, 3], [6, 8]])
+    t2 = table("t2", ["P", "Q"], ["c", "d"], [[4, 0], [2, 12]])
+    got = suppress([t1, t2], 5, time_limit=0.0)
+    check_release([t1, t2], got, 5)
+
+
+def test_release_of_eight_tables_solves_in_seconds():
+    rng = np.random.default_rng(11)
+    profiles = [f"P{i}" for i in range(7)]
+    totals = rng.integers(20, 120, size=7)
+    tabs = [Table("profile_distribution", "profile", tuple(profiles), (),
+                  np.append(totals, totals.sum()).reshape(-1, 1))]
+    for k in range(6):
+        ncol = 5 + k % 3
+        p = rng.dirichlet(np.ones(ncol))
+        inner = np.array([rng.multinomial(t, p) for t in totals])
+        tabs.append(table(f"t{k}", profiles, [f"c{j}" for j in range(ncol)], inner))
+    ticks = np.array([[rng.binomial(t, q) for q in (0.5, 0.2, 0.05, 0.3)] for t in totals])
+    tabs.append(table("barriers", profiles, ["b0", "b1", "b2", "b3"], ticks, multi=True,
+                      row_totals=totals))
+    start = time.perf_counter()
+    got = suppress(tabs, 5)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 10, elapsed
+    assert audit(tabs, got, 5) == []
+    check_release(tabs, got, 5)
+
+
+# ---------------------------------------------------------------------------------------
+# generated releases
+
+
+def _split(draw, total, k):
+    cuts = sorted(draw(st.integers(0, total)) for _ in range(k - 1))
+    return np.diff([0, *cuts, total]).tolist()
+
+
+@st.composite
+def releases(draw):
+    n = draw(st.integers(2, 3))
+    rows = [f"p{i}" for i in range(n)]
+    totals = draw(st.lists(st.integers(0, 14), min_size=n, max_size=n))
+    if sum(totals) == 0:
+        totals[0] = 1
+    k = draw(st.integers(2, 3))
+    tabs = [table("ordinary", rows, [f"c{j}" for j in range(k)],
+                  [_split(draw, t, k) for t in totals])]
+    ticks = [[draw(st.integers(0, t)) for _ in range(2)] for t in totals]
+    tabs.append(table("multi", rows, ["m0", "m1"], ticks, multi=True, row_totals=totals))
+    extra = draw(st.sampled_from(["none", "distribution", "base", "second"]))
+    if extra == "distribution":
+        tabs.append(Table("dist", "profile", tuple(rows), (),
+                          np.array([*totals, sum(totals)]).reshape(-1, 1)))
+    elif extra == "base":  # another row dimension: shares only the grand total
+        base = _split(draw, sum(totals), 2)
+        tabs.append(table("base", ["b0", "b1"], ["x", "y"], [_split(draw, t, 2) for t in base],
+                          row_dim="base_profile"))
+    elif extra == "second":
+        tabs.append(table("second", rows, ["s0", "s1"], [_split(draw, t, 2) for t in totals]))
+    return tabs, draw(st.sampled_from([3, 5]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(releases())
+def test_generated_releases_are_safe(release):
+    tabs, min_cell = release
+    got = suppress(tabs, min_cell)
+    check_release(tabs, got, min_cell)
+    assert audit(tabs, got, min_cell) == []
+
+
+@st.composite
+def tiny_tables(draw):
+    inner = [[draw(st.integers(0, 9)) for _ in range(3)] for _ in range(2)]
+    return table("tiny", ["A", "B"], ["x", "y", "z"], inner)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_tables())
+def test_optimal_on_tiny_tables(t):
+    got = suppress([t], 5)
+    check_release([t], got, 5)
+    assert cost([t], got) == brute_force_minimum([t], 5)
