@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold personal data
     add_completion=False,
 )
-out = Console()
+console = Console()
 err = Console(stderr=True)
 
 EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_LOCKED = 1, 2, 3, 4
@@ -126,14 +126,14 @@ def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
         t.add_row(
             name, c.file, f"{c.read:,}", f"{c.loaded:,}", f"{c.quarantined:,}", f"{c.cpr_masked:,}"
         )
-    out.print(t)
+    console.print(t)
     if result.problems_by_reason:
-        out.print(
+        console.print(
             "Quarantine reasons: "
             + ", ".join(f"{k} {v:,}" for k, v in result.problems_by_reason.items())
         )
     if result.pseudonymised:
-        out.print("Citizen ids pseudonymised with HMAC-SHA256 (keyed).")
+        console.print("Citizen ids pseudonymised with HMAC-SHA256 (keyed).")
 
 
 def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
@@ -141,7 +141,7 @@ def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
         _print_counts(st.ingest)
     if st.segment is not None and hasattr(st.segment, "summary_lines"):
         for line in st.segment.summary_lines():
-            out.print(line, highlight=False)
+            console.print(line, highlight=False)
 
 
 def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # noqa: ANN003
@@ -166,7 +166,7 @@ def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # 
     except (ConfigError, RulesError, PseudonymKeyError) as e:
         raise _fail(EXIT_USAGE, str(e)) from None
     _print_summary(st)
-    out.print(
+    console.print(
         f"Output in {out_dir} (run {st.run_id}, reference date {st.cfg.reference_date}).",
         highlight=False,
     )
@@ -261,10 +261,10 @@ def validate(input: InputOpt, config: ConfigOpt = None, reference_date: RefOpt =
             t.add_column(c)
         for r in rows[:200]:
             t.add_row(*(str(v) if v is not None else "" for v in r))
-        out.print(t)
+        console.print(t)
         if len(rows) > 200:
-            out.print(f"... and {len(rows) - 200:,} more.")
-    out.print("The export would load.")
+            console.print(f"... and {len(rows) - 200:,} more.")
+    console.print("The export would load.")
 
 
 @app.command()
@@ -312,8 +312,8 @@ def demo(
         t.add_column(c, justify="left" if c == "item" else "right")
     for item in result.calibration:
         t.add_row(item.name, f"{item.target:.0%}", f"{item.achieved:.1%}")
-    out.print(t)
-    out.print(
+    console.print(t)
+    console.print(
         f"Wrote {result.n_citizens:,} citizens and {result.n_episodes:,} episodes to {out}.",
         highlight=False,
     )
