@@ -139,9 +139,10 @@ def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
 def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
     if st.ingest is not None:
         _print_counts(st.ingest)
-    if st.segment is not None and hasattr(st.segment, "summary_lines"):
-        for line in st.segment.summary_lines():
-            console.print(line, highlight=False)
+    for result in (st.segment, st.report):
+        if result is not None:
+            for line in result.summary_lines():
+                console.print(line, highlight=False)
 
 
 def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # noqa: ANN003
@@ -193,10 +194,10 @@ def run(
 
     Example: m3-profiles run --input data/raw --out data/out
     """
-    from pipeline.runner import available_stages
+    from pipeline.runner import STAGES
 
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
-    _run(available_stages(), out, cfg, input_dir=input, rules_path=rules, config_path=config)
+    _run(STAGES, out, cfg, input_dir=input, rules_path=rules, config_path=config)
 
 
 @app.command()
@@ -233,6 +234,24 @@ def segment(
     """
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
     _run(("segment",), out, cfg, rules_path=rules, config_path=config)
+
+
+@app.command()
+def report(
+    out: OutOpt,
+    config: ConfigOpt = None,
+    rules: RulesOpt = None,
+    reference_date: RefOpt = None,
+    min_cell: MinCellOpt = None,
+    lang: LangOpt = None,
+    input: Annotated[Path | None, typer.Option("--input", hidden=True)] = None,
+) -> None:
+    """Count, suppress and publish the profile tables from what segment stored.
+
+    Example: m3-profiles report --out data/out --min-cell 5 --lang en
+    """
+    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _run(("report",), out, cfg, rules_path=rules, config_path=config)
 
 
 @app.command()

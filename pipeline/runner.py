@@ -113,15 +113,6 @@ def _stage_report(
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
 
 
-def available_stages() -> tuple[str, ...]:
-    """The stages this build has: `report` arrives with its issue."""
-    try:
-        from pipeline import report as report_mod
-    except ImportError:
-        return STAGES[:2]
-    return STAGES if hasattr(report_mod, "report") else STAGES[:2]
-
-
 def _write_quarantine(con: duckdb.DuckDBPyConnection, workdir: Path) -> None:
     exists = con.execute(
         "select count(*) from information_schema.tables "
@@ -197,9 +188,9 @@ def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
         m["quarantine_reasons"] = st.ingest.problems_by_reason
         m["pseudonymised"] = st.ingest.pseudonymised
     if st.segment is not None:
-        m["segment"] = (
-            st.segment.as_dict() if hasattr(st.segment, "as_dict") else asdict(st.segment)
-        )
+        m["segment"] = st.segment.as_dict()
+    if st.report is not None:
+        m["report"] = st.report.as_dict()
     if error:
         m["error"] = error
     return m
@@ -246,20 +237,40 @@ def run_stages(
     cfg = cfg.resolved()
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(out_dir.with_name(f".{out_dir.name}.lock")), timeout=0)
+    db_path = warehouse_path(cfg, out_dir)
+    locks = [FileLock(str(out_dir.with_name(f".{out_dir.name}.lock")), timeout=0)]
+    if db_path.parent != out_dir:  # interface: the lock covers the output and the database
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        locks.append(FileLock(str(db_path.with_name(f".{db_path.name}.lock")), timeout=0))
+    held: list[FileLock] = []
     try:
-        lock.acquire()
-    except Timeout:
-        raise LockedError(f"{out_dir}: another run holds the lock on this output folder") from None
-    try:
-        return _run_locked(tuple(stages), out_dir, cfg, input_dir, rules_path, config_path, step)
+        for lock in locks:
+            try:
+                lock.acquire()
+            except Timeout:
+                raise LockedError(
+                    f"{lock.lock_file}: another run holds the lock on this output folder"
+                    " or warehouse"
+                ) from None
+            held.append(lock)
+        return _run_locked(
+            tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, config_path, step
+        )
     finally:
-        lock.release()
+        for lock in reversed(held):
+            lock.release()
+
+
+def warehouse_path(cfg: Config, out_dir: Path) -> Path:
+    """The warehouse file: config `database` (relative to the working directory), else
+    `warehouse.duckdb` in the output folder."""
+    return Path(cfg.database).resolve() if cfg.database else out_dir.resolve() / DB_NAME
 
 
 def _run_locked(
     stages: tuple[str, ...],
     out_dir: Path,
+    db_path: Path,
     cfg: Config,
     input_dir: Path | None,
     rules_path: Path | None,
@@ -268,16 +279,22 @@ def _run_locked(
 ) -> RunState:
     run_id = _new_run_id()
     workdir = out_dir.with_name(f".{out_dir.name}.tmp-{run_id}")
-    db_name = DB_NAME
-    if stages[0] == "ingest":
+    external = db_path.parent != out_dir
+    # an outside warehouse gets a working copy beside it, renamed into place like the folder
+    work_db = db_path.with_name(f".{db_path.name}.tmp-{run_id}") if external else (
+        workdir / DB_NAME
+    )
+    if stages[0] != "ingest" and not db_path.exists():
+        raise InputError(
+            f"{db_path}: no warehouse from an earlier stage; run "
+            f"'m3-profiles ingest' (or 'run') first"
+        )
+    if stages[0] == "ingest" or not out_dir.exists():
         workdir.mkdir()
     else:
-        if not (out_dir / db_name).exists():
-            raise InputError(
-                f"{out_dir}: no warehouse from an earlier stage; run "
-                f"'m3-profiles ingest' (or 'run') first"
-            )
         shutil.copytree(out_dir, workdir)
+    if external and stages[0] != "ingest":
+        shutil.copyfile(db_path, work_db)
     handler = logging.FileHandler(workdir / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
@@ -290,10 +307,10 @@ def _run_locked(
     st = RunState(
         run_id, stages, cfg, input_dir, rules_path, config_path, workdir, dt.datetime.now()
     )
-    con = warehouse.connect(workdir / db_name)
+    con = warehouse.connect(work_db)
     try:
         if stages[0] == "ingest":
-            _carry_history(con, out_dir / db_name)
+            _carry_history(con, db_path)
         for stage in stages:
             logged_step(f"stage {stage}")
             STAGE_FUNCS[stage](con, st, logged_step)
@@ -307,6 +324,8 @@ def _run_locked(
         log.removeHandler(handler)
         handler.close()
         _replace_dir(workdir, out_dir)
+        if external:
+            os.replace(work_db, db_path)
         return st
     except BaseException as e:
         log.error("run %s failed: %s: %s", run_id, type(e).__name__, e)
@@ -320,6 +339,8 @@ def _run_locked(
         )
         log.removeHandler(handler)
         handler.close()
+        if external and work_db.exists():
+            shutil.move(work_db, workdir / DB_NAME)  # kept for diagnosis, like the default
         _replace_dir(workdir, out_dir.with_name(f"{out_dir.name}.failed"))
         st.manifest = manifest
         raise

@@ -194,3 +194,39 @@ def test_every_command_is_documented():
         assert name in result.output
         sub = CliRunner().invoke(app, [name, "--help"])
         assert "Example: m3-profiles " + name in sub.output
+
+
+def test_database_outside_the_output_folder_is_replaced_atomically_and_locked(tmp_path):
+    import dataclasses
+
+    import duckdb
+
+    db = tmp_path / "wh" / "m3.duckdb"
+    cfg = dataclasses.replace(CFG, database=str(db))
+    out = tmp_path / "out"
+    run_stages(["ingest", "segment"], out, cfg, input_dir=export(tmp_path / "good"))
+    assert not (out / "warehouse.duckdb").exists()
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select count(*) from marts.citizens").fetchone()[0] == 30
+    con.close()
+    before_db, before_out = hashlib.sha256(db.read_bytes()).hexdigest(), snapshot(out)
+
+    bad_c = GOOD_C + "".join(f"X{i};19x0\n" for i in range(5))
+    with pytest.raises(RejectedError):
+        run_stages(["ingest"], out, cfg, input_dir=export(tmp_path / "bad", bad_c))
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before_db
+    assert snapshot(out) == before_out
+    assert (tmp_path / "out.failed" / "warehouse.duckdb").exists()
+    assert sorted(p.name for p in db.parent.iterdir()) == [".m3.duckdb.lock", "m3.duckdb"]
+
+    # a stage alone reads and replaces the outside warehouse
+    run_stages(["segment"], out, cfg)
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select count(*) from meta.runs where outcome = 'success'").fetchone() == (
+        2,
+    )
+    con.close()
+
+    with FileLock(str(db.with_name(".m3.duckdb.lock"))):
+        with pytest.raises(LockedError, match="m3.duckdb.lock"):
+            run_stages(["segment"], tmp_path / "other-out", cfg)
