@@ -89,8 +89,8 @@ class Headline:
     """The headline figures of definitions §5, from the published tables (so that they can
     reveal nothing the tables hide). Shares are of the citizens with a profile."""
 
-    in_scope: int
-    unreviewed: int
+    in_scope: int | None  # None: hidden (see `headline`)
+    unreviewed: int | None
     profiled: Cell
     profile_shares: Mapping[str, Cell]
     m3_over_1y: Cell
@@ -210,7 +210,9 @@ def headline(
     "More than one year in M3" adds two published column totals, so it is shown only when
     both are. The complex-case count is in no table: it is shown only when it and its
     complement (citizens with a profile minus it) are each zero or at least `min_cell`, the
-    rule the suppression would apply to a two-cell row (§6)."""
+    rule the suppression would apply to a two-cell row (§6). The unreviewed count follows the
+    same rule, and the count in scope (tabulated + unreviewed) is shown only when both of its
+    parts are."""
     by_id = {t.id: t for t in tables}
     dist, m3, course = by_id["profile_distribution"], by_id["m3_duration"], by_id["course_history"]
     grand = dist.cell(TOTAL, TOTAL)
@@ -243,9 +245,13 @@ def headline(
         not complex_shown,
         not complex_shown,
     )
+    # in scope = with a profile + unreviewed: a two-cell row whose first cell is the grand
+    # total of the tables; a small unreviewed count hides itself and the row total
+    unreviewed_shown = not small(unreviewed)
+    in_scope_shown = unreviewed_shown and grand.n is not None
     return Headline(
-        in_scope=in_scope,
-        unreviewed=unreviewed,
+        in_scope=in_scope if in_scope_shown else None,
+        unreviewed=unreviewed if unreviewed_shown else None,
         profiled=grand,
         profile_shares={r: dist.cell(r, TOTAL) for r in dist.rows},
         m3_over_1y=m3_over_1y,

@@ -1,0 +1,65 @@
+"""The report's headline figures (definitions §5) reveal nothing the tables hide (§6): counts
+outside the tables are shown only when they and their complements are zero or >= min_cell."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from conftest import load_staging
+
+from pipeline.config import Config
+from pipeline.rules import load_rules
+from pipeline.segment import segment
+from pipeline.suppression import suppress
+from pipeline.tables import build_tables, headline, published, release, store_pattern
+
+REF = dt.date(2024, 6, 30)
+EPISODE = {"start_date": dt.date(2023, 1, 1), "match_group": "3"}
+
+
+def headline_for(profiled: int, unreviewed: int, complex_n: int, min_cell: int = 5):
+    citizens = [
+        {"citizen_id": f"p{i}", "match_group": "3", "departments_involved": 3 * (i < complex_n)}
+        for i in range(profiled)
+    ] + [{"citizen_id": f"u{i}", "match_group": "3", "reviewed": False} for i in range(unreviewed)]
+    con = load_staging(citizens, [{**EPISODE, "citizen_id": c["citizen_id"]} for c in citizens])
+    cfg = Config(reference_date=REF, min_cell=min_cell).resolved()
+    rules = load_rules()
+    segment(con, cfg, rules)
+    build_tables(con, cfg, rules)
+    store_pattern(con, suppress(release(con), cfg.min_cell), cfg)
+    return headline(con, published(con), cfg)
+
+
+@pytest.mark.parametrize(
+    ("profiled", "unreviewed", "complex_n", "in_scope", "shown_unreviewed", "shown_complex"),
+    [
+        (20, 0, 5, 20, 0, 5),  # zeros are shown
+        (20, 7, 15, 27, 7, 15),  # everything >= 5
+        (20, 3, 2, None, None, None),  # 3 unreviewed: hidden with the total; 2 complex: hidden
+        (20, 6, 17, 26, 6, None),  # 17 complex leaves 3 without: hidden
+    ],
+)
+def test_small_counts_outside_the_tables_are_hidden(
+    profiled, unreviewed, complex_n, in_scope, shown_unreviewed, shown_complex
+):
+    head = headline_for(profiled, unreviewed, complex_n)
+    assert head.profiled.n == profiled
+    assert head.in_scope == in_scope
+    assert head.unreviewed == shown_unreviewed
+    assert head.complex_case.n == shown_complex
+    assert head.complex_case.hidden is (shown_complex is None)
+
+
+def test_hidden_grand_total_hides_the_count_in_scope():
+    head = headline_for(3, 10, 0)  # 3 profiled citizens: the grand total itself is small
+    assert head.profiled.n is None and head.profiled.hidden
+    assert head.unreviewed == 10
+    assert head.in_scope is None  # else 13 - 10 would give the hidden 3
+
+
+def test_min_cell_zero_shows_everything():
+    head = headline_for(20, 3, 2, min_cell=0)
+    assert (head.in_scope, head.unreviewed, head.complex_case.n) == (23, 3, 2)
+    assert head.profile_shares["maybe_suitable"].n == 20
