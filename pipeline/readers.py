@@ -141,9 +141,10 @@ def _read_csv(path: Path) -> FileRead:
         raise InputError(f"{name}: malformed CSV; expected {len(header)} fields per row")
     physical = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
     n = table.num_rows
-    if b'"' not in data:
-        # no quotes, no newlines inside values: record k is on line header_span + 1 + k,
-        # unless blank lines were skipped (then the counts differ)
+    if b'"' not in data or physical == header_span + n:
+        # no newlines inside values (none can hide in unquoted text, and when the records
+        # fill every physical line there are no blank lines nor quoted newlines, both being
+        # counts >= 0): record k is on line header_span + 1 + k
         extra = None
         counted = header_span + n
     else:
