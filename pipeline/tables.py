@@ -1,8 +1,10 @@
 """The profile tables (definitions §5) and what of them may be published (§6).
 
-Reads `marts.citizens` (in-scope citizens with a profile). Writes one model per table,
-`marts.table_<id>` (tidy cells with totals, `pipeline/sql/marts/table_*.sql`), their union
-`marts.table_cells` (counts and shares, internal), `marts.suppressed_cells` (the pattern
+Reads `marts.citizens` (in-scope citizens with a profile) once, into `marts.profile_groups`
+(their counts per profile × base profile × course class × age band × M3 band, with the flag
+counts the tables need). Writes from that one model per table, `marts.table_<id>` (tidy
+cells with totals, `pipeline/sql/marts/table_*.sql`), their union `marts.table_cells`
+(counts and shares, internal), `marts.suppressed_cells` (the pattern
 chosen by `pipeline.suppression`, with the reason) and `marts.published_cells` (what the
 published files show). Everything after the SQL works on the small tables (a few hundred
 cells), so its time does not grow with the number of citizens.
@@ -27,9 +29,15 @@ TABLE_IDS: tuple[str, ...] = (
     "profile_distribution", "course_history", "age_groups", "case_focus", "misuse",
     "motivation", "m3_duration", "barriers",
 )  # fmt: skip
-MODELS: tuple[str, ...] = (*(f"marts.table_{t}" for t in TABLE_IDS), "marts.table_cells")
+# the citizens are scanned once, by the first model; the table models read its few hundred rows
+MODELS: tuple[str, ...] = (
+    "marts.profile_groups",
+    *(f"marts.table_{t}" for t in TABLE_IDS),
+    "marts.table_cells",
+)
 # run on the counts, before suppression
 COUNT_CHECKS: tuple[str, ...] = (
+    "marts__profile_groups__counts_every_citizen",
     "report__table_cells__complete",
     "report__table_cells__totals_add_up",
     "report__table_cells__shared_numbers_agree",

@@ -307,3 +307,13 @@ def test_profile_distribution_shares_of_the_grand_total(con):
 )  # fmt: skip
 def test_shares(con, table_id, row, col, share):
     assert cells(con, table_id, "share")[row][col] == share
+
+
+def test_check_catches_a_group_count_that_misses_citizens(staging: StagingFactory):
+    from pipeline.warehouse import CheckFailed, check
+
+    con = build(staging)
+    check(con, "marts__profile_groups__counts_every_citizen")
+    con.execute("update marts.profile_groups set n = n - 1 where profile = 'maybe_suitable'")
+    with pytest.raises(CheckFailed, match="counts_every_citizen"):
+        check(con, "marts__profile_groups__counts_every_citizen")

@@ -4,10 +4,10 @@
 -- Parameters: $profile_codes (profile codes in depth order, from the rules file).
 with
 
-citizens as (
+profile_groups as (
 
-    select * from marts.citizens
-    where in_scope and profile_source <> 'unreviewed' and profile is not null
+    -- the tabulated citizens (in scope, with a profile), counted by group
+    select * from marts.profile_groups
 
 ),
 
@@ -27,15 +27,16 @@ col_codes as (
 
 members as (
 
-    select citizen_id, profile as "row" from citizens
+    select profile as "row", n from profile_groups
 
 ),
 
-flag_ticks as (
+ticks as (
 
+    -- one row per group × column with its count: the groups are counted already, so this
+    -- unpivots a few hundred rows, not one row per citizen
     unpivot (
         select
-            citizen_id,
             profile as "row",
             barrier_housing,
             barrier_economy,
@@ -43,7 +44,7 @@ flag_ticks as (
             barrier_children,
             barrier_language,
             barrier_isolation
-        from citizens
+        from profile_groups
     )
     on
         barrier_housing,
@@ -52,13 +53,7 @@ flag_ticks as (
         barrier_children,
         barrier_language,
         barrier_isolation
-    into name col value ticked
-
-),
-
-ticks as (
-
-    select citizen_id, "row", col from flag_ticks where ticked
+    into name col value n
 
 ),
 
@@ -70,7 +65,7 @@ cells as (
         col_codes.col,
         row_codes.row_order,
         col_codes.col_order,
-        count(ticks.citizen_id)::bigint as n
+        coalesce(sum(ticks.n), 0)::bigint as n
     from row_codes
     cross join col_codes
     left join ticks on ticks."row" = row_codes."row" and ticks.col = col_codes.col
@@ -86,7 +81,7 @@ row_totals as (
         'total' as col,
         row_codes.row_order,
         9999 as col_order,
-        count(members.citizen_id)::bigint as n
+        coalesce(sum(members.n), 0)::bigint as n
     from row_codes
     left join members using ("row")
     group by all

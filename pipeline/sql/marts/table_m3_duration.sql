@@ -3,10 +3,10 @@
 -- Parameters: $profile_codes (profile codes in depth order, from the rules file).
 with
 
-citizens as (
+profile_groups as (
 
-    select * from marts.citizens
-    where in_scope and profile_source <> 'unreviewed' and profile is not null
+    -- the tabulated citizens (in scope, with a profile), counted by group
+    select * from marts.profile_groups
 
 ),
 
@@ -26,13 +26,13 @@ col_codes as (
 
 members as (
 
-    select citizen_id, profile as "row" from citizens
+    select profile as "row", n from profile_groups
 
 ),
 
 ticks as (
 
-    select citizen_id, profile as "row", m3_band as col from citizens
+    select profile as "row", m3_band as col, n from profile_groups
 
 ),
 
@@ -44,7 +44,7 @@ cells as (
         col_codes.col,
         row_codes.row_order,
         col_codes.col_order,
-        count(ticks.citizen_id)::bigint as n
+        coalesce(sum(ticks.n), 0)::bigint as n
     from row_codes
     cross join col_codes
     left join ticks on ticks."row" = row_codes."row" and ticks.col = col_codes.col
@@ -60,7 +60,7 @@ row_totals as (
         'total' as col,
         row_codes.row_order,
         9999 as col_order,
-        count(members.citizen_id)::bigint as n
+        coalesce(sum(members.n), 0)::bigint as n
     from row_codes
     left join members using ("row")
     group by all

@@ -5,10 +5,10 @@
 -- Parameters: $base_profile_codes (base-profile codes in depth order, from the rules file).
 with
 
-citizens as (
+profile_groups as (
 
-    select * from marts.citizens
-    where in_scope and profile_source <> 'unreviewed' and profile is not null
+    -- the tabulated citizens (in scope, with a profile), counted by group
+    select * from marts.profile_groups
 
 ),
 
@@ -28,34 +28,29 @@ col_codes as (
 
 members as (
 
-    select citizen_id, base_profile as "row" from citizens
-
-),
-
-flag_ticks as (
-
-    unpivot (
-        select
-            citizen_id,
-            base_profile as "row",
-            alcohol,
-            soft_drugs,
-            hard_drugs
-        from citizens
-    )
-    on
-        alcohol,
-        soft_drugs,
-        hard_drugs
-    into name col value ticked
+    select base_profile as "row", n from profile_groups
 
 ),
 
 ticks as (
 
-    select citizen_id, "row", col from flag_ticks where ticked
-    union all
-    select citizen_id, base_profile as "row", 'misuse_no' as col from citizens where not misuse_any
+    -- one row per group × column with its count: the groups are counted already, so this
+    -- unpivots a few hundred rows, not one row per citizen
+    unpivot (
+        select
+            base_profile as "row",
+            alcohol,
+            soft_drugs,
+            hard_drugs,
+            misuse_no
+        from profile_groups
+    )
+    on
+        alcohol,
+        soft_drugs,
+        hard_drugs,
+        misuse_no
+    into name col value n
 
 ),
 
@@ -67,7 +62,7 @@ cells as (
         col_codes.col,
         row_codes.row_order,
         col_codes.col_order,
-        count(ticks.citizen_id)::bigint as n
+        coalesce(sum(ticks.n), 0)::bigint as n
     from row_codes
     cross join col_codes
     left join ticks on ticks."row" = row_codes."row" and ticks.col = col_codes.col
@@ -83,7 +78,7 @@ row_totals as (
         'total' as col,
         row_codes.row_order,
         9999 as col_order,
-        count(members.citizen_id)::bigint as n
+        coalesce(sum(members.n), 0)::bigint as n
     from row_codes
     left join members using ("row")
     group by all

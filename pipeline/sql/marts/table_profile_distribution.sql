@@ -4,10 +4,10 @@
 -- Parameters: $profile_codes (profile codes in depth order, from the rules file).
 with
 
-citizens as (
+profile_groups as (
 
-    select * from marts.citizens
-    where in_scope and profile_source <> 'unreviewed' and profile is not null
+    -- the tabulated citizens (in scope, with a profile), counted by group
+    select * from marts.profile_groups
 
 ),
 
@@ -20,7 +20,7 @@ row_codes as (
 
 members as (
 
-    select citizen_id, profile as "row" from citizens
+    select profile as "row", n from profile_groups
 
 ),
 
@@ -31,7 +31,7 @@ row_totals as (
         'total' as col,
         row_codes.row_order,
         9999 as col_order,
-        count(members.citizen_id)::bigint as n
+        coalesce(sum(members.n), 0)::bigint as n
     from row_codes
     left join members using ("row")
     group by all
