@@ -363,3 +363,30 @@ def test_text_is_read_back_by_pandas_too(clean):
         dtype=str, keep_default_na=False,
     )  # fmt: skip
     assert list(frame.columns) == CITIZEN_HEADER and len(frame) == 2_000
+
+
+def test_the_pipeline_finds_the_calibrated_shares_in_the_files(tmp_path, calibration_10k):
+    """Issue "done when": `make report` on the demo shows the calibrated shares. The demo's
+    own measurement (from its frames) and the pipeline's (from the written files, through
+    ingest and segment) must agree exactly, and so be within 3 points of the targets."""
+    import pyarrow.parquet as pq
+
+    from pipeline.runner import run_stages
+
+    demo.write_demo(tmp_path / "in", n=10_000, seed=42, reference_date=REF)
+    run_stages(("ingest", "segment"), tmp_path / "out", Config(reference_date=REF),
+               input_dir=tmp_path / "in")  # fmt: skip
+    rows = pq.read_table(tmp_path / "out" / "citizens.parquet").to_pylist()
+    ruled = [r for r in rows if r["profile_source"] == "rules"]
+    for p in ("maybe_suitable", "physically_ill", "diffuse_psychiatric", "diagnosed"):
+        share = sum(r["base_profile"] == p for r in ruled) / len(ruled)
+        assert share == pytest.approx(calibration_10k[f"profile_{p}"].achieved, abs=1e-12)
+    # course and M3 shares are of everyone in scope (citizens.parquet), unreviewed included
+    checks = {
+        "misuse_any": sum(r["misuse_any"] for r in ruled) / len(ruled),
+        "long_continuous": sum(r["course_class"] == "long_continuous" for r in rows) / len(rows),
+        "m3_1y_plus": sum(r["m3_days"] >= 365 for r in rows) / len(rows),
+        "m3_1_to_2y": sum(365 <= r["m3_days"] < 730 for r in rows) / len(rows),
+    }
+    for name, share in checks.items():
+        assert share == pytest.approx(calibration_10k[name].achieved, abs=1e-12), name
