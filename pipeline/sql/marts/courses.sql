@@ -4,6 +4,9 @@
 -- more than `course_gap_days` days after the latest end so far (gap = days strictly between,
 -- so `start - latest_end <= gap + 1` continues the course). A second, finer island (gap 0:
 -- overlapping or touching) gives the distinct days covered, which nest inside the course.
+-- The window order ends in `_line`, unique within the one episodes file (data contract), so
+-- both windows see tied spells in the same order: a row's course number then never depends
+-- on how the sort broke a tie. (An integer key: a text key would widen every sort row.)
 with
 
 episodes as (
@@ -20,7 +23,6 @@ support_episodes as (
         citizen_id,
         start_date,
         least(coalesce(end_date, $reference_date), $reference_date) as end_date,
-        _file,
         _line
     from episodes
     where start_date <= $reference_date
@@ -34,7 +36,7 @@ with_latest_end as (
         *,
         max(end_date) over (
             partition by citizen_id
-            order by start_date, end_date, _file, _line
+            order by start_date, end_date, _line
             rows between unbounded preceding and 1 preceding
         ) as latest_end_before
     from support_episodes
@@ -57,12 +59,12 @@ numbered as (
         *,
         sum(opens_course::integer) over (
             partition by citizen_id
-            order by start_date, end_date, _file, _line
+            order by start_date, end_date, _line
             rows unbounded preceding
         ) as course_no,
         sum(opens_spell::integer) over (
             partition by citizen_id
-            order by start_date, end_date, _file, _line
+            order by start_date, end_date, _line
             rows unbounded preceding
         ) as spell_no
     from marked

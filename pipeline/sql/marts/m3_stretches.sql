@@ -4,6 +4,9 @@
 -- The same merge as marts.courses, over the episodes in an M3-equivalent group (whatever their
 -- benefit): the gap is measured between M3 episodes only, so an episode in another group lying
 -- inside a short gap does not break the stretch.
+-- The window order ends in `_line`, unique within the one episodes file (data contract), so
+-- both windows see tied spells in the same order: a row's course number then never depends
+-- on how the sort broke a tie. (An integer key: a text key would widen every sort row.)
 with
 
 episodes as (
@@ -19,7 +22,6 @@ m3_episodes as (
         citizen_id,
         start_date,
         least(coalesce(end_date, $reference_date), $reference_date) as end_date,
-        _file,
         _line
     from episodes
     where start_date <= $reference_date
@@ -33,7 +35,7 @@ with_latest_end as (
         *,
         max(end_date) over (
             partition by citizen_id
-            order by start_date, end_date, _file, _line
+            order by start_date, end_date, _line
             rows between unbounded preceding and 1 preceding
         ) as latest_end_before
     from m3_episodes
@@ -48,7 +50,7 @@ numbered as (
             coalesce(start_date - latest_end_before > $course_gap_days + 1, true)::integer
         ) over (
             partition by citizen_id
-            order by start_date, end_date, _file, _line
+            order by start_date, end_date, _line
             rows unbounded preceding
         ) as stretch_no
     from with_latest_end
