@@ -230,3 +230,23 @@ def test_database_outside_the_output_folder_is_replaced_atomically_and_locked(tm
     with FileLock(str(db.with_name(".m3.duckdb.lock"))):
         with pytest.raises(LockedError, match="m3.duckdb.lock"):
             run_stages(["segment"], tmp_path / "other-out", cfg)
+
+
+def test_stages_one_at_a_time_from_the_cli(tmp_path):
+    runner = CliRunner()
+    good, out = export(tmp_path / "good"), str(tmp_path / "o")
+    ref = ["--reference-date", "2024-06-30"]
+    assert runner.invoke(app, ["ingest", "--input", str(good), "--out", out, *ref]).exit_code == 0
+    seg = runner.invoke(app, ["segment", "--out", out, *ref])
+    assert seg.exit_code == 0, seg.output
+    assert not (tmp_path / "o" / "report.html").exists()
+    rep = runner.invoke(app, ["report", "--out", out, "--lang", "en", "--min-cell", "3", *ref])
+    assert rep.exit_code == 0, rep.output
+    assert "Report: 8 tables of 30 citizens with a profile" in rep.output
+    assert '<html lang="en">' in (tmp_path / "o" / "report.html").read_text()
+    manifest = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert manifest["stages"] == ["report"]
+    assert manifest["report"]["min_cell"] == 3 and manifest["report"]["lang"] == "en"
+    # report before segment: the warehouse has no marts, input rejected
+    assert runner.invoke(app, ["ingest", "--input", str(good), "--out", out]).exit_code == 0
+    assert runner.invoke(app, ["report", "--out", out, *ref]).exit_code == 3
