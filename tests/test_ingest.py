@@ -578,22 +578,29 @@ def as_tables(citizens, episodes):
     return crow, erows
 
 
+def _none_first(row: tuple) -> tuple:
+    """A sort key for rows whose cells may be None (an ongoing spell has no end date)."""
+    return tuple((False, 0) if v is None else (True, v) for v in row)
+
+
 def expected(crow, erows):
-    cit = sorted((r[0], r[1], r[2] or None, r[3], r[4], r[5], r[6].strip() or None) for r in crow)
-    epi = sorted((r[0], r[1], r[2], r[3], r[4] or None) for r in erows)
+    cit = sorted(
+        ((r[0], r[1], r[2] or None, r[3], r[4], r[5], r[6].strip() or None) for r in crow),
+        key=_none_first,
+    )
+    epi = sorted(((r[0], r[1], r[2], r[3], r[4] or None) for r in erows), key=_none_first)
     return cit, epi
 
 
 def staged(con):
     cit = con.execute(
         "select citizen_id, birth_year, sex, alcohol, psych_diagnosis, "
-        "departments_involved, notes from staging.citizens order by all"
+        "departments_involved, notes from staging.citizens"
     ).fetchall()
     epi = con.execute(
-        "select citizen_id, start_date, end_date, benefit, match_group "
-        "from staging.episodes order by all"
+        "select citizen_id, start_date, end_date, benefit, match_group from staging.episodes"
     ).fetchall()
-    return cit, epi
+    return sorted(cit, key=_none_first), sorted(epi, key=_none_first)
 
 
 @settings(
