@@ -13,6 +13,7 @@ for diagnosis).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -144,9 +145,11 @@ def _mask_cells(t: pa.Table) -> tuple[pa.Table, int]:
         if name in ("citizen_id", LINE):
             continue
         col = t.column(i)
-        longest = pc.max(pc.utf8_length(col)).as_py()
-        if not longest or longest < 10:  # a CPR-like number needs ten characters
+        if not privacy.may_hold_cpr(col):  # the usual case: one pass over the column's bytes
             continue
+        longest = pc.max(pc.utf8_length(col)).as_py()
+        if not longest or longest < 10:  # a CPR-like number needs ten characters (a hit
+            continue  # across cells of short values, e.g. years end to end, is no CPR)
         masked, count = privacy.mask_array(col.combine_chunks())
         if count:
             t = t.set_column(i, name, masked)
@@ -154,26 +157,34 @@ def _mask_cells(t: pa.Table) -> tuple[pa.Table, int]:
     return t, total
 
 
+def _read_table(table: str, path: Path, cfg: Config) -> tuple[pa.Table, InputFile, int]:
+    """Read, map and mask one table; raise InputError on a file-level problem."""
+    read = read_file(path)
+    if read.table.num_rows == 0:
+        raise InputError(
+            f"{path.name}: empty table; expected at least one {table} row below the header"
+        )
+    t, extras = canonical_table(read, table, cfg.columns.get(table, {}))
+    t, masked = _mask_cells(t)
+    file = InputFile(table, str(path), read.sha256, read.encoding, read.separator, extras)
+    return t, file, masked
+
+
 def read_inputs(
     input_dir: Path, cfg: Config
 ) -> tuple[dict[str, pa.Table], list[InputFile], dict[str, int]]:
-    """Read, map and check both tables; raise InputError on any file-level problem."""
+    """Read, map and check both tables; raise InputError on any file-level problem.
+
+    The two files are read at the same time: part of reading one (reading, hashing and
+    decoding its bytes) keeps a single core busy, and the other file's parsing and masking
+    can use the rest. Problems are raised in table order, as if read one after the other."""
     paths = find_inputs(input_dir)
-    tables: dict[str, pa.Table] = {}
-    files: list[InputFile] = []
-    masked: dict[str, int] = {}
-    for table, path in paths.items():
-        read = read_file(path)
-        if read.table.num_rows == 0:
-            raise InputError(
-                f"{path.name}: empty table; expected at least one {table} row below the header"
-            )
-        t, extras = canonical_table(read, table, cfg.columns.get(table, {}))
-        t, masked[table] = _mask_cells(t)
-        tables[table] = t
-        files.append(
-            InputFile(table, str(path), read.sha256, read.encoding, read.separator, extras)
-        )
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+        futures = {t: pool.submit(_read_table, t, path, cfg) for t, path in paths.items()}
+        done = {t: future.result() for t, future in futures.items()}
+    tables = {t: table for t, (table, _, _) in done.items()}
+    files = [file for _, file, _ in done.values()]
+    masked = {t: count for t, (_, _, count) in done.items()}
     return tables, files, masked
 
 
@@ -186,6 +197,24 @@ def _cpr_id_check(tables: dict[str, pa.Table], key: privacy.PseudonymKey | None)
             "stored. Export pseudonymous ids, or switch on pseudonymisation with a secret key "
             f"(environment variable {privacy.KEY_ENV} or config pseudonym_key_file)"
         )
+
+
+# DuckDB stores a table in row groups of this many rows. Given Arrow record batches of exactly
+# one row group each, it writes them in parallel, each straight into its own row group; given
+# batches of any other size (the CSV reader's hold ~60,000 rows) it must merge them into row
+# groups first, which made writing raw take ~40 % longer (1M citizens: 8.8 s -> 6.3 s).
+ROW_GROUP_ROWS = 122_880
+
+
+def _row_group_batches(t: pa.Table) -> pa.RecordBatchReader:
+    """`t`, same rows in the same order, as a stream of record batches of one DuckDB row
+    group each, cut as DuckDB reads them (so no second copy of the table is held)."""
+    batches = (
+        batch
+        for start in range(0, t.num_rows, ROW_GROUP_ROWS)
+        for batch in t.slice(start, ROW_GROUP_ROWS).combine_chunks().to_batches()
+    )
+    return pa.RecordBatchReader.from_batches(t.schema, batches)
 
 
 def load_raw(
@@ -202,7 +231,7 @@ def load_raw(
             t = t.set_column(
                 0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks())
             )
-        con.register("arrow_input", t)
+        con.register("arrow_input", _row_group_batches(t))
         id_sql = privacy.HMAC_SQL if key is not None else "citizen_id"
         params = {"load_id": load_id, "file": Path(f.path).name}
         if key is not None:

@@ -3,7 +3,9 @@ is stored (data contract, *Privacy*).
 
 Works on Arrow string arrays as read from an input file, before they reach the warehouse.
 A cheap RE2 prefilter (Arrow, vectorised) finds the few cells holding a ten-digit run; only
-those go through the exact Python check, which needs look-arounds and a calendar.
+those go through the exact Python check, which needs look-arounds and a calendar. Before
+that, `may_hold_cpr` runs the same prefilter once over a column's whole text buffer, so a
+column without a single hit (most are) costs one pass over its bytes, not one match per cell.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -74,6 +77,33 @@ def cpr_digits(value: str) -> str | None:
     return None
 
 
+_OFFSETS = {pa.string(): np.int32, pa.large_string(): np.int64}
+
+
+def may_hold_cpr(col: pa.Array | pa.ChunkedArray) -> bool:
+    """False only if no cell of `col` can hold a CPR-like number: the RE2 prefilter finds
+    nothing in the text buffer of any chunk (its cells end to end), matched as one value.
+    Every cell is a slice of that buffer, so a cell the per-cell prefilter would pick is a
+    hit here too; a hit straddling two cells is a false alarm that only costs the per-cell
+    pass (`mask_array`)."""
+    for chunk in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        if chunk.null_count == len(chunk):
+            continue
+        offset_type = _OFFSETS.get(chunk.type)
+        if offset_type is None:
+            return True  # not a plain text array: leave it to the per-cell pass
+        _, offsets, data = chunk.buffers()
+        if data is None:
+            continue  # only empty cells
+        bounds = np.frombuffer(offsets, offset_type)[chunk.offset : chunk.offset + len(chunk) + 1]
+        start, size = int(bounds[0]), int(bounds[-1] - bounds[0])
+        one_value = pa.py_buffer(np.array([0, size], offset_type))
+        text = pa.Array.from_buffers(chunk.type, 1, [None, one_value, data.slice(start, size)])
+        if pc.match_substring_regex(text, _PREFILTER)[0].as_py():
+            return True
+    return False
+
+
 def _candidates(arr: pa.Array) -> list[int]:
     hit = pc.fill_null(pc.match_substring_regex(arr, _PREFILTER), False)
     return pc.indices_nonzero(hit).to_pylist()
@@ -94,6 +124,8 @@ def mask_array(arr: pa.Array) -> tuple[pa.Array, int]:
 
 def count_cpr_ids(arr: pa.Array) -> int:
     """How many ids contain a CPR-like number (a reason to refuse the file without a key)."""
+    if not may_hold_cpr(arr):
+        return 0
     return sum(
         1 for v in pc.take(arr, pa.array(_candidates(arr), pa.int64())).to_pylist() if find_cpr(v)
     )

@@ -2,7 +2,9 @@
 -- (data contract, *Bad input*: a row with several problems has one line per problem).
 -- Each value is parsed once; only rows with a problem are unnested into problem lines,
 -- so a clean export costs one scan.
-with raw_citizens as (
+-- `not materialized`: the steps below read raw_citizens four times, each a few columns;
+-- DuckDB would otherwise copy every column of every row (notes included) into memory first.
+with raw_citizens as not materialized (
     select * from raw.citizens
 ),
 

@@ -25,7 +25,7 @@ typed as (
         coalesce(m3_bool(reviewed), true) as reviewed,
         coalesce(m3_bool(columns('^(physical_illness|psych_diagnosis|psych_undiagnosed|alcohol|soft_drugs|hard_drugs|potential_m2|focus_.*|motivation_.*|barrier_.*)$')), false),
         m3_int(departments_involved)::integer as departments_involved,
-        nullif(trim(notes), '') as notes,
+        m3_text(notes) as notes,
         _file,
         _line
     from valid
