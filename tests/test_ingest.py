@@ -159,6 +159,8 @@ def test_birth_year(tmp_path, value, expected, problems):
         ("", None, []),
         ("-1", None, [("departments_involved", "-1", "out_of_domain")]),
         ("tre", None, [("departments_involved", "tre", "unparseable_integer")]),
+        ("2147483647", 2147483647, []),
+        ("12345678901", None, [("departments_involved", "12345678901", "out_of_domain")]),
     ],
 )
 def test_departments_involved(tmp_path, value, expected, problems):

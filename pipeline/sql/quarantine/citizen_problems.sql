@@ -28,7 +28,8 @@ flagged as (
         or (m3_blank(municipality_code) is not null
             and coalesce(municipality_int not between 101 and 999, true))
         or (m3_blank(match_group) is not null and m3_match_group(match_group) is null)
-        or (m3_blank(departments_involved) is not null and coalesce(departments_int < 0, true))
+        or (m3_blank(departments_involved) is not null
+            and coalesce(departments_int not between 0 and 2147483647, true))
 ),
 
 scalar_checks as (
@@ -52,7 +53,8 @@ scalar_checks as (
         {column_name: 'departments_involved', value: departments_involved, reason: case
             when m3_blank(departments_involved) is null then null
             when departments_int is null then 'unparseable_integer'
-            when departments_int < 0 then 'out_of_domain' end}
+            -- staging stores an integer: a count beyond its range is no count of departments
+            when departments_int not between 0 and 2147483647 then 'out_of_domain' end}
     ], lambda c: c.reason is not null), recursive := true)
     from flagged
 ),
