@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline import privacy
+from pipeline.ingest import define_macros
 
 
 def contract_cpr_like(text: str, i: int, j: int) -> bool:
@@ -117,3 +118,64 @@ def test_load_key_from_file_and_env(tmp_path, monkeypatch):
     f.write_bytes(b"")
     with pytest.raises(privacy.PseudonymKeyError, match="is empty"):
         privacy.load_key(str(f))
+
+
+# --- the column-level prefilter: never misses a cell the per-cell prefilter would pick ----
+
+_CELL = st.one_of(
+    st.none(),
+    st.text(alphabet="0123456789- x", max_size=14),
+    st.sampled_from(["010190-1234", "0101901234", "1980", "01-02-2013", ""]),
+)
+
+
+@given(
+    cells=st.lists(_CELL, max_size=30),
+    cut=st.integers(0, 30),
+    start=st.integers(0, 5),
+    large=st.booleans(),
+)
+def test_may_hold_cpr_never_misses_a_candidate_cell(cells, cut, start, large):
+    typ = pa.large_string() if large else pa.string()
+    chunks = [pa.array(cells[:cut], typ), pa.array(cells[cut:], typ)]
+    col = pa.chunked_array([c.slice(min(start, len(c))) for c in chunks], typ)
+    per_cell = any(
+        privacy._candidates(chunk) for chunk in col.chunks if len(chunk)
+    )  # what mask_array would look at
+    if per_cell:
+        assert privacy.may_hold_cpr(col) is True
+    if not any(c for c in col.to_pylist() if c):
+        assert privacy.may_hold_cpr(col) is False
+
+
+def test_may_hold_cpr_exact_cases():
+    assert privacy.may_hold_cpr(pa.array(["ring 010190-1234 op", None])) is True
+    assert privacy.may_hold_cpr(pa.array(["01-02-2013", "1980", None, ""])) is False
+    # years end to end look like ten digits across cells: a false alarm, never a miss
+    assert privacy.may_hold_cpr(pa.array(["198019", "801980"])) is True
+    assert privacy.mask_array(pa.array(["198019", "801980"]))[1] == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "abc",
+        " abc",
+        "abc ",
+        "\u00a0abc\u00a0",
+        "\u2003x\u3000",
+        "\tabc\t",
+        "a b",
+        "\n",
+        "æøå ",
+        None,
+    ],
+)
+def test_notes_macro_equals_trim_then_blank(text):
+    con = duckdb.connect()
+    define_macros(con)
+    assert con.execute(
+        "select m3_text($t) is not distinct from m3_blank($t)", {"t": text}
+    ).fetchone() == (True,)
