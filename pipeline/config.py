@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +91,13 @@ class Config:
     pseudonym_key_file: str = ""
     # [columns.citizens] / [columns.episodes]: canonical name -> name in the export.
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def effective_json(self) -> str:
+        """The settings as canonical JSON: what the manifest records and its hash covers."""
+        return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)
+
+    def effective_sha256(self) -> str:
+        return hashlib.sha256(self.effective_json().encode()).hexdigest()
 
     def resolved(self) -> Config:
         """The config with its run-time defaults filled in (today's date)."""

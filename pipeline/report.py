@@ -17,9 +17,7 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
-import hashlib
 import io
-import json
 import os
 import shutil
 import textwrap
@@ -325,12 +323,6 @@ class RunInfo:
     episodes_after_reference: int | None
 
 
-def config_sha256(cfg: Config) -> str:
-    """SHA-256 of the effective config (as the runner's manifest computes it)."""
-    effective = json.dumps(asdict(cfg), default=str, sort_keys=True)
-    return hashlib.sha256(effective.encode()).hexdigest()
-
-
 def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
               manifest: Mapping[str, Any] | None) -> RunInfo:
     manifest = manifest or {}
@@ -362,7 +354,7 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
         rules_version=rules.version,
         rules_source=rules.source,
         rules_sha256=rules.sha256,
-        config_sha256=config_sha256(cfg),
+        config_sha256=cfg.effective_sha256(),
         run_id=manifest.get("run_id"),
         input_files=tuple(files),
         rows=rows,
@@ -818,6 +810,6 @@ def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tu
 
 __all__ = [
     "CSV_COLUMNS", "HIDDEN", "OUTPUTS", "TABLE_IDS", "Labels", "ReportError", "ReportResult",
-    "base_profile_order", "chart_png", "config_sha256", "render_html", "report", "write_csv",
+    "base_profile_order", "chart_png", "render_html", "report", "write_csv",
     "write_xlsx",
 ]

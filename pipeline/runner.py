@@ -18,7 +18,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,11 @@ def _sha256(path: Path | None) -> str | None:
 
 
 def _config_digest(cfg: Config, path: Path | None) -> dict[str, Any]:
-    effective = json.dumps(asdict(cfg), default=str, sort_keys=True)
     return {
         "file": str(path) if path else None,
         "file_sha256": _sha256(path),
-        "effective_sha256": hashlib.sha256(effective.encode()).hexdigest(),
-        "effective": json.loads(effective),
+        "effective_sha256": cfg.effective_sha256(),
+        "effective": json.loads(cfg.effective_json()),
     }
 
 
