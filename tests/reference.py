@@ -162,6 +162,33 @@ def reference_citizen(
     }
 
 
+def reference_runs(
+    episodes: Sequence[Mapping[str, Any]], cfg: Config, m3: bool
+) -> list[tuple[dt.date, dt.date, int, int, int, bool]]:
+    """The rows of marts.courses (m3=False) or marts.m3_stretches (m3=True) of one citizen,
+    in time order: (first day, last day, days, covered days, episodes, covers the reference
+    date). An episode belongs to the run its start day lies in."""
+    ref = cfg.reference_date
+    assert ref is not None
+    kept = [
+        e
+        for e in episodes
+        if e["start_date"] <= ref
+        and (
+            e.get("match_group") in cfg.m3_groups
+            if m3
+            else e["benefit"] not in cfg.support_excluded
+        )
+    ]
+    days = covered_days([(e["start_date"], e.get("end_date")) for e in kept], ref)
+    rows = []
+    for first, last in runs(days, cfg.course_gap_days):
+        covered = sum(first <= d <= last for d in days)
+        members = sum(first <= e["start_date"] <= last for e in kept)
+        rows.append((first, last, length((first, last)), covered, members, first <= ref <= last))
+    return rows
+
+
 def reference(
     citizens: Sequence[Mapping[str, Any]], episodes: Sequence[Mapping[str, Any]], cfg: Config
 ) -> dict[str, dict[str, Any]]:
