@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import InputError
 
 LINE = "_line"
+_CP1252_ONLY = bytes(range(0x80, 0xA0))  # where Windows-1252 and Latin-1 differ
 _SEPARATORS = (";", ",", "\t")
 
 
@@ -83,6 +84,10 @@ def _to_utf8(name: str, data: bytes) -> tuple[str, bytes]:
         return "utf-8", data
     except UnicodeDecodeError:
         pass
+    if len(data.translate(None, _CP1252_ONLY)) == len(data):
+        # Windows-1252 is Latin-1 outside 0x80-0x9F (printable there, five bytes undefined):
+        # without such bytes, Latin-1's fast codec gives the same text (~3x faster here).
+        return "cp1252", data.decode("latin-1").encode("utf-8")
     try:
         text = data.decode("cp1252")
     except UnicodeDecodeError as e:

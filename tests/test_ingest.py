@@ -13,7 +13,7 @@ import xlsxwriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import privacy, warehouse
+from pipeline import privacy, readers, warehouse
 from pipeline.config import Config
 from pipeline.errors import InputError, RejectedError
 from pipeline.ingest import ingest
@@ -714,3 +714,23 @@ def test_parquet_input_typed_columns(tmp_path):
     assert con.execute("select line, reason from quarantine.rows").fetchall() == [
         (3, "unknown_citizen")
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64) | st.text(alphabet="aæøå€–’\x81;\n", max_size=20).map(
+    lambda s: s.encode("cp1252", errors="ignore")))
+def test_windows_1252_decoding_has_one_meaning(data):
+    """The Latin-1 shortcut gives exactly what the strict Windows-1252 codec gives, and an
+    undefined byte is refused either way."""
+    try:
+        data.decode("utf-8")
+        return  # read as UTF-8: another rule
+    except UnicodeDecodeError:
+        pass
+    try:
+        expected = data.decode("cp1252").encode("utf-8")
+    except UnicodeDecodeError:
+        with pytest.raises(InputError, match="unknown encoding"):
+            readers._to_utf8("x.csv", data)
+        return
+    assert readers._to_utf8("x.csv", data) == ("cp1252", expected)

@@ -47,12 +47,13 @@ course_summary as (
 
 m3_summary as (
 
-    -- definitions §3: the length of the M3 stretch covering the reference date, else 0
+    -- definitions §3: the length of the M3 stretch covering the reference date (stretches do
+    -- not overlap, so there is at most one), else 0 after the join
     select
         citizen_id,
-        coalesce(max(stretch_days) filter (where covers_reference_date), 0)::integer as m3_days
+        stretch_days as m3_days
     from m3_stretches
-    group by citizen_id
+    where covers_reference_date
 
 ),
 
