@@ -236,9 +236,10 @@ def load_raw(
         params = {"load_id": load_id, "file": Path(f.path).name}
         if key is not None:
             params |= key.hmac_params()
-        con.execute(
-            f"""create or replace table raw.{f.table} as
-            select {id_sql} as citizen_id, * exclude (citizen_id, {LINE}),
+        warehouse.create_table_as(
+            con,
+            f"raw.{f.table}",
+            f"""select {id_sql} as citizen_id, * exclude (citizen_id, {LINE}),
                 $file as _file, {LINE} as _line, $load_id as _load_id
             from arrow_input""",
             params,

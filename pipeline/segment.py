@@ -21,7 +21,7 @@ import duckdb
 
 from pipeline.config import Config, ConfigError
 from pipeline.rules import Rules
-from pipeline.warehouse import bind, check, sql_text
+from pipeline.warehouse import bind, check, create_table_as, sql_text
 
 # Built in this order (each reads only staging and the models before it).
 MODELS: tuple[str, ...] = (
@@ -181,7 +181,7 @@ def build_model(
 ) -> None:
     """Replace table `name` with its model's result."""
     sql = model_sql(name, placeholders)
-    con.execute(f"create or replace table {name} as\n{sql}", bind(sql, params))
+    create_table_as(con, name, sql, bind(sql, params))
 
 
 def segment(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> SegmentResult:
