@@ -495,7 +495,8 @@ def tied_histories(draw) -> tuple[list[dict], Config]:
         {
             "citizen_id": "c0",
             "start_date": start,
-            "end_date": draw(st.none() | st.integers(0, 12).map(lambda d, s=start: s + dt.timedelta(days=d))),
+            "end_date": draw(st.none() | st.integers(0, 12).map(
+                lambda d, s=start: s + dt.timedelta(days=d))),
             "benefit": draw(st.sampled_from(["kontanthjaelp", "fleksjob"])),
             "match_group": draw(GROUPS),
         }
