@@ -199,7 +199,8 @@ def test_dates_iso_and_day_first(tmp_path, text):
 
 @pytest.mark.parametrize(
     "text",
-    ["31-02-2013", "2013-13-01", "13-02-01", "01-02-13", "primo 2013", "2013/02/01", "01-02.2013x"],
+    ["31-02-2013", "2013-13-01", "13-02-01", "01-02-13", "primo 2013", "2013/02/01", "01-02.2013x",
+     "00-02-2013", "01-13-2013", "1x-02-2013"],  # the last three in the dd-mm-yyyy shape
 )
 def test_unparseable_dates(tmp_path, text):
     staged, problems = one_episode(tmp_path, text)

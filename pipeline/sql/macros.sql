@@ -20,9 +20,13 @@ create or replace temp macro m3_int(s) as
         then try_cast(regexp_replace(trim(s), '\.0+$', '') as bigint) end;
 
 -- dates: ISO (year first) or Danish day-first with - . or /; a two-digit year is not a
--- date (1913 or 2013?). Position tests, not regexes: this runs once per episode.
+-- date (1913 or 2013?). Position tests, not regexes: this runs twice per episode. The first
+-- branch is the Danish export's own form (dd-mm-yyyy), which the third would read the same
+-- way, tested first because trim() copies every value.
 create or replace temp macro m3_date(s) as
     case
+        when length(s) = 10 and substr(s, 3, 1) = '-' and substr(s, 6, 1) = '-'
+            then try_strptime(s, '%d-%m-%Y')::date
         when strpos(trim(s), '-') = 5 then try_strptime(trim(s), '%Y-%m-%d')::date
         when length(trim(s)) between 8 and 10 and substr(trim(s), -5, 1) in ('-', '.', '/')
             then try_strptime(trim(s), ['%d-%m-%Y', '%d.%m.%Y', '%d/%m/%Y'])::date
