@@ -13,7 +13,7 @@ for diagnosis).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -170,33 +170,49 @@ def _read_table(table: str, path: Path, cfg: Config) -> tuple[pa.Table, InputFil
     return t, file, masked
 
 
-def read_inputs(
-    input_dir: Path, cfg: Config
-) -> tuple[dict[str, pa.Table], list[InputFile], dict[str, int]]:
-    """Read, map and check both tables; raise InputError on any file-level problem.
+def read_and_load_raw(
+    con: duckdb.DuckDBPyConnection,
+    input_dir: Path,
+    cfg: Config,
+    load_id: str,
+    key: privacy.PseudonymKey | None,
+) -> tuple[list[InputFile], dict[str, int]]:
+    """Read, map and check both tables, and write each one's raw layer as soon as it is
+    read; return the files (in table order) and the CPR-like numbers masked per table.
 
     The two files are read at the same time: part of reading one (reading, hashing and
-    decoding its bytes) keeps a single core busy, and the other file's parsing and masking
-    can use the rest. Problems are raised in table order, as if read one after the other."""
+    decoding its bytes) keeps a single core busy, and the other file's parsing, or writing
+    the raw layer of the file read first, can use the rest. Problems are raised in table
+    order, as if read one after the other. A table with CPR-like ids is never written; the
+    caller's transaction is rolled back on any error, so nothing is kept."""
     paths = find_inputs(input_dir)
+    done: dict[str, tuple[pa.Table, InputFile, int]] = {}
+    cpr_ids: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=len(paths)) as pool:
-        futures = {t: pool.submit(_read_table, t, path, cfg) for t, path in paths.items()}
-        done = {t: future.result() for t, future in futures.items()}
-    tables = {t: table for t, (table, _, _) in done.items()}
-    files = [file for _, file, _ in done.values()]
-    masked = {t: count for t, (_, _, count) in done.items()}
-    return tables, files, masked
-
-
-def _cpr_id_check(tables: dict[str, pa.Table], key: privacy.PseudonymKey | None) -> None:
-    cpr_ids = sum(privacy.count_cpr_ids(t["citizen_id"].combine_chunks()) for t in tables.values())
-    if cpr_ids and key is None:
+        futures = {pool.submit(_read_table, t, path, cfg): t for t, path in paths.items()}
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                break  # raised below, in table order
+            table = futures[future]
+            done[table] = future.result()
+            cpr_ids[table] = privacy.count_cpr_ids(done[table][0]["citizen_id"].combine_chunks())
+            if cpr_ids[table] and key is None:
+                break
+            load_raw(con, done[table][0], done[table][1], load_id, key)
+    for future, table in futures.items():
+        done[table] = future.result()  # raises the first problem in table order
+        if table not in cpr_ids:
+            cpr_ids[table] = privacy.count_cpr_ids(done[table][0]["citizen_id"].combine_chunks())
+    if sum(cpr_ids.values()) and key is None:
         raise InputError(
-            f"{', '.join(f'{t}' for t in tables)}: column citizen_id holds {cpr_ids} "
+            f"{', '.join(paths)}: column citizen_id holds {sum(cpr_ids.values())} "
             "CPR-like id(s) in the two tables together; expected pseudonymous ids. Nothing was "
             "stored. Export pseudonymous ids, or switch on pseudonymisation with a secret key "
             f"(environment variable {privacy.KEY_ENV} or config pseudonym_key_file)"
         )
+    files = [done[t][1] for t in paths]
+    masked = {t: done[t][2] for t in paths}
+    return files, masked
 
 
 # DuckDB stores a table in row groups of this many rows. Given Arrow record batches of exactly
@@ -219,32 +235,28 @@ def _row_group_batches(t: pa.Table) -> pa.RecordBatchReader:
 
 def load_raw(
     con: duckdb.DuckDBPyConnection,
-    tables: dict[str, pa.Table],
-    files: list[InputFile],
+    t: pa.Table,
+    f: InputFile,
     load_id: str,
     key: privacy.PseudonymKey | None,
 ) -> None:
     """raw.<table>: the file as read (text), ids pseudonymised when a key is given."""
-    for f in files:
-        t = tables[f.table]
-        if key is not None:
-            t = t.set_column(
-                0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks())
-            )
-        con.register("arrow_input", _row_group_batches(t))
-        id_sql = privacy.HMAC_SQL if key is not None else "citizen_id"
-        params = {"load_id": load_id, "file": Path(f.path).name}
-        if key is not None:
-            params |= key.hmac_params()
-        warehouse.create_table_as(
-            con,
-            f"raw.{f.table}",
-            f"""select {id_sql} as citizen_id, * exclude (citizen_id, {LINE}),
-                $file as _file, {LINE} as _line, $load_id as _load_id
-            from arrow_input""",
-            params,
-        )
-        con.unregister("arrow_input")
+    if key is not None:
+        t = t.set_column(0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks()))
+    con.register("arrow_input", _row_group_batches(t))
+    id_sql = privacy.HMAC_SQL if key is not None else "citizen_id"
+    params = {"load_id": load_id, "file": Path(f.path).name}
+    if key is not None:
+        params |= key.hmac_params()
+    warehouse.create_table_as(
+        con,
+        f"raw.{f.table}",
+        f"""select {id_sql} as citizen_id, * exclude (citizen_id, {LINE}),
+            $file as _file, {LINE} as _line, $load_id as _load_id
+        from arrow_input""",
+        params,
+    )
+    con.unregister("arrow_input")
 
 
 def define_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -260,16 +272,13 @@ def ingest(
 ) -> IngestResult:
     """Load `input_dir` into raw, quarantine and staging; return the reconciled counts.
 
-    Raises InputError (nothing written) for file-level problems and RejectedError (layers
+    Raises InputError (nothing committed) for file-level problems and RejectedError (layers
     written, so the quarantine can be kept) when a table's reject share exceeds the config's.
     """
     cfg = cfg.resolved()
     assert cfg.reference_date is not None
-    step("reading input files")
-    tables, files, masked = read_inputs(input_dir, cfg)
     key = privacy.load_key(cfg.pseudonym_key_file)
-    _cpr_id_check(tables, key)
-    step("loading raw layer")
+    step("reading input files into the raw layer")
     define_macros(con)
     params = {
         "reference_year": cfg.reference_date.year,
@@ -277,7 +286,7 @@ def ingest(
     }
     con.execute("begin")
     try:
-        load_raw(con, tables, files, load_id, key)
+        files, masked = read_and_load_raw(con, input_dir, cfg, load_id, key)
         step("validating into staging and quarantine")
         warehouse.build_all(con, MODELS, params)
         for name in warehouse.available_checks("staging__"):

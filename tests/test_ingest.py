@@ -512,6 +512,36 @@ def test_cpr_ids_refused_without_key_and_nothing_stored(tmp_path, monkeypatch):
     assert con.execute("select count(*) from duckdb_tables()").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("table", ["citizens", "episodes"])
+def test_cpr_ids_in_one_table_refuse_both(tmp_path, monkeypatch, table):
+    """The tables are written to raw as each is read: the clean one may be written first,
+    and must be gone after the refusal."""
+    monkeypatch.delenv(privacy.KEY_ENV, raising=False)
+    second = {t: "0101901234" if t == table else "A2" for t in ("citizens", "episodes")}
+    write_csv(tmp_path, "citizens.csv",
+              f"citizen_id;birth_year\nA1;1980\n{second['citizens']};1981\n")  # fmt: skip
+    write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\nA1;2020-01-01;dagpenge\n"
+              f"{second['episodes']};2020-01-01;dagpenge\n")  # fmt: skip
+    con = warehouse.connect()
+    with pytest.raises(InputError, match=r"holds 1 CPR-like id\(s\) in the two tables together"):
+        ingest(con, CFG, tmp_path, "test")
+    assert con.execute("select count(*) from duckdb_tables()").fetchone() == (0,)
+
+
+def test_file_problems_raised_in_table_order(tmp_path):
+    """Both files broken: the citizens file's problem is the one reported, whichever file
+    finished reading first; nothing is kept of the episodes read before it."""
+    write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year\n" + "A1;1980\n" * 20000 + "A2\n")
+    write_csv(tmp_path, "episodes.csv", "citizen_id;benefit\nA1;dagpenge\n")
+    con = warehouse.connect()
+    with pytest.raises(InputError, match=r"^citizens.csv: line 20002 has 1 fields"):
+        ingest(con, CFG, tmp_path, "test")
+    write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\nA1;2020-01-01;dagpenge\n")
+    with pytest.raises(InputError, match=r"^citizens.csv: line 20002 has 1 fields"):
+        ingest(con, CFG, tmp_path, "test")
+    assert con.execute("select count(*) from duckdb_tables()").fetchone() == (0,)
+
+
 def test_cpr_ids_pseudonymised_with_key(tmp_path, monkeypatch):
     monkeypatch.setenv(privacy.KEY_ENV, "s3cret")
     con, result = load(cpr_export(tmp_path))
