@@ -2,9 +2,12 @@
 
 Reads `marts.citizens` (in-scope citizens with a profile) once, into `marts.profile_groups`
 (their counts per profile × base profile × course class × age band × M3 band, with the flag
-counts the tables need). Writes from that one model per table, `marts.table_<id>` (tidy
-cells with totals, `pipeline/sql/marts/table_*.sql`), their union `marts.table_cells`
-(counts and shares, internal), `marts.suppressed_cells` (the pattern
+counts the tables need; `marts.profile_group_flags` has the flag counts in long form).
+Writes from those one model per table with columns of its own, `marts.table_<id>`
+(`pipeline/sql/marts/table_*.sql`: only what the table has of its own, its column codes in
+display order and the profile groups counted in each, sparse), then `marts.table_cells`
+(every table's whole grid: zeros, total column, total row and shares, built once for all
+tables; internal), `marts.suppressed_cells` (the pattern
 chosen by `pipeline.suppression`, with the reason) and `marts.published_cells` (what the
 published files show). Everything after the SQL works on the small tables (a few hundred
 cells), so its time does not grow with the number of citizens.
@@ -29,10 +32,12 @@ TABLE_IDS: tuple[str, ...] = (
     "profile_distribution", "course_history", "age_groups", "case_focus", "misuse",
     "motivation", "m3_duration", "barriers",
 )  # fmt: skip
-# the citizens are scanned once, by the first model; the table models read its few hundred rows
+# the citizens are scanned once, by the first model; the others read its few hundred rows.
+# profile_distribution has no model: its one column is the total column of every table.
 MODELS: tuple[str, ...] = (
     "marts.profile_groups",
-    *(f"marts.table_{t}" for t in TABLE_IDS),
+    "marts.profile_group_flags",
+    *(f"marts.table_{t}" for t in TABLE_IDS if t != "profile_distribution"),
     "marts.table_cells",
 )
 # run on the counts, before suppression

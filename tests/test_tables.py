@@ -271,6 +271,35 @@ def test_no_history_column_only_when_non_zero(staging):
     })  # fmt: skip
 
 
+def test_every_cell_is_there_with_nobody_to_count(staging):
+    # marts.table_cells makes every grid from the tables' sparse counts: with no citizen in
+    # any table, each table still has all its rows and columns, as zeros; `no_history` and
+    # `unknown`, shown only when non-zero, are left out
+    citizens = [
+        ("u1", 1980, "3", NONE, "", "ordinary_work", "work", "housing"),  # unreviewed
+        ("o", 1980, "2", LONG, "alcohol", "rest", "none", "economy"),  # out of scope
+    ]
+    con = build(staging, citizens)
+    for table_id in TABLE_IDS:
+        expected = {
+            r: dict.fromkeys((c for c in cols if c != "no_history"), 0)
+            for r, cols in EXPECTED[table_id].items()
+        }
+        got = cells(con, table_id)
+        assert got == expected, table_id
+        order = [list(got), *map(list, got.values())]  # rows, then each row's columns
+        assert order == [list(expected), *map(list, expected.values())], table_id
+
+
+def test_every_flag_count_fills_one_table_column(con):
+    # the multi-response tables take their ticks from marts.profile_group_flags by column
+    # code: a flag count that no table names, or a code that names no count, would be lost
+    flags = con.execute("select distinct flag from marts.profile_group_flags").fetchall()
+    multi = con.execute("select distinct table_id from marts.table_cells where multi_response")
+    columns = [c for (t,) in multi.fetchall() for c in EXPECTED[t]["total"] if c != "total"]
+    assert sorted(columns) == sorted(f for (f,) in flags)
+
+
 def test_profile_distribution_shares_of_the_grand_total(con):
     assert cells(con, "profile_distribution", "share") == {
         "maybe_suitable": {"total": 5 / 15},

@@ -6,8 +6,9 @@
 -- set, named after the table column it fills; `misuse_no` (none of the misuse kinds) and
 -- `motivation_not_stated` (no motivation flag set, data contract) are derived. A flag or
 -- condition that is null is not counted, as in the per-citizen counts the tables made before.
--- Why: the table_* models read this small table (a few hundred rows) instead of each scanning
--- marts.citizens, so the tables cost one scan of the citizens.
+-- Why: the table_* models read this small table (a few hundred rows; the flag counts also in
+-- long form, marts.profile_group_flags) instead of each scanning marts.citizens, so the
+-- tables cost one scan of the citizens.
 -- No parameters.
 with
 

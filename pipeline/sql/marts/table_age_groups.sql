@@ -1,105 +1,11 @@
--- marts.table_age_groups: definitions §5 `age_groups` (Faxe Table 2), one row per cell:
--- profile (depth order) × age band (§4, the bands of the config), totals included.
--- A citizen without an age band (no birth year) counts in `unknown`, a column left out when
--- it is zero in every row, so that the rows still add up to the profile totals.
--- Parameters: $profile_codes (depth order), $age_band_codes (the config's bands, in order).
-with
-
-profile_groups as (
-
-    -- the tabulated citizens (in scope, with a profile), counted by group
-    select * from marts.profile_groups
-
-),
-
-row_codes as (
-
-    select code as "row", i as row_order
-    from unnest($profile_codes::varchar[]) with ordinality as t(code, i)
-
-),
-
-col_codes as (
-
-    select code as col, i as col_order
-    from unnest(list_append($age_band_codes::varchar[], 'unknown')) with ordinality as t(code, i)
-
-),
-
-members as (
-
-    select profile as "row", n from profile_groups
-
-),
-
-ticks as (
-
-    select profile as "row", coalesce(age_band, 'unknown') as col, n from profile_groups
-
-),
-
-cells as (
-
-    -- every cell of the grid, zeros included (§5)
-    select
-        row_codes."row",
-        col_codes.col,
-        row_codes.row_order,
-        col_codes.col_order,
-        coalesce(sum(ticks.n), 0)::bigint as n
-    from row_codes
-    cross join col_codes
-    left join ticks on ticks."row" = row_codes."row" and ticks.col = col_codes.col
-    group by all
-
-),
-
-row_totals as (
-
-    -- the total column counts citizens, not ticks (§5, multi-response tables)
-    select
-        row_codes."row",
-        'total' as col,
-        row_codes.row_order,
-        9999 as col_order,
-        coalesce(sum(members.n), 0)::bigint as n
-    from row_codes
-    left join members using ("row")
-    group by all
-
-),
-
-body as (
-
-    select * from cells
-    union all
-    select * from row_totals
-
-),
-
-total_row as (
-
-    -- each citizen is in exactly one row, so the total row is the sum of the rows
-    select 'total' as "row", col, 9999 as row_order, col_order, sum(n)::bigint as n
-    from body
-    group by all
-
-),
-
-with_totals as (
-
-    select * from body
-    union all
-    select * from total_row
-
-),
-
-final as (
-
-    select * from with_totals
-    where col <> 'unknown'
-       or (select n from with_totals where "row" = 'total' and col = 'unknown') > 0
-
-)
-
-select * from final
+-- marts.table_age_groups: what only definitions §5 `age_groups` (Faxe Table 2) has: its
+-- columns, the age bands of the config (§4) in order, and the profile groups in each; rows
+-- are profiles. A citizen without an age band (no birth year) counts in `unknown`, a column
+-- shown only when non-zero, so that the rows still add up to the profile totals.
+-- Grain: one row per column × profile group in it; a column without one has a single row with
+-- no `row`. marts.table_cells builds the grid, zeros and totals of every table from these.
+-- Parameters: $age_band_codes (the config's bands, in order).
+select col, col_order, col = 'unknown' as shown_only_when_non_zero, profile as "row", n
+from unnest(list_append($age_band_codes::varchar[], 'unknown'))
+    with ordinality as columns(col, col_order)
+left join marts.profile_groups on coalesce(profile_groups.age_band, 'unknown') = columns.col

@@ -1,128 +1,14 @@
--- marts.table_case_focus: definitions §5 `case_focus` (Faxe Table 3), one row per cell:
--- profile (depth order) × focus of the case work. Multi-response: a citizen ticks every focus
--- recorded; the total column counts citizens, not ticks.
--- Parameters: $profile_codes (profile codes in depth order, from the rules file).
-with
-
-profile_groups as (
-
-    -- the tabulated citizens (in scope, with a profile), counted by group
-    select * from marts.profile_groups
-
-),
-
-row_codes as (
-
-    select code as "row", i as row_order
-    from unnest($profile_codes::varchar[]) with ordinality as t(code, i)
-
-),
-
-col_codes as (
-
-    select code as col, i as col_order
-    from unnest(['focus_ordinary_work', 'focus_upskilling', 'focus_support_scheme', 'focus_activation', 'focus_physical_treatment', 'focus_psych_treatment', 'focus_misuse_treatment', 'focus_rest', 'focus_pension_case']) with ordinality as t(code, i)
-
-),
-
-members as (
-
-    select profile as "row", n from profile_groups
-
-),
-
-ticks as (
-
-    -- one row per group × column with its count: the groups are counted already, so this
-    -- unpivots a few hundred rows, not one row per citizen
-    unpivot (
-        select
-            profile as "row",
-            focus_ordinary_work,
-            focus_upskilling,
-            focus_support_scheme,
-            focus_activation,
-            focus_physical_treatment,
-            focus_psych_treatment,
-            focus_misuse_treatment,
-            focus_rest,
-            focus_pension_case
-        from profile_groups
-    )
-    on
-        focus_ordinary_work,
-        focus_upskilling,
-        focus_support_scheme,
-        focus_activation,
-        focus_physical_treatment,
-        focus_psych_treatment,
-        focus_misuse_treatment,
-        focus_rest,
-        focus_pension_case
-    into name col value n
-
-),
-
-cells as (
-
-    -- every cell of the grid, zeros included (§5)
-    select
-        row_codes."row",
-        col_codes.col,
-        row_codes.row_order,
-        col_codes.col_order,
-        coalesce(sum(ticks.n), 0)::bigint as n
-    from row_codes
-    cross join col_codes
-    left join ticks on ticks."row" = row_codes."row" and ticks.col = col_codes.col
-    group by all
-
-),
-
-row_totals as (
-
-    -- the total column counts citizens, not ticks (§5, multi-response tables)
-    select
-        row_codes."row",
-        'total' as col,
-        row_codes.row_order,
-        9999 as col_order,
-        coalesce(sum(members.n), 0)::bigint as n
-    from row_codes
-    left join members using ("row")
-    group by all
-
-),
-
-body as (
-
-    select * from cells
-    union all
-    select * from row_totals
-
-),
-
-total_row as (
-
-    -- each citizen is in exactly one row, so the total row is the sum of the rows
-    select 'total' as "row", col, 9999 as row_order, col_order, sum(n)::bigint as n
-    from body
-    group by all
-
-),
-
-with_totals as (
-
-    select * from body
-    union all
-    select * from total_row
-
-),
-
-final as (
-
-    select * from with_totals
-
-)
-
-select * from final
+-- marts.table_case_focus: what only definitions §5 `case_focus` (Faxe Table 3) has: its
+-- columns, the focus of the case work in display order, and how many citizens of each
+-- profile group tick each; rows are profiles. Multi-response: a citizen ticks every focus
+-- recorded, so the total column (made by marts.table_cells) counts citizens, not ticks.
+-- Grain: one row per column × profile group; a column without one has a single row with no
+-- `row`. marts.table_cells builds the grid, zeros and totals of every table from these.
+-- No parameters.
+select col, col_order, profile as "row", n
+from unnest([
+    'focus_ordinary_work', 'focus_upskilling', 'focus_support_scheme', 'focus_activation',
+    'focus_physical_treatment', 'focus_psych_treatment', 'focus_misuse_treatment',
+    'focus_rest', 'focus_pension_case'
+]) with ordinality as columns(col, col_order)
+left join marts.profile_group_flags on profile_group_flags.flag = columns.col

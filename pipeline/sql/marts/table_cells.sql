@@ -1,30 +1,170 @@
 -- marts.table_cells: every cell of every table of definitions §5, totals included, with its
 -- unsuppressed count and share. Grain: one row per table × row × column. Internal: the
 -- published numbers are in marts.published_cells.
+-- Why one model for all tables: a table differs from the others only in its rows, its columns
+-- and which profile groups count in each (marts.table_<id>, sparse); the grid with its zeros,
+-- the total column, the total row and the shares are the same steps for every table.
 -- Share (a reading where §5 is silent): a cell's share of its row total (within a profile);
 -- a total-column cell's share of the grand total (the profile's share of all citizens).
--- No parameters: reads the marts.table_* models.
+-- Parameters: $profile_codes, $base_profile_codes (depth order, from the rules file).
 with
+
+profile_groups as (
+
+    -- the tabulated citizens (in scope, with a profile), counted by group
+    select * from marts.profile_groups
+
+),
 
 tables as (
 
-    select 'profile_distribution' as table_id, 1 as table_order, 'profile' as row_dim,
-           false as multi_response, *
-    from marts.table_profile_distribution
+    -- definitions §5, in report order. row_dim names the rows: their codes and the citizens
+    -- in each are taken here, so it must be what marts.table_<id> counts by.
+    -- profile_distribution has no model: its one column is the total column of every table
+    select * from (values
+        ('profile_distribution', 1, 'profile', false),
+        ('course_history', 2, 'profile', false),
+        ('age_groups', 3, 'profile', false),
+        ('case_focus', 4, 'profile', true),
+        ('misuse', 5, 'base_profile', true),
+        ('motivation', 6, 'profile', true),
+        ('m3_duration', 7, 'profile', false),
+        ('barriers', 8, 'profile', true)
+    ) as t(table_id, table_order, row_dim, multi_response)
+
+),
+
+table_counts as (
+
+    -- sparse: a cell may have no row, and a column that no group counts in has one row with
+    -- no `row`. By name: only the tables with a column shown only when non-zero say which
+    select 'course_history' as table_id, * from marts.table_course_history
+    union all by name
+    select 'age_groups' as table_id, * from marts.table_age_groups
+    union all by name
+    select 'case_focus' as table_id, * from marts.table_case_focus
+    union all by name
+    select 'misuse' as table_id, * from marts.table_misuse
+    union all by name
+    select 'motivation' as table_id, * from marts.table_motivation
+    union all by name
+    select 'm3_duration' as table_id, * from marts.table_m3_duration
+    union all by name
+    select 'barriers' as table_id, * from marts.table_barriers
+
+),
+
+row_codes as (
+
+    select 'profile' as row_dim, code as "row", i as row_order
+    from unnest($profile_codes::varchar[]) with ordinality as t(code, i)
     union all
-    select 'course_history', 2, 'profile', false, * from marts.table_course_history
+    select 'base_profile' as row_dim, code as "row", i as row_order
+    from unnest($base_profile_codes::varchar[]) with ordinality as t(code, i)
+
+),
+
+col_codes as (
+
+    select distinct
+        table_id,
+        col,
+        col_order,
+        coalesce(shown_only_when_non_zero, false) as shown_only_when_non_zero
+    from table_counts
+
+),
+
+members as (
+
+    -- the citizens in a row: the total column counts citizens, not ticks (§5, multi-response)
+    select 'profile' as row_dim, profile as "row", n from profile_groups
     union all
-    select 'age_groups', 3, 'profile', false, * from marts.table_age_groups
+    select 'base_profile' as row_dim, base_profile as "row", n from profile_groups
+
+),
+
+grid_rows as (
+
+    select tables.*, row_codes."row", row_codes.row_order
+    from tables
+    join row_codes using (row_dim)
+
+),
+
+cells as (
+
+    -- every cell of the grid, zeros included (§5)
+    select
+        grid_rows.*,
+        col_codes.col,
+        col_codes.col_order,
+        coalesce(sum(table_counts.n), 0)::bigint as n
+    from grid_rows
+    join col_codes using (table_id)
+    left join table_counts
+        on table_counts.table_id = grid_rows.table_id
+        and table_counts."row" = grid_rows."row"
+        and table_counts.col = col_codes.col
+    group by all
+
+),
+
+row_totals as (
+
+    select
+        grid_rows.*,
+        'total' as col,
+        9999 as col_order,
+        coalesce(sum(members.n), 0)::bigint as n
+    from grid_rows
+    left join members using (row_dim, "row")
+    group by all
+
+),
+
+body as (
+
+    select * from cells
     union all
-    select 'case_focus', 4, 'profile', true, * from marts.table_case_focus
-    union all
-    select 'misuse', 5, 'base_profile', true, * from marts.table_misuse
-    union all
-    select 'motivation', 6, 'profile', true, * from marts.table_motivation
-    union all
-    select 'm3_duration', 7, 'profile', false, * from marts.table_m3_duration
-    union all
-    select 'barriers', 8, 'profile', true, * from marts.table_barriers
+    select * from row_totals
+
+),
+
+total_row as (
+
+    -- each citizen is in exactly one row, so the total row is the sum of the rows
+    select
+        table_id, table_order, row_dim, multi_response,
+        'total' as "row", 9999 as row_order, col, col_order,
+        sum(n)::bigint as n
+    from body
+    group by all
+
+),
+
+with_totals as (
+
+    select * from body
+    union all by name
+    select * from total_row
+
+),
+
+left_out as (
+
+    -- a column shown only when non-zero is left out when it is zero in every row (§5)
+    select table_id, col
+    from col_codes
+    join total_row using (table_id, col)
+    where col_codes.shown_only_when_non_zero and total_row.n = 0
+
+),
+
+shown as (
+
+    select * from with_totals
+    anti join left_out using (table_id, col)
 
 ),
 
@@ -34,7 +174,7 @@ with_denominator as (
         *,
         case when col = 'total' then 'total' else "row" end as denominator_row,
         'total' as denominator_col
-    from tables
+    from shown
 
 ),
 
@@ -55,7 +195,7 @@ shares as (
         denominator.n as denominator,
         cell.n / nullif(denominator.n, 0) as share
     from with_denominator as cell
-    join tables as denominator
+    join shown as denominator
         on denominator.table_id = cell.table_id
         and denominator."row" = cell.denominator_row
         and denominator.col = cell.denominator_col
