@@ -1,16 +1,22 @@
 """The report stage's published outputs, end to end on a small demo (interface, *Where things
 go*; definitions §5-§6): no small count anywhere, hidden cells shown as `c` everywhere, shares
-only with their count and denominator, the spreadsheet equal to the tidy CSVs, a failing report
-leaving the previous output whole, and the page working in a real headless Chromium."""
+only with their count and denominator, the spreadsheet equal to the tidy CSVs, the charts equal
+to matplotlib's own tight renders, a failing report leaving the previous output whole, and the
+page working in a real headless Chromium."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import hashlib
+import io
 import json
 import re
 import shutil
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,7 +31,7 @@ from pipeline.config import Config
 from pipeline.report import CSV_COLUMNS, HIDDEN, OUTPUTS, Labels
 from pipeline.rules import load_rules
 from pipeline.runner import RunState, run_stages
-from pipeline.tables import TABLE_IDS
+from pipeline.tables import TABLE_IDS, published
 
 REF = dt.date(2026, 11, 25)
 # small enough that cells are below min_cell, and that two profiles' totals are hidden (so
@@ -418,7 +424,80 @@ def test_report_page_tables_match_the_tidy_csvs(release, page):
 
 
 # ---------------------------------------------------------------------------------------
-# 5. a run failing in the report stage leaves the previous output whole
+# 5. the charts: each figure is drawn once and saved twice, the same as saving it, and
+# saving it without its title, with bbox_inches="tight"
+
+
+def tight_png(fig) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=pipeline.report._DPI, metadata={"Software": None},
+                bbox_inches="tight", pad_inches=pipeline.report._PAD,
+                pil_kwargs=pipeline.report._PNG_OPTIONS)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("table_id", ["profile_distribution", "course_history", "case_focus"])
+def test_charts_are_the_tight_renders_with_and_without_title(release, page, table_id):
+    from matplotlib import rc_context
+
+    con = duckdb.connect(str(release.out / "warehouse.duckdb"), read_only=True)
+    try:
+        pub = {t.id: t for t in published(con)}
+    finally:
+        con.close()
+    table, number = pub[table_id], TABLE_IDS.index(table_id) + 1
+    with rc_context(pipeline.report._CHART_RC):  # two figures, each saved on its own
+        fig = pipeline.report._chart_figure(table, labels())
+        pipeline.report._add_title(fig, table, number, labels())
+        titled = tight_png(fig)
+        plain = tight_png(pipeline.report._chart_figure(table, labels()))
+    assert (release.out / "charts" / f"{table_id}.png").read_bytes() == titled
+    src = page.images[number - 1]["src"] or ""
+    assert src.startswith("data:image/png;base64,"), src[:40]
+    assert base64.b64decode(src.split(",", 1)[1]) == plain
+    assert len(plain) < len(titled)
+    # the release's were drawn in forked workers (given two cores); in this process, the same
+    assert pipeline.report.chart_pngs(table, number, labels()) == (titled, plain)
+
+
+WORKER_OF_A_KILLED_RUN = """
+import multiprocessing, os, time
+from concurrent.futures import ProcessPoolExecutor
+from pipeline.report import _exit_with_parent
+pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                           initializer=_exit_with_parent, initargs=(os.getpid(),))
+print(pool.submit(os.getpid).result(), flush=True)
+time.sleep(60)
+"""
+
+
+def running(pid: int) -> bool:
+    """Not gone, and not a zombie waiting for init to reap it (Linux's /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_chart_workers_exit_with_a_killed_run():
+    # killed by a signal, a run never shuts its pool down; its idle workers would wait for
+    # charts forever
+    proc = subprocess.Popen([sys.executable, "-c", WORKER_OF_A_KILLED_RUN],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        assert running(worker)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while running(worker):
+        assert time.monotonic() < deadline, f"chart worker {worker} outlived its run"
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------
+# 6. a run failing in the report stage leaves the previous output whole
 
 
 def _fail_in_write_xlsx(monkeypatch):
@@ -430,20 +509,21 @@ def _fail_in_write_xlsx(monkeypatch):
 
 
 def _fail_in_third_chart(monkeypatch):
-    real, calls = pipeline.report.chart_png, []
+    real, third = pipeline.report._chart_figure, TABLE_IDS[2]
 
-    def flaky(*args, **kwargs):  # two charts are written into the report's temp folder first
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("injected failure in chart_png")
-        return real(*args, **kwargs)
+    # by table, not by call: the charts may be drawn side by side in forked workers (which
+    # inherit this patch), and the tables and spreadsheet are written before them
+    def flaky(table, *args, **kwargs):
+        if table.id == third:
+            raise RuntimeError("injected failure in a chart")
+        return real(table, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline.report, "chart_png", flaky)
-    return "injected failure in chart_png"
+    monkeypatch.setattr(pipeline.report, "_chart_figure", flaky)
+    return "injected failure in a chart"
 
 
 @pytest.mark.parametrize("inject", [_fail_in_write_xlsx, _fail_in_third_chart],
-                         ids=["write_xlsx", "chart_png"])
+                         ids=["write_xlsx", "chart"])
 def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkeypatch, inject):
     out = tmp_path / "out"
     shutil.copytree(release.out, out)  # a previous good output of our own
@@ -474,7 +554,7 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
 
 
 # ---------------------------------------------------------------------------------------
-# 6. the page in a real headless browser
+# 7. the page in a real headless browser
 
 
 def test_report_opens_in_headless_chromium(release, tmp_path):
