@@ -106,7 +106,10 @@ def _stage_report(
 ) -> None:
     from pipeline import report as report_mod
 
-    st.report = report_mod.report(con, st.cfg, st.rules_path, st.workdir, st.manifest, step)
+    # the page shows this run's id and input files: the manifest so far (the final one is
+    # written after every stage)
+    manifest = _manifest(st, "running", None)
+    st.report = report_mod.report(con, st.cfg, st.rules_path, st.workdir, manifest, step)
 
 
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}

@@ -246,6 +246,8 @@ def test_stages_one_at_a_time_from_the_cli(tmp_path):
     assert '<html lang="en">' in (tmp_path / "o" / "report.html").read_text()
     manifest = json.loads((tmp_path / "o" / "run.json").read_text())
     assert manifest["stages"] == ["report"]
+    # the page names the run that made it
+    assert f"<dd>{manifest['run_id']}</dd>" in (tmp_path / "o" / "report.html").read_text()
     assert manifest["report"]["min_cell"] == 3 and manifest["report"]["lang"] == "en"
     # report before segment: the warehouse has no marts, input rejected
     assert runner.invoke(app, ["ingest", "--input", str(good), "--out", out]).exit_code == 0
