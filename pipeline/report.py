@@ -733,8 +733,9 @@ def _heatmap_chart(table: PublishedTable, labels: Labels) -> Figure:
                 text, color = labels.share(cell.share), _ink(_SEA(cell.share))
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color,
                     fontweight="bold" if r == TOTAL else "normal")
+    # steep enough that neighbouring labels of two lines do not run into each other
     ax.set_xticks(np.arange(len(cols)), [_wrap(labels.col(c), 26) for c in cols], fontsize=8,
-                  rotation=30, ha="left", rotation_mode="anchor")
+                  rotation=50, ha="left", rotation_mode="anchor")
     ax.set_yticks(np.arange(len(rows)), _row_labels(table, labels))
     ax.get_yticklabels()[-1].set_fontweight("bold")
     ax.tick_params(length=0)
