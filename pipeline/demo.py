@@ -33,22 +33,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from pipeline.config import FLAG_COLUMNS
+
 # ---------------------------------------------------------------------------------------------
 # Vocabulary of the data contract
 # ---------------------------------------------------------------------------------------------
 
 FAXE_MUNICIPALITY_CODE = 320
-FLAG_COLUMNS: tuple[str, ...] = (
-    "physical_illness", "psych_diagnosis", "psych_undiagnosed",
-    "alcohol", "soft_drugs", "hard_drugs", "potential_m2",
-    "focus_ordinary_work", "focus_upskilling", "focus_support_scheme", "focus_activation",
-    "focus_physical_treatment", "focus_psych_treatment", "focus_misuse_treatment",
-    "focus_rest", "focus_pension_case",
-    "motivation_overcomes_barriers", "motivation_work", "motivation_education",
-    "motivation_none", "motivation_pension",
-    "barrier_housing", "barrier_economy", "barrier_transport", "barrier_children",
-    "barrier_language", "barrier_isolation",
-)  # fmt: skip
 # The contract's citizens columns without `match_group`: the group on the reference date
 # comes from the episodes (data contract: "When absent it is taken from the citizen's episode
 # covering the reference date").
