@@ -25,7 +25,7 @@ from pipeline.config import Config
 from pipeline.rules import Rules
 from pipeline.segment import age_band_codes
 from pipeline.suppression import TOTAL, CellKey, Table
-from pipeline.warehouse import bind, check, sql_text
+from pipeline.warehouse import bind, check, create_table_as, sql_text
 
 # definitions §5, in the order of the report
 TABLE_IDS: tuple[str, ...] = (
@@ -134,7 +134,7 @@ def table_params(cfg: Config, rules: Rules) -> dict[str, Any]:
 
 def _replace(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any]) -> None:
     sql = sql_text(name)
-    con.execute(f"create or replace table {name} as\n{sql}", bind(sql, params))
+    create_table_as(con, name, sql, bind(sql, params))
 
 
 def build_tables(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> None:
