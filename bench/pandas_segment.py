@@ -1,5 +1,5 @@
 """Benchmark anchors for segmentation (definitions §2-§3): the same per-citizen course and M3
-figures computed by vectorised pandas, and a bare one-window DuckDB gaps-and-islands query.
+figures computed by vectorised pandas (the bare one-window DuckDB query is in bare_segment.py).
 
 Reads DataFrames shaped like `staging.citizens` / `staging.episodes` (or, for the bare query,
 the warehouse's `staging.episodes`); writes nothing. `synthetic_staging` fills a warehouse's
@@ -17,30 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-# The floor: one window over the episodes, merging support spells into courses, counted per
-# citizen (definitions §2; parameters $reference_date, $course_gap_days, $support_excluded).
-bare_duckdb_courses_sql = """
-select
-    citizen_id,
-    count_if(opens_course) as courses
-from (
-    select
-        citizen_id,
-        coalesce(
-            start_date - max(least(coalesce(end_date, $reference_date), $reference_date)) over (
-                partition by citizen_id
-                order by start_date
-                rows between unbounded preceding and 1 preceding
-            ) > $course_gap_days + 1,
-            true
-        ) as opens_course
-    from staging.episodes
-    where start_date <= $reference_date
-      and not list_contains($support_excluded::varchar[], benefit)
-)
-group by citizen_id
-"""
+from bare_segment import bare_duckdb_courses_sql
 
 _EPOCH = np.datetime64("1970-01-01", "D")
 

@@ -90,7 +90,7 @@ def step_segment(data: Path, db: Path) -> dict:
 
 def step_bare_segment(data: Path, db: Path) -> dict:
     import duckdb
-    from pandas_segment import bare_duckdb_courses_sql
+    from bare_segment import bare_duckdb_courses_sql
 
     con = duckdb.connect(str(db))
     con.execute(
