@@ -287,6 +287,9 @@ def ingest(
     con.execute("begin")
     try:
         files, masked = read_and_load_raw(con, input_dir, cfg, load_id, key)
+        # the files' Arrow tables are gone; give their memory back to the system instead of
+        # keeping it pooled for the rest of a run that allocates little through Arrow
+        pa.default_memory_pool().release_unused()
         step("validating into staging and quarantine")
         warehouse.build_all(con, MODELS, params)
         for name in warehouse.available_checks("staging__"):
