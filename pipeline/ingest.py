@@ -170,6 +170,10 @@ def _read_table(table: str, path: Path, cfg: Config) -> tuple[pa.Table, InputFil
     return t, file, masked
 
 
+def _cpr_ids(t: pa.Table) -> int:
+    return privacy.count_cpr_ids(t["citizen_id"].combine_chunks())
+
+
 def read_and_load_raw(
     con: duckdb.DuckDBPyConnection,
     input_dir: Path,
@@ -186,23 +190,21 @@ def read_and_load_raw(
     order, as if read one after the other. A table with CPR-like ids is never written; the
     caller's transaction is rolled back on any error, so nothing is kept."""
     paths = find_inputs(input_dir)
-    done: dict[str, tuple[pa.Table, InputFile, int]] = {}
     cpr_ids: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=len(paths)) as pool:
         futures = {pool.submit(_read_table, t, path, cfg): t for t, path in paths.items()}
         for future in as_completed(futures):
             if future.exception() is not None:
                 break  # raised below, in table order
-            table = futures[future]
-            done[table] = future.result()
-            cpr_ids[table] = privacy.count_cpr_ids(done[table][0]["citizen_id"].combine_chunks())
-            if cpr_ids[table] and key is None:
+            t, file, _ = future.result()
+            cpr_ids[file.table] = _cpr_ids(t)
+            if cpr_ids[file.table] and key is None:
                 break
-            load_raw(con, done[table][0], done[table][1], load_id, key)
-    for future, table in futures.items():
-        done[table] = future.result()  # raises the first problem in table order
+            load_raw(con, t, file, load_id, key)
+    done = {table: future.result() for future, table in futures.items()}  # in table order
+    for table, (t, _, _) in done.items():
         if table not in cpr_ids:
-            cpr_ids[table] = privacy.count_cpr_ids(done[table][0]["citizen_id"].combine_chunks())
+            cpr_ids[table] = _cpr_ids(t)
     if sum(cpr_ids.values()) and key is None:
         raise InputError(
             f"{', '.join(paths)}: column citizen_id holds {sum(cpr_ids.values())} "
