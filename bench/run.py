@@ -162,8 +162,9 @@ def step_report(data: Path, db: Path) -> dict:
 
 
 def step_bare_marts_scan(data: Path, db: Path) -> dict:
-    """The floor for the tables: one grouped scan of marts.citizens reading every column the
-    tables count (profile, base profile, bands, classes and the flag columns)."""
+    """The floor for the tables: one grouped scan of the citizens reading every column the
+    tables count (profile, base profile, bands and classes from marts.citizens, the flag
+    columns from the case review in staging.citizens, joined on citizen_id)."""
     import duckdb
 
     from pipeline.config import FLAG_COLUMNS
@@ -173,7 +174,8 @@ def step_bare_marts_scan(data: Path, db: Path) -> dict:
     t0 = time.perf_counter()
     rows = con.execute(
         "select profile, base_profile, course_class, age_band, m3_band, count(*) as n, "
-        f"{flags} from marts.citizens where in_scope and profile is not null group by all"
+        f"{flags} from marts.citizens join staging.citizens using (citizen_id)"
+        " where in_scope and profile is not null group by all"
     ).fetchall()
     query = time.perf_counter() - t0
     con.close()

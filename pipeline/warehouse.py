@@ -3,12 +3,14 @@ data checks.
 
 Layers are schemas (`raw`, `staging`, `quarantine`, `marts`, `meta`). A model is one file
 `pipeline/sql/<layer>/<table>.sql` holding one `select`; `build(con, "staging.citizens",
-params)` replaces the table `staging.citizens` with its result. A check is a query in
-`pipeline/sql/checks/` that returns the offending rows: zero rows = pass.
+params)` replaces the table `staging.citizens` with its result. A model can instead be kept as
+a view (`create_view_as`), computed when read. A check is a query in `pipeline/sql/checks/`
+that returns the offending rows: zero rows = pass.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -67,6 +69,7 @@ def create_table_as(
     con: duckdb.DuckDBPyConnection, name: str, sql: str, params: Mapping[str, Any] = {}
 ) -> None:
     """`create or replace table <name> as <sql>`, free-text columns compressed with zstd."""
+    _drop_if(con, name, "view")
     columns = con.execute(f"describe {sql}", params).fetchall()
     if not any(c[0] in FREE_TEXT_COLUMNS and c[1] == "VARCHAR" for c in columns):
         con.execute(f"create or replace table {name} as\n{sql}", params)
@@ -79,6 +82,55 @@ def create_table_as(
     )
     con.execute(f"create or replace table {name} ({definitions})")
     con.execute(f"insert into {name}\n{sql}", params)
+
+
+def create_view_as(
+    con: duckdb.DuckDBPyConnection, name: str, sql: str, params: Mapping[str, Any] = {}
+) -> None:
+    """`create or replace view <name> as <sql>`, its `$parameters` written in as literals.
+
+    DuckDB cannot keep prepared parameters in a view, so the values are fixed when the view
+    is made, and its stored SQL shows what it was made with.
+    """
+    values = bind(sql, params)
+    sql = _PARAM.sub(
+        lambda m: sql_literal(values[m.group(1)]) if m.group(1) in values else m.group(0), sql
+    )
+    _drop_if(con, name, "table")
+    con.execute(f"create or replace view {name} as\n{sql}")
+
+
+def _drop_if(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> None:
+    """Drop `name` if it is a `kind` ("table" / "view"): a model may change how it is kept,
+    and DuckDB's `create or replace` does not replace a table by a view or back."""
+    schema, relation = name.split(".", 1)
+    found = con.execute(
+        "select count(*) from duckdb_tables() where table_name = $relation"
+        " and schema_name = $schema and database_name = current_database()"
+        if kind == "table"
+        else "select count(*) from duckdb_views() where view_name = $relation"
+        " and schema_name = $schema and database_name = current_database()",
+        {"schema": schema, "relation": relation},
+    ).fetchall()[0][0]
+    if found:
+        con.execute(f"drop {kind} {name}")
+
+
+def sql_literal(value: Any) -> str:
+    """A DuckDB literal for a parameter value (None, bool, int, float, str, date, list)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return f"date '{value.isoformat()}'"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
+    raise TypeError(f"no SQL literal for {type(value).__name__} {value!r}")
 
 
 def _quoted(identifier: str) -> str:

@@ -19,7 +19,14 @@ from reference import reference, reference_runs
 
 from pipeline.config import Config
 from pipeline.rules import load_rules
-from pipeline.segment import EXPORT_COLUMNS, age_band_codes, export_citizens, segment
+from pipeline.segment import (
+    EXPORT_COLUMNS,
+    VIEW_CHECKS,
+    age_band_codes,
+    export_citizens,
+    model_params,
+    segment,
+)  # fmt: skip
 from pipeline.warehouse import CheckFailed, check
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -284,6 +291,8 @@ def test_headline_figures():
     assert (result.citizens, result.in_scope) == (6, 5)
     assert result.by_profile_source == {"rules": 4, "model": 0, "unreviewed": 1}
     assert result.episodes == 6 and result.episodes_after_reference == 2
+    # a, b, c and out have one course each; a, b, c one M3 stretch (later's start after it)
+    assert (result.courses, result.m3_stretches) == (4, 3)
     assert result.profile_counts == {
         "dual_diagnosis": 0, "diagnosed": 1, "diffuse_psychiatric": 0, "substance_misuse": 1,
         "physically_ill": 0, "maybe_suitable": 2,
@@ -296,6 +305,16 @@ def test_headline_figures():
     lines = "\n".join(result.summary_lines())
     assert "in scope: 5" in lines and "unreviewed: 1" in lines
     assert "maybe_suitable 50.0 %" in lines and "complex cases: 20.0 %" in lines
+
+
+def test_course_counts_match_the_course_rows():
+    cases = {cid: ({}, eps) for cid, (eps, *_) in COURSE_CASES.items()}
+    rows, result, con = run(cases)
+    per_citizen = dict(con.execute(
+        "select citizen_id, count(*) from marts.courses group by all").fetchall())  # fmt: skip
+    assert {cid: r["courses"] for cid, r in rows.items() if r["courses"]} == per_citizen
+    # the hand-written course counts of COURSE_CASES add up to 18
+    assert result.courses == sum(per_citizen.values()) == 18
 
 
 def test_headline_with_nobody_in_scope():
@@ -458,6 +477,8 @@ def test_marts_agree_with_reference(history):
     citizens, episodes, cfg = history
     con = load_staging(citizens, episodes)
     segment(con, cfg, RULES)
+    for name in VIEW_CHECKS:  # the run leaves them out: each computes its view
+        check(con, name, model_params(cfg, RULES))
     got = _marts(con)
     expected = reference(citizens, episodes, cfg)
     assert set(got) == set(expected)
@@ -495,8 +516,9 @@ def tied_histories(draw) -> tuple[list[dict], Config]:
         {
             "citizen_id": "c0",
             "start_date": start,
-            "end_date": draw(st.none() | st.integers(0, 12).map(
-                lambda d, s=start: s + dt.timedelta(days=d))),
+            "end_date": draw(
+                st.none() | st.integers(0, 12).map(lambda d, s=start: s + dt.timedelta(days=d))
+            ),
             "benefit": draw(st.sampled_from(["kontanthjaelp", "fleksjob"])),
             "match_group": draw(GROUPS),
         }
@@ -522,8 +544,15 @@ def test_course_and_stretch_rows_agree_with_reference(history):
     spell's end through the order of spell starts, which ties must not disturb."""
     episodes, cfg = history
     ids = sorted({e["citizen_id"] for e in episodes})
-    con = load_staging([{**CITIZEN_DEFAULTS, "citizen_id": c} for c in ids], episodes)
+    citizens = [{**CITIZEN_DEFAULTS, "citizen_id": c} for c in ids]
+    con = load_staging(citizens, episodes)
     segment(con, cfg, RULES)
+    for name in VIEW_CHECKS:
+        check(con, name, model_params(cfg, RULES))
+    # the per-citizen measures, read from the marks without the rows, agree as well
+    got = _marts(con)
+    for cid, exp in reference(citizens, episodes, cfg).items():
+        assert {f: got[cid][f] for f in exp} == exp, cid
     for cid in ids:
         mine = [e for e in episodes if e["citizen_id"] == cid]
         for sql, m3 in ((COURSE_ROWS, False), (STRETCH_ROWS, True)):

@@ -1,10 +1,12 @@
--- marts.citizens: one row per staged citizen, definitions §1-§5.
+-- marts.citizens: one row per staged citizen, definitions §1-§5: scope, age, course history,
+-- time in M3, and the profile with the rule and the flags that made it.
 -- Parameters: $reference_date, $long_course_days, $m3_groups, $scope, $age_bands,
 -- $age_band_codes, $m3_band_days, $complex_case_departments.
 -- Placeholders (rule, base_profile, matched_flags in double braces): `segment.py` fills them with
 -- CASE expressions compiled by `pipeline.rules` from the validated rule AST (whitelisted
--- column names, codes matching [a-z][a-z0-9_]*). That is the one place this project composes
--- SQL text, and nothing in it comes from data; every value from data or config is a parameter.
+-- column names, codes matching [a-z][a-z0-9_]*). That and the views' parameters written in as
+-- literals (`warehouse.create_view_as`) are the places this project composes SQL text, and
+-- nothing in them comes from data.
 with
 
 citizens as (
@@ -19,41 +21,30 @@ episodes as (
 
 ),
 
-courses as (
+episode_marks as (
 
-    select * from marts.courses
-
-),
-
-m3_stretches as (
-
-    select * from marts.m3_stretches
+    select * from marts.episode_marks
 
 ),
 
-course_summary as (
+histories as (
 
+    -- definitions §2-§3 from the marks, without the course rows: a citizen's last course
+    -- holds their latest support end, and a course covers the reference date exactly when
+    -- that end is the reference date (ends are clipped to it); the same for M3 stretches.
+    -- With exactly one course, its length is from the first support start to the latest end.
     select
         citizen_id,
-        count(*)::integer as courses,
-        max(course_days)::integer as longest_course_days,
-        coalesce(max(course_days) filter (where covers_reference_date), 0)::integer
-            as current_course_days,
-        sum(covered_days)::integer as support_days_total
-    from courses
+        count_if(opens_course)::integer as courses,
+        min(start_date) filter (where support_end is not null) as first_support_day,
+        max(support_end) as last_support_day,
+        max(start_date) filter (where opens_course) as last_course_start,
+        sum(new_support_days)::integer as support_days_total,
+        count_if(opens_stretch)::integer as m3_stretches,
+        max(m3_end) as last_m3_day,
+        max(start_date) filter (where opens_stretch) as last_stretch_start
+    from episode_marks
     group by citizen_id
-
-),
-
-m3_summary as (
-
-    -- definitions §3: the length of the M3 stretch covering the reference date (stretches do
-    -- not overlap, so there is at most one), else 0 after the join
-    select
-        citizen_id,
-        stretch_days as m3_days
-    from m3_stretches
-    where covers_reference_date
 
 ),
 
@@ -98,17 +89,25 @@ joined as (
             when citizens.match_group is not null then 'citizens'
             when covering_episode_group.match_group is not null then 'episode'
         end as match_group_source,
-        coalesce(course_summary.courses, 0) as courses,
-        course_summary.longest_course_days,
-        coalesce(course_summary.current_course_days, 0) as current_course_days,
-        coalesce(course_summary.support_days_total, 0) as support_days_total,
-        coalesce(m3_summary.m3_days, 0) as m3_days,
+        coalesce(histories.courses, 0) as courses,
+        case when histories.courses = 1
+            then histories.last_support_day - histories.first_support_day + 1
+        end as only_course_days,
+        case when histories.last_support_day = $reference_date
+            then $reference_date - histories.last_course_start + 1
+            else 0
+        end::integer as current_course_days,
+        coalesce(histories.support_days_total, 0) as support_days_total,
+        coalesce(histories.m3_stretches, 0) as m3_stretches,
+        case when histories.last_m3_day = $reference_date
+            then $reference_date - histories.last_stretch_start + 1
+            else 0
+        end::integer as m3_days,
         coalesce(episodes_after_reference.episodes_after_reference, 0)
             as episodes_after_reference
     from citizens
     left join covering_episode_group using (citizen_id)
-    left join course_summary using (citizen_id)
-    left join m3_summary using (citizen_id)
+    left join histories using (citizen_id)
     left join episodes_after_reference using (citizen_id)
 
 ),
@@ -125,7 +124,7 @@ measured as (
         case
             when courses = 0 then 'no_history'
             when courses >= 2 then 'several_separate'
-            when longest_course_days > $long_course_days then 'long_continuous'
+            when only_course_days > $long_course_days then 'long_continuous'
             else 'short_continuous'
         end as course_class,
         case
@@ -179,6 +178,9 @@ profiled as (
 
 final as (
 
+    -- what segmentation derives; the case review's flags stay in staging.citizens (joined on
+    -- citizen_id where a table counts them): copying 30-odd flag columns here would cost a
+    -- fifth of the stage at 1,000,000 citizens
     select
         citizen_id,
         in_scope,
@@ -188,52 +190,21 @@ final as (
         matched_flags,
         profile_source,
         profile_probability,
-        birth_year,
+        reviewed,
         age,
         age_band,
-        sex,
-        municipality_code,
-        match_group,
         match_group_on_reference_date,
         match_group_source,
         courses,
         course_class,
         current_course_days,
         support_days_total,
+        m3_stretches,
         m3_days,
         m3_band,
         misuse_any,
         complex_case,
-        departments_involved,
-        episodes_after_reference,
-        reviewed,
-        physical_illness,
-        psych_diagnosis,
-        psych_undiagnosed,
-        alcohol,
-        soft_drugs,
-        hard_drugs,
-        potential_m2,
-        focus_ordinary_work,
-        focus_upskilling,
-        focus_support_scheme,
-        focus_activation,
-        focus_physical_treatment,
-        focus_psych_treatment,
-        focus_misuse_treatment,
-        focus_rest,
-        focus_pension_case,
-        motivation_overcomes_barriers,
-        motivation_work,
-        motivation_education,
-        motivation_none,
-        motivation_pension,
-        barrier_housing,
-        barrier_economy,
-        barrier_transport,
-        barrier_children,
-        barrier_language,
-        barrier_isolation
+        episodes_after_reference
     from profiled
 
 )

@@ -18,10 +18,21 @@ citizens as (
 
 ),
 
+case_reviews as (
+
+    select * from staging.citizens
+
+),
+
 tabulated as (
 
-    select * from citizens
-    where in_scope and profile_source <> 'unreviewed' and profile is not null
+    -- the flags come from the case review (marts.citizens keeps only what segment derives)
+    select citizens.*, case_reviews.* exclude (citizen_id, reviewed)
+    from citizens
+    join case_reviews using (citizen_id)
+    where citizens.in_scope
+      and citizens.profile_source <> 'unreviewed'
+      and citizens.profile is not null
 
 ),
 
