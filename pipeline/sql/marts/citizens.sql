@@ -15,7 +15,7 @@ citizens as (
 
 ),
 
-episodes as (
+episodes as not materialized (
 
     select * from staging.episodes
 
