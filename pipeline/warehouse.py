@@ -11,6 +11,7 @@ that returns the offending rows: zero rows = pass.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -122,7 +123,7 @@ def sql_literal(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return repr(value)
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"

@@ -35,6 +35,8 @@ def test_sql_literal(value, literal):
 def test_sql_literal_refuses_what_it_cannot_write():
     with pytest.raises(TypeError, match="datetime"):
         sql_literal(dt.datetime(2024, 6, 30, 12, 0))
+    with pytest.raises(TypeError, match="inf"):
+        sql_literal(float("inf"))
 
 
 @given(st.text())
