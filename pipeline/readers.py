@@ -291,7 +291,8 @@ def _read_parquet(path: Path) -> FileRead:
             "expected an Apache Parquet file"
         ) from None
     columns = [_as_text(c) for c in raw.columns]
-    lines = pa.array(range(2, raw.num_rows + 2), pa.int64())  # data contract: row index + 2
+    # data contract: row index + 2 (numpy: a Python range takes ~1.5 s for 4.5M rows)
+    lines = pa.array(np.arange(2, raw.num_rows + 2, dtype=np.int64))
     table = pa.Table.from_arrays(
         columns + [lines], names=[n.strip() for n in raw.column_names] + [LINE]
     )

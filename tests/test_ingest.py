@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pipeline import privacy, readers, warehouse
 from pipeline.config import Config
 from pipeline.errors import InputError, RejectedError
-from pipeline.ingest import ingest
+from pipeline.ingest import define_macros, ingest
 
 REF = dt.date(2024, 6, 30)
 CFG = Config(reference_date=REF, max_reject_share=1.0)
@@ -200,11 +200,47 @@ def test_dates_iso_and_day_first(tmp_path, text):
 @pytest.mark.parametrize(
     "text",
     ["31-02-2013", "2013-13-01", "13-02-01", "01-02-13", "primo 2013", "2013/02/01", "01-02.2013x",
-     "00-02-2013", "01-13-2013", "1x-02-2013"],  # the last three in the dd-mm-yyyy shape
+     "00-02-2013", "01-13-2013", "1x-02-2013",  # these three in the dd-mm-yyyy shape
+     "2013-02-30", "2013-00-10", "2013-1x-01"],  # these in the yyyy-mm-dd shape
 )
 def test_unparseable_dates(tmp_path, text):
     staged, problems = one_episode(tmp_path, text)
     assert (staged, problems) == (None, [("start_date", text, "unparseable_date")])
+
+
+# The date rules without the fast paths for the shapes exports write (pipeline/sql/macros.sql):
+# the fast paths must read every text exactly as these do.
+GENERAL_DATE_RULES = """
+create or replace temp macro general_date(s) as
+    case
+        when strpos(trim(s), '-') = 5 then try_strptime(trim(s), '%Y-%m-%d')::date
+        when length(trim(s)) between 8 and 10 and substr(trim(s), -5, 1) in ('-', '.', '/')
+            then try_strptime(trim(s), ['%d-%m-%Y', '%d.%m.%Y', '%d/%m/%Y'])::date
+    end
+"""
+DAY_MONTH_YEAR = st.tuples(st.integers(0, 32), st.integers(0, 13), st.integers(1899, 2100))
+DATE_PIECES = st.sampled_from(["0", "1", "01", "12", "13", "29", "30", "31", "00", "2013", "1x"])
+DATE_TEXTS = st.one_of(
+    # the two shapes with a fast path, days and months in and out of range
+    DAY_MONTH_YEAR.map(lambda t: f"{t[2]:04d}-{t[1]:02d}-{t[0]:02d}"),
+    DAY_MONTH_YEAR.map(lambda t: f"{t[0]:02d}-{t[1]:02d}-{t[2]:04d}"),
+    st.tuples(DATE_PIECES, st.sampled_from("-./ "), DATE_PIECES, st.sampled_from("-./ "),
+              DATE_PIECES, st.sampled_from(["", " "])).map("".join),
+    st.text(alphabet="0123456789-./ x", max_size=12),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(DATE_TEXTS, min_size=1, max_size=20))
+def test_date_fast_paths_read_like_the_general_rules(texts):
+    con = warehouse.connect()
+    define_macros(con)
+    con.execute(GENERAL_DATE_RULES)
+    rows = con.execute(
+        "select s, m3_date(s), general_date(s) from unnest($texts::varchar[]) t(s)",
+        {"texts": texts},
+    ).fetchall()
+    assert [(s, fast) for s, fast, _ in rows] == [(s, general) for s, _, general in rows]
 
 
 def test_end_before_start_is_reported_on_end_date(tmp_path):

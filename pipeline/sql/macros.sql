@@ -21,12 +21,15 @@ create or replace temp macro m3_int(s) as
 
 -- dates: ISO (year first) or Danish day-first with - . or /; a two-digit year is not a
 -- date (1913 or 2013?). Position tests, not regexes: this runs twice per episode. The first
--- branch is the Danish export's own form (dd-mm-yyyy), which the third would read the same
--- way, tested first because trim() copies every value.
+-- two branches are the shapes exports write (the Danish dd-mm-yyyy; yyyy-mm-dd from Parquet
+-- and Excel dates), which the later branches would read the same way, tested first because
+-- trim() copies every value.
 create or replace temp macro m3_date(s) as
     case
         when length(s) = 10 and substr(s, 3, 1) = '-' and substr(s, 6, 1) = '-'
             then try_strptime(s, '%d-%m-%Y')::date
+        when length(s) = 10 and substr(s, 5, 1) = '-' and substr(s, 8, 1) = '-'
+            then try_strptime(s, '%Y-%m-%d')::date
         when strpos(trim(s), '-') = 5 then try_strptime(trim(s), '%Y-%m-%d')::date
         when length(trim(s)) between 8 and 10 and substr(trim(s), -5, 1) in ('-', '.', '/')
             then try_strptime(trim(s), ['%d-%m-%Y', '%d.%m.%Y', '%d/%m/%Y'])::date
