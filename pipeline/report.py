@@ -19,16 +19,12 @@ import csv
 import datetime as dt
 import io
 import itertools
-import multiprocessing
 import os
 import shutil
 import textwrap
-import threading
-import time
 import tomllib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,6 +43,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 import pipeline
+from pipeline import chart_workers
 from pipeline.config import Config, ConfigError
 from pipeline.errors import InputError
 from pipeline.rules import Rules, RulesError, load_rules
@@ -219,6 +216,7 @@ def report(
     step = step or (lambda _: None)
     if not isinstance(rules, Rules):
         rules = load_rules(rules)
+    chart_workers.start_server()  # it gets ready while the tables are counted
     labels = Labels(cfg.lang, rules)
     out_dir = Path(out_dir)
     _check_warehouse(con, cfg, rules)
@@ -600,19 +598,15 @@ def _png(fig: Figure, box: Bbox) -> bytes:
 def _draw_charts(pub: Sequence[PublishedTable], labels: Labels) -> list[tuple[bytes, bytes]]:
     """`chart_pngs` of every table, in order. Drawing is most of the report stage's fixed
     time and no chart needs another, so with more than one core they are drawn side by side
-    in forked workers: a fork starts at once with matplotlib loaded and its fonts cached,
-    where a spawned one would import the pipeline again first (about 2 s). The workers
-    only draw: no DuckDB (a fork holds only this thread, none of DuckDB's), no files. They
-    are gone before this returns or raises."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = min(len(pub), cores or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    in worker processes (`pipeline.chart_workers`). The workers only draw: no DuckDB, no
+    files. They are gone before this returns or raises."""
+    workers = min(chart_workers.available(), len(pub))
+    if workers < 2:
         return [chart_pngs(t, number, labels) for number, t in enumerate(pub, start=1)]
     # the charts with the most cells (the most text to draw) first: no worker is left alone
     # with a big one at the end
     order = sorted(range(len(pub)), key=lambda i: -len(pub[i].cells))
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+    pool = chart_workers.pool(workers)
     try:
         drawn = pool.map(chart_pngs, [pub[i] for i in order], [i + 1 for i in order],
                          itertools.repeat(labels))
@@ -622,19 +616,6 @@ def _draw_charts(pub: Sequence[PublishedTable], labels: Labels) -> list[tuple[by
         # on a failure: charts not begun are dropped, the ones being drawn run out, and
         # every worker has exited before the report's transaction is rolled back
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """In a chart worker: exit when the run's process is gone. A run killed by a signal
-    (a batch timeout's SIGTERM, the OOM killer) never reaches the pool's shutdown, and its
-    idle workers would wait for charts forever (each holds the job queue open itself)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _row_labels(table: PublishedTable, labels: Labels) -> list[str]:

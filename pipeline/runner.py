@@ -29,7 +29,7 @@ import duckdb
 from filelock import FileLock, Timeout
 
 import pipeline
-from pipeline import warehouse
+from pipeline import chart_workers, warehouse
 from pipeline.config import Config
 from pipeline.errors import InputError, LockedError
 from pipeline.ingest import IngestResult, ingest
@@ -323,6 +323,9 @@ def _run_locked(
     st = RunState(
         run_id, stages, cfg, input_dir, rules_path, config_path, workdir, dt.datetime.now()
     )
+    if "report" in stages:
+        # its own process, importing the report's libraries while the stages before run
+        chart_workers.start_server()
     con = warehouse.connect(work_db)
     try:
         if stages[0] == "ingest":

@@ -456,16 +456,14 @@ def test_charts_are_the_tight_renders_with_and_without_title(release, page, tabl
     assert src.startswith("data:image/png;base64,"), src[:40]
     assert base64.b64decode(src.split(",", 1)[1]) == plain
     assert len(plain) < len(titled)
-    # the release's were drawn in forked workers (given two cores); in this process, the same
+    # the release's were drawn in worker processes (given two cores); in this one, the same
     assert pipeline.report.chart_pngs(table, number, labels()) == (titled, plain)
 
 
 WORKER_OF_A_KILLED_RUN = """
-import multiprocessing, os, time
-from concurrent.futures import ProcessPoolExecutor
-from pipeline.report import _exit_with_parent
-pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
-                           initializer=_exit_with_parent, initargs=(os.getpid(),))
+import os, time
+from pipeline import chart_workers
+pool = chart_workers.pool(1)
 print(pool.submit(os.getpid).result(), flush=True)
 time.sleep(60)
 """
@@ -509,16 +507,11 @@ def _fail_in_write_xlsx(monkeypatch):
 
 
 def _fail_in_third_chart(monkeypatch):
-    real, third = pipeline.report._chart_figure, TABLE_IDS[2]
+    # by table, not by call, and from a module the chart workers import by name: the charts
+    # may be drawn side by side in worker processes
+    from failing_charts import chart_pngs_failing_on_the_third
 
-    # by table, not by call: the charts may be drawn side by side in forked workers (which
-    # inherit this patch), and the tables and spreadsheet are written before them
-    def flaky(table, *args, **kwargs):
-        if table.id == third:
-            raise RuntimeError("injected failure in a chart")
-        return real(table, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline.report, "_chart_figure", flaky)
+    monkeypatch.setattr(pipeline.report, "chart_pngs", chart_pngs_failing_on_the_third)
     return "injected failure in a chart"
 
 
