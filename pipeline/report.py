@@ -216,7 +216,6 @@ def report(
     step = step or (lambda _: None)
     if not isinstance(rules, Rules):
         rules = load_rules(rules)
-    chart_workers.start_server()  # it gets ready while the tables are counted
     labels = Labels(cfg.lang, rules)
     out_dir = Path(out_dir)
     _check_warehouse(con, cfg, rules)
@@ -230,6 +229,10 @@ def report(
         build_tables(con, cfg, rules)
         tables = release(con)
         step(f"report: suppressing small counts (min_cell {cfg.min_cell})")
+        # the charts' fork server (already running in a `run`) gets ready while the
+        # suppression is solved and the tables written; not sooner, as its start-up would
+        # take a core from counting the tables
+        chart_workers.start_server()
         pattern = suppress(tables, cfg.min_cell)
         problems = audit(tables, pattern.keys(), cfg.min_cell)
         if problems:
