@@ -5,7 +5,9 @@ Each measured step runs in its own child process, so its wall time and peak RSS 
 `os.wait4`) are its own. Anchors (interface issues): a bare DuckDB `read_csv` /
 `read_parquet` of the same files into a table of a warehouse file (ingest); a bare
 one-window gaps-and-islands query and a vectorised pandas version of the definitions
-(segment). The machine is noisy: the ratio within one run is the figure that counts.
+(segment); one grouped scan of the citizens (the report's tables, timed 3 times each,
+medians compared: both take well under a second). The machine is noisy: the ratio within
+one run is the figure that counts.
 
     python bench/run.py --citizens 1000000
 """
@@ -18,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -143,18 +146,38 @@ REPORT_PHASES = {
 }
 
 
+# The table computation and its anchor take well under a second at 1M citizens, where this
+# machine's noise alone can double one timing: each is timed REPEATS times in its process,
+# the same way for both, and the ratio is of the medians (the first timing is kept too).
+REPEATS = 3
+
+
 def step_report(data: Path, db: Path) -> dict:
     from pipeline import warehouse
     from pipeline.config import Config
     from pipeline.report import report
+    from pipeline.rules import load_rules
+    from pipeline.tables import build_tables, release
 
+    cfg = Config(reference_date=REFERENCE_DATE)
     con = warehouse.connect(db)
     marks, step = _recorder()
-    r = report(con, Config(reference_date=REFERENCE_DATE), None, db.parent / "report", step=step)
+    r = report(con, cfg, None, db.parent / "report", step=step)
     end = time.perf_counter()
+    # the tables again, as the report counts them (then rolled back): models, checks, fetch
+    rules, repeats = load_rules(), []
+    for _ in range(REPEATS - 1):
+        con.execute("begin transaction")
+        t0 = time.perf_counter()
+        build_tables(con, cfg.resolved(), rules)
+        release(con)
+        repeats.append(round(time.perf_counter() - t0, 3))
+        con.execute("rollback")
     con.close()
+    phases = _phases(marks, end, REPORT_PHASES)
     return {
-        "phases": _phases(marks, end, REPORT_PHASES),
+        "phases": phases,
+        "tables_seconds": [phases["tables"], *repeats],
         "tabulated": r.tabulated,
         "cells": r.cells,
         "hidden": r.hidden,
@@ -171,15 +194,17 @@ def step_bare_marts_scan(data: Path, db: Path) -> dict:
 
     con = duckdb.connect(str(db), read_only=True)
     flags = ", ".join(f"sum({c}::int) as {c}" for c in FLAG_COLUMNS)
-    t0 = time.perf_counter()
-    rows = con.execute(
-        "select profile, base_profile, course_class, age_band, m3_band, count(*) as n, "
-        f"{flags} from marts.citizens join staging.citizens using (citizen_id)"
-        " where in_scope and profile is not null group by all"
-    ).fetchall()
-    query = time.perf_counter() - t0
+    seconds = []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        rows = con.execute(
+            "select profile, base_profile, course_class, age_band, m3_band, count(*) as n, "
+            f"{flags} from marts.citizens join staging.citizens using (citizen_id)"
+            " where in_scope and profile is not null group by all"
+        ).fetchall()
+        seconds.append(round(time.perf_counter() - t0, 3))
     con.close()
-    return {"groups": len(rows), "query_seconds": round(query, 3)}
+    return {"groups": len(rows), "query_seconds": seconds[0], "query_seconds_all": seconds}
 
 
 RUN_PHASES = {
@@ -368,7 +393,12 @@ def main() -> None:
         "ingest_parquet / bare read_parquet": ratio(runs["ingest_parquet"], runs["bare_parquet"]),
         "segment / bare gaps-and-islands": ratio(runs["segment"], runs["bare_segment"]),
         "pandas segment / segment": ratio(runs["pandas_segment"], runs["segment"]),
-        "report tables / one scan of the marts (in-process query times)": round(
+        "report tables / one scan of the marts (in-process, medians of 3)": round(
+            statistics.median(runs["report"]["result"]["tables_seconds"])
+            / statistics.median(runs["bare_marts_scan"]["result"]["query_seconds_all"]),
+            2,
+        ),
+        "report tables / one scan of the marts (in-process, first timings)": round(
             phase("report", "tables") / runs["bare_marts_scan"]["result"]["query_seconds"], 2
         ),
         f"run suppression, {n:,} / {small_n:,} citizens": round(
@@ -390,7 +420,7 @@ def main() -> None:
         <= 2,
         "segment at least 3x faster than pandas": ratios["pandas segment / segment"] >= 3,
         "report tables within 2x of one marts scan": ratios[
-            "report tables / one scan of the marts (in-process query times)"
+            "report tables / one scan of the marts (in-process, medians of 3)"
         ]
         <= 2,
         "run end to end under 30 s": runs["run"]["wall_seconds"] < 30,
