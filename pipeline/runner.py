@@ -323,8 +323,9 @@ def _run_locked(
     st = RunState(
         run_id, stages, cfg, input_dir, rules_path, config_path, workdir, dt.datetime.now()
     )
-    if "report" in stages:
-        # its own process, importing the report's libraries while the stages before run
+    if "report" in stages[1:]:
+        # the charts' fork server: its own process, importing the report's libraries while
+        # the stages before the report run
         chart_workers.start_server()
     con = warehouse.connect(work_db)
     try:
