@@ -105,13 +105,11 @@ def _drop_if(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> None:
     """Drop `name` if it is a `kind` ("table" / "view"): a model may change how it is kept,
     and DuckDB's `create or replace` does not replace a table by a view or back."""
     schema, relation = name.split(".", 1)
+    table_type = "VIEW" if kind == "view" else "BASE TABLE"
     found = con.execute(
-        "select count(*) from duckdb_tables() where table_name = $relation"
-        " and schema_name = $schema and database_name = current_database()"
-        if kind == "table"
-        else "select count(*) from duckdb_views() where view_name = $relation"
-        " and schema_name = $schema and database_name = current_database()",
-        {"schema": schema, "relation": relation},
+        "select count(*) from information_schema.tables where table_catalog = current_database()"
+        " and table_schema = $schema and table_name = $relation and table_type = $type",
+        {"schema": schema, "relation": relation, "type": table_type},
     ).fetchall()[0][0]
     if found:
         con.execute(f"drop {kind} {name}")
