@@ -52,7 +52,8 @@ covering_episode_group as (
 
     -- definitions §3: the group of the episode covering the reference date, the one that
     -- started last; an episode without a recorded group says nothing and is passed over.
-    -- Ties on start date: the ongoing / later-ending episode, then the later row of the export.
+    -- Ties on start date: the ongoing / later-ending episode, then the later row of the export
+    -- (`_line`: the contract allows one file per table, so it orders the rows on its own).
     select
         citizen_id,
         match_group
@@ -62,7 +63,7 @@ covering_episode_group as (
       and match_group is not null
     qualify row_number() over (
         partition by citizen_id
-        order by start_date desc, end_date desc nulls first, _file desc, _line desc
+        order by start_date desc, end_date desc nulls first, _line desc
     ) = 1
 
 ),
