@@ -33,6 +33,8 @@ group by citizen_id
 # least, recorded beside the goal so the gap to it can be read. One window carrying both
 # running maxima (support spells and M3 spells), then one aggregation per citizen of what
 # the measures need (courses, stretches, support days, the last ends); no joins, no rules.
+# Written out here, not read from pipeline/sql/marts/episode_marks.sql, which makes the same
+# merges: a figure to compare with must not move with the code it measures.
 # Extra parameter: $m3_groups.
 bare_duckdb_both_merges_sql = """
 select

@@ -93,6 +93,16 @@ def step_segment(data: Path, db: Path) -> dict:
     return {"citizens": r.citizens, "in_scope": r.in_scope}
 
 
+# The bare queries' parameters: the config's defaults, written out (the anchors import no
+# pipeline code).
+BARE_SEGMENT_PARAMS = {
+    "reference_date": REFERENCE_DATE,
+    "course_gap_days": 30,
+    "support_excluded": ["fleksjob", "foertidspension"],
+    "m3_groups": ["3", "aktivitetsparat"],
+}
+
+
 def step_bare_segment(data: Path, db: Path) -> dict:
     import duckdb
     from bare_segment import bare_duckdb_courses_sql
@@ -101,11 +111,7 @@ def step_bare_segment(data: Path, db: Path) -> dict:
     t0 = time.perf_counter()
     con.execute(
         "create or replace table bench_courses as " + bare_duckdb_courses_sql,
-        {
-            "reference_date": REFERENCE_DATE,
-            "course_gap_days": 30,
-            "support_excluded": ["fleksjob", "foertidspension"],
-        },
+        {k: v for k, v in BARE_SEGMENT_PARAMS.items() if k != "m3_groups"},
     )
     seconds = time.perf_counter() - t0
     n = con.execute("select count(*) from bench_courses").fetchone()[0]
@@ -122,12 +128,7 @@ def step_bare_both_merges(data: Path, db: Path) -> dict:
     con = duckdb.connect(str(db))
     con.execute(
         "create or replace table bench_both_merges as " + bare_duckdb_both_merges_sql,
-        {
-            "reference_date": REFERENCE_DATE,
-            "course_gap_days": 30,
-            "support_excluded": ["fleksjob", "foertidspension"],
-            "m3_groups": ["3", "aktivitetsparat"],
-        },
+        BARE_SEGMENT_PARAMS,
     )
     n = con.execute("select count(*) from bench_both_merges").fetchone()[0]
     con.close()
