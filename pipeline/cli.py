@@ -9,16 +9,20 @@ import datetime as dt
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.errors import InputError, LockedError, RejectedError
 from pipeline.privacy import PseudonymKeyError
+
+if TYPE_CHECKING:
+    from pipeline.rules import Rules
 
 app = typer.Typer(
     help="Faxe-style profile analysis of match-group-3 citizens, from an anonymised export.",
@@ -114,7 +118,8 @@ class _Steps:
 
 
 def _fail(code: int, message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # the message is text, not markup: "[[rule]]" or "[columns.citizens]" must show as written
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=code)
 
 
@@ -180,6 +185,20 @@ def _checked_config(config: Path | None, **kw) -> Config:  # noqa: ANN003
         raise _fail(EXIT_USAGE, str(e)) from None
 
 
+def _check_rules(rules: Path | None) -> Rules | None:
+    """Parse and validate a `--rules` file before any data is read: a typo is a usage error
+    (exit 2) at once, not after the export has been ingested. None (the shipped rules,
+    checked by the tests) gives None."""
+    if rules is None:
+        return None
+    from pipeline.rules import RulesError, load_rules
+
+    try:
+        return load_rules(rules)
+    except RulesError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+
+
 @app.command()
 def run(
     input: InputOpt,
@@ -197,6 +216,7 @@ def run(
     from pipeline.runner import STAGES
 
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _check_rules(rules)
     _run(STAGES, out, cfg, input_dir=input, rules_path=rules, config_path=config)
 
 
@@ -215,6 +235,7 @@ def ingest(
     Example: m3-profiles ingest --input data/raw --out data/out
     """
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _check_rules(rules)
     _run(("ingest",), out, cfg, input_dir=input, rules_path=rules, config_path=config)
 
 
@@ -233,6 +254,7 @@ def segment(
     Example: m3-profiles segment --out data/out --rules my-rules.toml
     """
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _check_rules(rules)
     _run(("segment",), out, cfg, rules_path=rules, config_path=config)
 
 
@@ -251,15 +273,47 @@ def report(
     Example: m3-profiles report --out data/out --min-cell 5 --lang en
     """
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    _check_rules(rules)
     _run(("report",), out, cfg, rules_path=rules, config_path=config)
 
 
 @app.command()
-def validate(input: InputOpt, config: ConfigOpt = None, reference_date: RefOpt = None) -> None:
-    """Check an export without writing anything: exit 0 if it would load, 3 if refused.
+def validate(
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Folder with the citizens and episodes files (.csv, .xlsx or .parquet) to check.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="Profile rules file to check (checked before the export)."),
+    ] = None,
+    reference_date: RefOpt = None,
+) -> None:
+    """Check an export, a rules file or both without writing anything: exit 0 if they would
+    load, 2 if the rules file (or config) is invalid, 3 if the export would be refused.
 
-    Example: m3-profiles validate --input path/to/export
+    --rules alone reads no data; with both, the rules are checked first.
+
+    Example: m3-profiles validate --input path/to/export --rules my-rules.toml
     """
+    if input is None and rules is None:
+        raise _fail(EXIT_USAGE, "nothing to check: give --input FOLDER, --rules FILE or both")
+    checked = _check_rules(rules)
+    if checked is not None:
+        console.print(
+            f"The rules file {escape(str(rules))} is valid: version {checked.version}, "
+            f"{len(checked.rules)} rules, {len(checked.base_rules)} base rules.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if input is None:
+        if config is not None:
+            _checked_config(config, reference_date=reference_date)
+        return
     from pipeline.ingest import validate as validate_input
 
     cfg = _checked_config(config, reference_date=reference_date)

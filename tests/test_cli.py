@@ -1,0 +1,165 @@
+"""The command line's checks before any data is read: a `--rules` file with a typo is a usage
+error (exit 2) from every command that takes `--rules`, and `validate --rules` checks a rules
+file on its own. Real files, a real process and typer's CliRunner; no mocks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import Config
+from pipeline.demo import write_demo
+from pipeline.runner import run_stages
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = dt.date(2024, 6, 30)
+REF_OPT = ["--reference-date", REF.isoformat()]
+SHIPPED = resources.files("pipeline").joinpath("rules.toml").read_text("utf-8")
+# one letter missing in the condition of rule `diagnosed`
+TYPO = SHIPPED.replace('condition = "psych_diagnosis"\n', 'condition = "psych_diagnoss"\n', 1)
+TYPO_MESSAGE = "rule 'diagnosed': unknown column 'psych_diagnoss' in condition 'psych_diagnoss'"
+INGEST_STEP = "reading input files into the raw layer"
+
+GOOD_C = "citizen_id;birth_year\n" + "".join(f"C{i};1980\n" for i in range(30))
+GOOD_E = "citizen_id;start_date;benefit;match_group\n" + "".join(
+    f"C{i};01-01-2020;kontanthjaelp;3\n" for i in range(30)
+)
+
+
+def rules_file(folder: Path, text: str, name: str = "rules.toml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def small_export(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "citizens.csv").write_text(GOOD_C, encoding="utf-8")
+    (folder / "episodes.csv").write_text(GOOD_E, encoding="utf-8")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def demo_20k(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("demo20k")
+    write_demo(folder, n=20_000, seed=3, reference_date=REF)
+    return folder
+
+
+def test_run_refuses_a_rules_typo_before_ingesting(demo_20k, tmp_path):
+    """A real `m3-profiles run` process on 20,000 citizens: exit 2 naming the rule, and the
+    runner never starts (its step log on stderr has no ingest line, nothing is written)."""
+    typo = rules_file(tmp_path, TYPO)
+    out = tmp_path / "out"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--input", str(demo_20k), "--out", str(out),
+         "--rules", str(typo), *REF_OPT],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: {typo}: {TYPO_MESSAGE}" in proc.stderr
+    assert INGEST_STEP not in proc.stderr
+    assert "stage " not in proc.stderr
+    assert proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.toml"]  # no out, no .failed
+    assert elapsed < 30, elapsed  # generous: a process start, no 20,000-citizen ingest
+
+
+def test_ingest_refuses_a_rules_typo(demo_20k, tmp_path):
+    typo = rules_file(tmp_path / "r", TYPO)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["ingest", "--input", str(demo_20k), "--out", str(out), "--rules", str(typo), *REF_OPT]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: {typo}: {TYPO_MESSAGE}" in result.stderr
+    assert INGEST_STEP not in result.stderr
+    assert not out.exists() and not (tmp_path / "out.failed").exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "report"])
+def test_later_stages_refuse_a_rules_typo_before_touching_the_output(command, tmp_path):
+    out = tmp_path / "out"
+    run_stages(["ingest", "segment"], out, Config(reference_date=REF),
+               input_dir=small_export(tmp_path / "in"))  # fmt: skip
+    before = snapshot(out)
+    typo = rules_file(tmp_path / "r", TYPO)
+    result = CliRunner().invoke(app, [command, "--out", str(out), "--rules", str(typo), *REF_OPT])
+    assert result.exit_code == 2, result.output
+    assert f"error: {typo}: {TYPO_MESSAGE}" in result.stderr
+    assert "stage " not in result.stderr  # the runner never started
+    assert snapshot(out) == before
+    assert not (tmp_path / "out.failed").exists()
+
+
+def test_validate_checks_a_rules_file_alone(tmp_path):
+    runner = CliRunner()
+    good = rules_file(tmp_path, SHIPPED, "good.toml")
+    started = time.monotonic()
+    result = runner.invoke(app, ["validate", "--rules", str(good)])
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"The rules file {good} is valid: version faxe-2013.1, 6 rules, 4 base rules.\n"
+    )
+    assert elapsed < 1.0, elapsed
+
+    bad = rules_file(tmp_path, TYPO, "bad.toml")
+    result = runner.invoke(app, ["validate", "--rules", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {bad}: {TYPO_MESSAGE}\n"
+    assert result.stdout == ""
+    # a rules error keeps its brackets (the message is not read as rich markup)
+    empty = rules_file(tmp_path, 'version = "1"\n', "empty.toml")
+    result = runner.invoke(app, ["validate", "--rules", str(empty)])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {empty}: no [[rule]] tables: the rule list is empty\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml", "empty.toml", "good.toml"]
+
+
+def test_validate_checks_the_rules_first_then_the_export(tmp_path):
+    runner = CliRunner()
+    good, bad = rules_file(tmp_path, SHIPPED, "good.toml"), rules_file(tmp_path, TYPO, "bad.toml")
+    export = small_export(tmp_path / "in")
+    both = runner.invoke(app, ["validate", "--input", str(export), "--rules", str(good), *REF_OPT])
+    assert both.exit_code == 0, both.output
+    assert both.stdout.startswith(f"The rules file {good} is valid")
+    assert both.stdout.rstrip().endswith("The export would load.")
+    # a bad rules file is refused before the export is looked at (a missing folder would be 3)
+    refused = runner.invoke(
+        app, ["validate", "--input", str(tmp_path / "nowhere"), "--rules", str(bad)]
+    )
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr == f"error: {bad}: {TYPO_MESSAGE}\n"
+    missing = runner.invoke(
+        app, ["validate", "--input", str(tmp_path / "nowhere"), "--rules", str(good)]
+    )
+    assert missing.exit_code == 3, missing.output
+
+
+def test_validate_needs_something_to_check():
+    result = CliRunner().invoke(app, ["validate"])
+    assert result.exit_code == 2
+    assert result.stderr == "error: nothing to check: give --input FOLDER, --rules FILE or both\n"
