@@ -17,3 +17,9 @@ class RejectedError(InputError):
 
 class LockedError(Exception):
     """Another run holds the lock on the same output folder (exit 4)."""
+
+
+class ReportError(RuntimeError):
+    """The release failed its disclosure audit or a label is missing: nothing was published.
+    The CLI gives it no exit code of its own. Here, not in `pipeline.report`, because
+    `pipeline.labels` raises it too and must not import the stage."""

@@ -1,14 +1,14 @@
 """A chart function that fails on the third table, for the report's failure test. The charts
 are drawn in worker processes that import what they run by name: a function patched into
-`pipeline.report` in the test's process would not reach them, this module does."""
+`pipeline.charts` in the test's process would not reach them, this module does."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pipeline.report
+import pipeline.charts
 
-_chart_pngs = pipeline.report.chart_pngs  # the real one, before any test patches it
+_chart_pngs = pipeline.charts.chart_pngs  # the real one, before any test patches it
 
 
 def chart_pngs_failing_on_the_third(table: Any, number: int, labels: Any) -> tuple[bytes, bytes]:

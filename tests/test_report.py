@@ -26,12 +26,15 @@ import duckdb
 import openpyxl
 import pytest
 
-import pipeline.report
+import pipeline.charts
+import pipeline.workbook
 from pipeline.config import Config
-from pipeline.report import CSV_COLUMNS, HIDDEN, OUTPUTS, Labels
+from pipeline.labels import HIDDEN, Labels
+from pipeline.report import OUTPUTS
 from pipeline.rules import load_rules
 from pipeline.runner import RunState, run_stages
 from pipeline.tables import TABLE_IDS, published
+from pipeline.workbook import CSV_COLUMNS
 
 REF = dt.date(2026, 11, 25)
 # small enough that cells are below min_cell, and that two profiles' totals are hidden (so
@@ -430,9 +433,9 @@ def test_report_page_tables_match_the_tidy_csvs(release, page):
 
 def tight_png(fig) -> bytes:  # noqa: ANN001 - a matplotlib Figure
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=pipeline.report._DPI, metadata={"Software": None},
-                bbox_inches="tight", pad_inches=pipeline.report._PAD,
-                pil_kwargs=pipeline.report._PNG_OPTIONS)
+    fig.savefig(buf, format="png", dpi=pipeline.charts._DPI, metadata={"Software": None},
+                bbox_inches="tight", pad_inches=pipeline.charts._PAD,
+                pil_kwargs=pipeline.charts._PNG_OPTIONS)
     return buf.getvalue()
 
 
@@ -446,18 +449,18 @@ def test_charts_are_the_tight_renders_with_and_without_title(release, page, tabl
     finally:
         con.close()
     table, number = pub[table_id], TABLE_IDS.index(table_id) + 1
-    with rc_context(pipeline.report._CHART_RC):  # two figures, each saved on its own
-        fig = pipeline.report._chart_figure(table, labels())
-        pipeline.report._add_title(fig, table, number, labels())
+    with rc_context(pipeline.charts._CHART_RC):  # two figures, each saved on its own
+        fig = pipeline.charts._chart_figure(table, labels())
+        pipeline.charts._add_title(fig, table, number, labels())
         titled = tight_png(fig)
-        plain = tight_png(pipeline.report._chart_figure(table, labels()))
+        plain = tight_png(pipeline.charts._chart_figure(table, labels()))
     assert (release.out / "charts" / f"{table_id}.png").read_bytes() == titled
     src = page.images[number - 1]["src"] or ""
     assert src.startswith("data:image/png;base64,"), src[:40]
     assert base64.b64decode(src.split(",", 1)[1]) == plain
     assert len(plain) < len(titled)
     # the release's were drawn in worker processes (given two cores); in this one, the same
-    assert pipeline.report.chart_pngs(table, number, labels()) == (titled, plain)
+    assert pipeline.charts.chart_pngs(table, number, labels()) == (titled, plain)
 
 
 WORKER_OF_A_KILLED_RUN = """
@@ -502,7 +505,7 @@ def _fail_in_write_xlsx(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure in write_xlsx")
 
-    monkeypatch.setattr(pipeline.report, "write_xlsx", boom)
+    monkeypatch.setattr(pipeline.workbook, "write_xlsx", boom)
     return "injected failure in write_xlsx"
 
 
@@ -511,7 +514,7 @@ def _fail_in_third_chart(monkeypatch):
     # may be drawn side by side in worker processes
     from failing_charts import chart_pngs_failing_on_the_third
 
-    monkeypatch.setattr(pipeline.report, "chart_pngs", chart_pngs_failing_on_the_third)
+    monkeypatch.setattr(pipeline.charts, "chart_pngs", chart_pngs_failing_on_the_third)
     return "injected failure in a chart"
 
 

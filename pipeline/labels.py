@@ -1,0 +1,121 @@
+"""The report's words and numbers, in Danish or English: labels, counts, shares and dates.
+
+Reads the profile labels from the rules file (a loaded `Rules`) and every other label from
+`pipeline/labels.toml`. Writes nothing. The spreadsheet, the charts and the page all print
+through `Labels`, so a count, a share or a hidden cell (`c`, definitions §6) reads the same in
+each; the headings and notes the spreadsheet and the page both print are here for the same
+reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+from pipeline.config import Config, ConfigError
+from pipeline.errors import ReportError
+from pipeline.rules import Rules
+from pipeline.suppression import TOTAL
+from pipeline.tables import Cell, PublishedTable
+
+HIDDEN = "c"  # §6: every hidden cell is shown the same way
+
+_DA_MONTHS = ("januar", "februar", "marts", "april", "maj", "juni", "juli", "august",
+              "september", "oktober", "november", "december")
+
+
+class Labels:
+    """Labels in one language: profiles from the rules file, the rest from labels.toml."""
+
+    def __init__(self, lang: str, rules: Rules, catalogue: Mapping[str, Any] | None = None):
+        if lang not in ("da", "en"):
+            raise ConfigError(f"lang must be da or en, got {lang!r}")
+        self.lang = lang
+        self.rules = rules
+        self.cat = catalogue if catalogue is not None else load_catalogue()
+
+    def text(self, key: str, **fmt: Any) -> str:
+        return self.cat["text"][key][self.lang].format(**fmt)
+
+    def table(self, table_id: str, field: str) -> str:
+        return self.cat["table"][table_id][f"{field}_{self.lang}"]
+
+    def row(self, code: str) -> str:
+        if code == TOTAL:
+            return self.col(TOTAL)
+        return self.rules.label(code, self.lang)
+
+    def col(self, code: str) -> str:
+        if code in self.cat["column"]:
+            return self.cat["column"][code][self.lang]
+        bands = self.cat["age_band"]
+        if code in ("all_ages", "unknown"):
+            return bands[code][self.lang]
+        parts = code.split("_")
+        if len(parts) == 2 and parts[0] == "under" and parts[1].isdigit():
+            return bands["under"][self.lang].format(n=parts[1])
+        if len(parts) == 2 and parts[1] == "plus" and parts[0].isdigit():
+            return bands["plus"][self.lang].format(n=parts[0])
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            return bands["range"][self.lang].format(lo=parts[0], hi=parts[1])
+        raise ReportError(f"pipeline/labels.toml: no label for column code {code!r}")
+
+    def date(self, d: dt.date) -> str:
+        if self.lang == "da":
+            return f"{d.day}. {_DA_MONTHS[d.month - 1]} {d.year}"
+        return d.strftime("%d %B %Y").lstrip("0")
+
+    def n(self, n: int | None) -> str:
+        """A count, with the language's thousands separator; `c` when hidden."""
+        if n is None:
+            return HIDDEN
+        text = f"{n:,}"
+        return text.replace(",", ".") if self.lang == "da" else text
+
+    def share(self, share: float | None) -> str:
+        """A share as a whole percentage ("45 %" in Danish); "–" for none (0 of 0)."""
+        if share is None:
+            return "–"
+        pct = f"{share * 100:.0f}"
+        return f"{pct} %" if self.lang == "da" else f"{pct}%"
+
+    def share_of(self, cell: Cell) -> str:
+        """A cell's share; `c` when the count or its denominator is hidden (§6)."""
+        return HIDDEN if cell.share_hidden else self.share(cell.share)
+
+
+def load_catalogue() -> dict[str, Any]:
+    """The label catalogue shipped with the package (pipeline/labels.toml)."""
+    return tomllib.loads((resources.files("pipeline") / "labels.toml").read_text("utf-8"))
+
+
+# The headings and notes both the spreadsheet and the page print: one wording for both
+
+
+def heading(table: PublishedTable, number: int, labels: Labels) -> str:
+    what = labels.text("multi_response") if table.multi_response else labels.text(
+        "counts_and_shares")
+    return f"{labels.text('table')} {number}. {labels.table(table.id, 'title')} ({what})"
+
+
+def row_header(table: PublishedTable, labels: Labels) -> str:
+    return labels.text("base_profile" if table.row_dim == "base_profile" else "profile")
+
+
+def population(labels: Labels, cfg: Config) -> str:
+    key = "population" if cfg.scope == "m3" else "population_all"
+    return labels.text(key, date=labels.date(cfg.reference_date))
+
+
+def hidden_note(labels: Labels, cfg: Config) -> str:
+    if cfg.min_cell == 0:
+        return labels.text("no_suppression")
+    return labels.text("hidden_note", min_cell=cfg.min_cell)
+
+
+__all__ = [
+    "HIDDEN", "Labels", "heading", "hidden_note", "load_catalogue", "population", "row_header",
+]

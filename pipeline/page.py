@@ -1,0 +1,177 @@
+"""The report page, `report.html`: self-contained (charts embedded), printable (interface,
+*Where things go*).
+
+Reads the published tables and headline figures, the charts drawn for the page (PNG bytes),
+what the run was made of (`RunInfo`, gathered by the report stage), the config and rules (for
+the definitions section) and the labels; the page's markup is
+`pipeline/templates/report.html.j2`. Writes nothing: `render_html` returns the page as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import jinja2
+
+import pipeline
+from pipeline.config import Config
+from pipeline.labels import Labels, heading, hidden_note, population, row_header
+from pipeline.rules import Rules
+from pipeline.suppression import TOTAL
+from pipeline.tables import Headline, PublishedTable, profile_order
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the run was made of, for the page's last section. Defined here, by the page that
+    shows it; the report stage gathers it (`pipeline.report`), and imports this module."""
+
+    reference_date: dt.date
+    rules_version: str
+    rules_source: str
+    rules_sha256: str
+    config_sha256: str
+    run_id: str | None
+    input_files: tuple[tuple[str, str | None], ...]  # (path, sha256)
+    rows: Mapping[str, tuple[int, int, int]]  # table -> (read, loaded, quarantined)
+    episodes_after_reference: int | None
+
+
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: (resources.files("pipeline") / "templates" / name).read_text("utf-8")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2")
+
+
+class _Text:
+    """`t.key` in the template: a text of the label catalogue."""
+
+    def __init__(self, labels: Labels) -> None:
+        self._labels = labels
+
+    def __getattr__(self, key: str) -> str:
+        return self._labels.text(key)
+
+
+def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
+                charts: Mapping[str, bytes], labels: Labels, cfg: Config, rules: Rules) -> str:
+    """The self-contained report page: headline figures, each table with its chart and a
+    reading aid, the definitions used, and what the run was made of."""
+    lb = labels
+    scope_label = lb.text("in_scope" if cfg.scope == "m3" else "in_scope_all")
+    cards = [
+        {"value": lb.n(head.in_scope), "label": scope_label,
+         "note": f"{lb.text('profiled')}: {lb.n(head.profiled.n)}; "
+                 f"{lb.text('unreviewed')}: {lb.n(head.unreviewed)}"},
+        {"value": lb.share_of(head.m3_over_1y),
+         "label": lb.text("m3_over_1y"), "note": lb.text("of_profiled")},
+        {"value": lb.share_of(head.long_continuous), "label": lb.text("long_continuous"),
+         "note": lb.text("of_profiled")},
+        {"value": lb.share_of(head.complex_case),
+         "label": lb.text("complex_case", n=cfg.complex_case_departments),
+         "note": lb.text("of_profiled")},
+    ]
+    order = profile_order(rules)
+    shown = [c.share for c in head.profile_shares.values() if c.share is not None]
+    top = max(shown + [0.01])
+    profile_bars = []
+    for depth, code in enumerate(order):
+        cell = head.profile_shares[code]
+        profile_bars.append({
+            "label": lb.row(code),
+            "width": None if cell.share is None else round(100 * cell.share / top, 1),
+            "opacity": round(0.35 + 0.65 * depth / max(len(order) - 1, 1), 2),
+            "value": lb.share_of(cell),
+        })
+    tables = []
+    for number, t in enumerate(pub, start=1):
+        rows = []
+        for r in t.all_rows:
+            cells = []
+            for c in t.all_cols:
+                cell = t.cell(r, c)
+                css = " ".join(x for x in ("hidden" if cell.hidden else "",
+                                           "totalcol" if c == TOTAL else "") if x)
+                cells.append({"n": lb.n(cell.n), "css": css,
+                              "share": None if cell.hidden else lb.share_of(cell)})
+            rows.append({"label": lb.row(r), "total": r == TOTAL, "cells": cells})
+        tables.append({
+            "id": t.id,
+            "heading": heading(t, number, lb),
+            "chart": base64.b64encode(charts[t.id]).decode("ascii"),
+            "row_header": row_header(t, lb),
+            "columns": [lb.col(c) for c in t.all_cols],
+            "rows": rows,
+            "reading": lb.table(t.id, "reading"),
+            "any_hidden": any(c.share_hidden for c in t.cells.values()),
+            "source": lb.text("source_file", id=t.id),
+        })
+    return _template().render(
+        lang=lb.lang,
+        title=lb.text("report_title"),
+        reference_date=lb.date(cfg.reference_date),
+        population=population(lb, cfg),
+        t=_Text(lb),
+        cards=cards,
+        profile_bars=profile_bars,
+        tables=tables,
+        hidden_note=hidden_note(lb, cfg),
+        definitions=_definitions(lb, cfg, rules),
+        run_info=_run_rows(lb, info, head, cfg),
+        generated_by=lb.text("generated_by", version=pipeline.__version__),
+    )
+
+
+def _definitions(lb: Labels, cfg: Config, rules: Rules) -> list[str]:
+    groups = " / ".join(f"M{g}" if g.isdigit() else g for g in cfg.m3_groups)
+    return [
+        lb.text("def_scope", groups=groups) if cfg.scope == "m3" else lb.text("def_scope_all"),
+        lb.text("def_profiles", order=" → ".join(lb.row(c) for c in rules.codes),
+                rules=rules.version),
+        lb.text("def_base"),
+        lb.text("def_course", excluded=", ".join(cfg.support_excluded),
+                gap=cfg.course_gap_days, long=lb.n(cfg.long_course_days)),
+        lb.text("def_m3", groups=groups),
+        lb.text("def_age"),
+        lb.text("def_complex", n=cfg.complex_case_departments),
+        lb.text("def_shares"),
+        hidden_note(lb, cfg),
+    ]
+
+
+def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tuple[str, str]]:
+    rows = [
+        (lb.text("reference_date"), f"{lb.date(info.reference_date)} "
+                                    f"({info.reference_date.isoformat()})"),
+        (lb.text("rules_version"), f"{info.rules_version} ({info.rules_source}), "
+                                   f"SHA-256 {info.rules_sha256}"),
+        (lb.text("config_hash"), info.config_sha256),
+        (lb.text("min_cell"), str(cfg.min_cell)),
+    ]
+    if info.run_id:
+        rows.insert(0, (lb.text("run_id"), info.run_id))
+    for path, sha in info.input_files:
+        rows.append((lb.text("input_file"), f"{path}" + (f", SHA-256 {sha}" if sha else "")))
+    for table, (read, loaded, quarantined) in info.rows.items():
+        rows.append((f"{lb.text('rows_read')}: {lb.text(table)}",
+                     f"{lb.n(read)} ({lb.text('rows_loaded')} {lb.n(loaded)}, "
+                     f"{lb.text('rows_quarantined')} {lb.n(quarantined)})"))
+    if info.episodes_after_reference is not None:
+        rows.append((lb.text("episodes_after"), lb.n(info.episodes_after_reference)))
+    scope = lb.text("in_scope" if cfg.scope == "m3" else "in_scope_all")
+    rows.append((scope, f"{lb.n(head.in_scope)} ({lb.text('profiled')} "
+                        f"{lb.n(head.profiled.n)}; {lb.text('unreviewed')} "
+                        f"{lb.n(head.unreviewed)})"))
+    return rows
+
+
+__all__ = ["RunInfo", "render_html"]

@@ -1,0 +1,132 @@
+"""The published tables as files: one tidy CSV per table and the spreadsheet `tables.xlsx`
+(interface, *Where things go*).
+
+Reads the published tables (`PublishedTable`: what survived suppression, hidden cells already
+empty) and their labels; nothing from the warehouse. Writes `tables/<id>.csv` (codes, for
+machines) and `tables.xlsx` (labels, for people) to the paths it is given. Same input, same
+bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import xlsxwriter
+
+import pipeline
+from pipeline.config import Config
+from pipeline.labels import HIDDEN, Labels, heading, hidden_note, population, row_header
+from pipeline.suppression import TOTAL
+from pipeline.tables import PublishedTable
+
+# interface: the tidy form of every table
+CSV_COLUMNS: tuple[str, ...] = ("row", "col", "n", "share", "hidden")
+
+
+def write_csv(table: PublishedTable, path: Path) -> None:
+    """The tidy form (interface): row, col, n, share, hidden; codes, `total` for totals;
+    n and share empty where hidden, share also where its denominator is hidden or zero."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(CSV_COLUMNS)
+        for r in table.all_rows:
+            for c in table.all_cols:
+                cell = table.cell(r, c)
+                w.writerow([
+                    r, c,
+                    "" if cell.n is None else cell.n,
+                    "" if cell.share is None else f"{cell.share:.4f}",
+                    HIDDEN if cell.hidden else "",
+                ])
+
+
+def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: Config) -> None:
+    """One formatted sheet per table (labels, frozen header, number formats, `c` with a
+    footnote) after an overview sheet. Same input, same bytes: the created date is fixed to
+    the reference date."""
+    wb = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "in_memory": True})
+    wb.set_properties({
+        "title": labels.text("report_title"),
+        "created": dt.datetime.combine(cfg.reference_date, dt.time()),
+        "comments": f"m3-profiles {pipeline.__version__}",
+    })
+    f_title = wb.add_format({"bold": True, "font_size": 13, "font_color": "#0b2545"})
+    f_note = wb.add_format({"italic": True, "font_color": "#5d6d7e"})
+    f_wrap_note = wb.add_format({"font_color": "#5d6d7e", "text_wrap": True, "valign": "top"})
+    f_link = wb.add_format({"font_color": "#1f4e79", "underline": 1})
+    head = {"bold": True, "bg_color": "#0b2545", "font_color": "#ffffff", "border": 1,
+            "text_wrap": True, "valign": "bottom"}
+    f_head = wb.add_format({**head, "align": "center"})
+    f_head_left = wb.add_format({**head, "align": "left"})
+    f_sub = wb.add_format({**head, "align": "right", "bold": False, "font_size": 9})
+
+    def fmt(total_row: bool, kind: str):  # noqa: ANN202 - an xlsxwriter Format
+        props: dict[str, Any] = {"border": 1, "border_color": "#c9d3dd"}
+        if total_row:
+            props.update(bold=True, top=2, top_color="#1b2631")
+        if kind == "n":
+            props["num_format"] = "#,##0"
+        elif kind == "share":
+            props.update(num_format="0%", font_color="#5d6d7e")
+        elif kind == "hidden":
+            props.update(align="right", bg_color="#eceff3")
+        return wb.add_format(props)
+
+    formats = {(t, k): fmt(t, k) for t in (False, True)
+               for k in ("n", "share", "hidden", "label", "none")}
+
+    overview = wb.add_worksheet(labels.text("tables")[:31])
+    overview.set_column(0, 0, 90)
+    overview.write(0, 0, labels.text("report_title"), f_title)
+    overview.write(1, 0, population(labels, cfg), f_note)
+    overview.write(2, 0, hidden_note(labels, cfg), f_wrap_note)
+    overview.set_row(2, 45)
+    sheet_names = [labels.table(t.id, "sheet")[:31] for t in pub]
+    for i, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
+        overview.write_url(3 + i, 0, f"internal:'{name}'!A1", f_link,
+                           string=heading(t, i, labels))
+
+    for number, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
+        ws = wb.add_worksheet(name)
+        ws.write(0, 0, heading(t, number, labels), f_title)
+        ws.write(1, 0, population(labels, cfg), f_note)
+        header_row, sub_row, first = 3, 4, 5
+        ws.write(header_row, 0, row_header(t, labels), f_head_left)
+        ws.write(sub_row, 0, "", f_head_left)
+        for j, c in enumerate(t.all_cols):
+            col = 1 + 2 * j
+            ws.merge_range(header_row, col, header_row, col + 1, labels.col(c), f_head)
+            ws.write(sub_row, col, labels.text("count"), f_sub)
+            ws.write(sub_row, col + 1, labels.text("share"), f_sub)
+        for i, r in enumerate(t.all_rows):
+            total_row = r == TOTAL
+            ws.write(first + i, 0, labels.row(r), formats[(total_row, "label")])
+            for j, c in enumerate(t.all_cols):
+                cell = t.cell(r, c)
+                col = 1 + 2 * j
+                if cell.n is None:
+                    ws.write_string(first + i, col, HIDDEN, formats[(total_row, "hidden")])
+                else:
+                    ws.write_number(first + i, col, cell.n, formats[(total_row, "n")])
+                if cell.share is not None:
+                    ws.write_number(first + i, col + 1, cell.share, formats[(total_row, "share")])
+                elif cell.share_hidden:  # hidden count or hidden denominator
+                    ws.write_string(first + i, col + 1, HIDDEN, formats[(total_row, "hidden")])
+                else:
+                    ws.write_blank(first + i, col + 1, None, formats[(total_row, "none")])
+        last = first + len(t.all_rows)
+        ws.write(last + 1, 0, labels.table(t.id, "reading"), f_note)
+        ws.write(last + 2, 0, hidden_note(labels, cfg), f_note)
+        ws.write(last + 3, 0, labels.text("source_file", id=t.id), f_note)
+        ws.set_column(0, 0, 46)
+        ws.set_column(1, 2 * len(t.all_cols), 10)
+        ws.set_row(header_row, 60)
+        ws.freeze_panes(first, 1)
+    wb.close()
+
+
+__all__ = ["CSV_COLUMNS", "write_csv", "write_xlsx"]
