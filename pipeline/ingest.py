@@ -158,13 +158,21 @@ def _mask_cells(t: pa.Table) -> tuple[pa.Table, int]:
 
 
 def _read_table(table: str, path: Path, cfg: Config) -> tuple[pa.Table, InputFile, int]:
-    """Read, map and mask one table; raise InputError on a file-level problem."""
-    read = read_file(path)
+    """Read, map and mask one table; raise InputError on a file-level problem.
+
+    The config's column mapping is applied twice: to the reader's list of date columns
+    first, since an .xlsx reader decides by header name which numbers are Excel serial
+    dates before any header is mapped (`start_date = "Startdato"`: cells under `Startdato`
+    are dates), then to the headers themselves (`canonical_table`)."""
+    from pipeline.readers import DATE_COLUMNS
+
+    mapping = cfg.columns.get(table, {})
+    read = read_file(path, date_columns={mapping.get(c, c) for c in DATE_COLUMNS})
     if read.table.num_rows == 0:
         raise InputError(
             f"{path.name}: empty table; expected at least one {table} row below the header"
         )
-    t, extras = canonical_table(read, table, cfg.columns.get(table, {}))
+    t, extras = canonical_table(read, table, mapping)
     t, masked = _mask_cells(t)
     file = InputFile(table, str(path), read.sha256, read.encoding, read.separator, extras)
     return t, file, masked

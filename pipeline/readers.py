@@ -12,6 +12,11 @@ separator is the one the header uses; Arrow's multithreaded reader parses; the p
 line of each record is computed from the newlines inside its quoted values, and
 reconciled against the file's own line count, falling back to Python's strict `csv`
 module (exact start lines) when they disagree (blank lines, unterminated quotes).
+
+xlsx: the first sheet; an Excel date is read as `yyyy-mm-dd`, and so is a bare number in a
+date column (an unformatted serial date). Which columns hold dates is decided by header
+name, as the file spells it, so the caller passes the names after the config's column
+mapping (`read_file(path, date_columns=...)`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +39,8 @@ import pyarrow.parquet as pq
 from pipeline.errors import InputError
 
 LINE = "_line"
+# the canonical names of the columns holding dates (data contract, table `episodes`)
+DATE_COLUMNS: frozenset[str] = frozenset({"start_date", "end_date"})
 _CP1252_ONLY = bytes(range(0x80, 0xA0))  # where Windows-1252 and Latin-1 differ
 _SEPARATORS = (";", ",", "\t")
 
@@ -48,12 +56,22 @@ class FileRead:
     separator: str  # csv only
 
 
-def read_file(path: Path) -> FileRead:
+def read_file(path: Path, date_columns: Collection[str] = DATE_COLUMNS) -> FileRead:
+    """Read one input file as text cells (see the module docstring).
+
+    `date_columns` are the names *as the file spells them* (matched like the column mapping:
+    trimmed, case-insensitive) of the columns that hold dates. Only the .xlsx reader needs
+    them, and before any header is mapped: a number in such a column is an unformatted Excel
+    serial date and is read as that date (41275 -> 2013-01-01), elsewhere it stays a number.
+    The default is the canonical names; a caller whose config maps the date columns to other
+    names (`[columns.episodes] start_date = "Startdato"`) passes the mapped names
+    (`ingest._read_table` does), so the reader never has to know about the mapping.
+    """
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _read_csv(path)
     if suffix == ".xlsx":
-        return _read_xlsx(path)
+        return _read_xlsx(path, date_columns)
     if suffix == ".parquet":
         return _read_parquet(path)
     raise InputError(
@@ -205,7 +223,6 @@ def _python_lines(name: str, data: bytes, sep: str, width: int) -> list[int]:
 # --- xlsx --------------------------------------------------------------------------------
 
 _EXCEL_EPOCH = dt.date(1899, 12, 30)
-DATE_COLUMNS = {"start_date", "end_date"}
 
 
 def _cell_text(value: object, date_column: bool) -> str:
@@ -230,7 +247,7 @@ def _cell_text(value: object, date_column: bool) -> str:
     return str(value)
 
 
-def _read_xlsx(path: Path) -> FileRead:
+def _read_xlsx(path: Path, date_columns: Collection[str]) -> FileRead:
     from python_calamine import CalamineWorkbook
 
     data = path.read_bytes()
@@ -253,9 +270,10 @@ def _read_xlsx(path: Path) -> FileRead:
         header.pop()
     width = len(header)
     body = numbered[1:]
+    dates = {d.strip().lower() for d in date_columns}
     columns = []
     for j, name in enumerate(header):
-        is_date = name.strip().lower() in DATE_COLUMNS
+        is_date = name.strip().lower() in dates
         columns.append(
             pa.array(
                 [_cell_text(r[j] if j < len(r) else None, is_date) for _, r in body], pa.string()

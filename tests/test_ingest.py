@@ -747,6 +747,55 @@ def test_xlsx_round_trip(tmp_path_factory, citizens, episodes):
     assert lines == (2, len(erows) + 1)  # the sheet's own row numbers
 
 
+def test_xlsx_dates_under_mapped_column_names(tmp_path):
+    """Config `[columns.episodes]` renames the date columns: the .xlsx reader is told the
+    export's names, so Excel dates and unformatted serial numbers under `Startdato` /
+    `Slutdato` load as dates (before: the serials stayed '41275' and were quarantined as
+    unparseable_date). A number in any other column stays a number."""
+    write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year\nA1;1980\nA2;1985\nA3;1990\n")
+    book = xlsxwriter.Workbook(str(tmp_path / "episodes.xlsx"))
+    sheet = book.add_worksheet()
+    date_format = book.add_format({"num_format": "dd-mm-yyyy"})
+    sheet.write_row(0, 0, ["citizen_id", "Startdato", "Slutdato", "benefit", "Sagsnr"])
+    # line 2: real Excel dates (date-formatted cells)
+    sheet.write_string(1, 0, "A1")
+    sheet.write_datetime(1, 1, dt.datetime(2013, 1, 1), date_format)
+    sheet.write_datetime(1, 2, dt.datetime(2013, 6, 30), date_format)
+    sheet.write_string(1, 3, "dagpenge")
+    sheet.write_number(1, 4, 41275)
+    # line 3: unformatted serial numbers (41275 = 2013-01-01, 41455 = 2013-06-30)
+    sheet.write_string(2, 0, "A2")
+    sheet.write_number(2, 1, 41275)
+    sheet.write_number(2, 2, 41455)
+    sheet.write_string(2, 3, "kontanthjaelp")
+    # line 4: a serial start (43890 = 2020-02-29), no end: an ongoing spell
+    sheet.write_string(3, 0, "A3")
+    sheet.write_number(3, 1, 43890)
+    sheet.write_string(3, 3, "sygedagpenge")
+    book.close()
+    cfg = dataclasses.replace(
+        CFG, columns={"episodes": {"start_date": "Startdato", "end_date": "slutdato"}}
+    )
+    con, result = load(tmp_path, cfg)
+    assert con.execute("select * from quarantine.rows").fetchall() == []
+    assert con.execute(
+        "select _line, citizen_id, start_date, end_date, benefit from staging.episodes order by 1"
+    ).fetchall() == [
+        (2, "A1", dt.date(2013, 1, 1), dt.date(2013, 6, 30), "dagpenge"),
+        (3, "A2", dt.date(2013, 1, 1), dt.date(2013, 6, 30), "kontanthjaelp"),
+        (4, "A3", dt.date(2020, 2, 29), None, "sygedagpenge"),
+    ]
+    assert con.execute(
+        'select _line, start_date, end_date, "Sagsnr" from raw.episodes order by 1'
+    ).fetchall() == [
+        (2, "2013-01-01", "2013-06-30", "41275"),
+        (3, "2013-01-01", "2013-06-30", ""),
+        (4, "2020-02-29", "", ""),
+    ]
+    assert (result.counts["episodes"].read, result.counts["episodes"].quarantined) == (3, 0)
+    assert result.files[1].extra_columns == ("Sagsnr",)
+
+
 def test_parquet_input_typed_columns(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
