@@ -347,13 +347,13 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
     scenario: Annotated[str, typer.Option("--scenario", help="Calibration scenario.")] = "faxe",
     reference_date: RefOpt = None,
-    reviewed_share: Annotated[
+    unreviewed_share: Annotated[
         float,
         typer.Option(
-            "--reviewed-share",
+            "--unreviewed-share",
             min=0.0,
             max=1.0,
-            help="Share of citizens whose case was NOT reviewed.",
+            help="Share of citizens whose case was not reviewed (reviewed = nej, flags empty).",
         ),
     ] = 0.2,
     dirty: Annotated[
@@ -376,7 +376,7 @@ def demo(
             n=citizens,
             seed=seed,
             reference_date=ref,
-            reviewed_share=reviewed_share,
+            unreviewed_share=unreviewed_share,
             dirty=dirty,
             scenario=scenario,
         )

@@ -761,13 +761,13 @@ def _to_str_series(arr: pa.Array) -> pd.Series:
     return pa.table({"x": arr}).to_pandas()["x"]
 
 
-def _typed(n: int, seed: int, ref: dt.date, reviewed_share: float):
+def _typed(n: int, seed: int, ref: dt.date, unreviewed_share: float):
     if n < 1:
         raise ValueError("n must be at least 1")
-    if not 0.0 <= reviewed_share <= 1.0:
-        raise ValueError("reviewed_share must lie between 0 and 1")
+    if not 0.0 <= unreviewed_share <= 1.0:
+        raise ValueError("unreviewed_share must lie between 0 and 1")
     rng = np.random.default_rng(seed)
-    lat = _latent(rng, n, ref, reviewed_share)
+    lat = _latent(rng, n, ref, unreviewed_share)
     hist = _histories(rng, lat, ref)
     notes = _to_str_series(_notes(rng, lat))
     ids = _citizen_ids(np.arange(1, n + 1), _id_width(n))
@@ -1140,18 +1140,20 @@ def generate(
     n: int,
     seed: int,
     reference_date: dt.date,
-    reviewed_share: float = 0.2,
+    unreviewed_share: float = 0.2,
     dirty: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Citizens and episodes of a synthetic Faxe-like export.
 
-    `reviewed_share` is the share of citizens whose case was NOT reviewed (reviewed = nej,
-    flags empty; their notes still follow their latent profile). Clean: typed frames (bool,
+    `unreviewed_share` is the share of citizens whose case was not reviewed (reviewed = nej,
+    flags empty; their notes still follow their latent profile); it is drawn within each
+    status on the reference date, so each status gets its share to within one citizen.
+    Clean: typed frames (bool,
     nullable boolean flags, int, datetime64 dates, str). `dirty=True`: the cells exactly as
     the files hold them (every column text, '' = empty), with DIRTY_ROWS appended, because
     bad cells such as '19x0' have no typed form.
     """
-    citizens, episodes = _typed(n, seed, reference_date, reviewed_share)
+    citizens, episodes = _typed(n, seed, reference_date, unreviewed_share)
     if not dirty:
         return citizens, episodes
     dcit, dep = _dirty_tables(n, reference_date)
@@ -1186,11 +1188,13 @@ def write_demo(
     n: int = 10_000,
     seed: int = 42,
     reference_date: dt.date | None = None,
-    reviewed_share: float = 0.2,
+    unreviewed_share: float = 0.2,
     dirty: bool = False,
     scenario: str = "faxe",
 ) -> DemoResult:
     """Write `citizens.csv` and `episodes.csv` into `out_dir` (created if missing).
+
+    `unreviewed_share`: the share of citizens whose case was not reviewed (as in `generate`).
 
     Example: `write_demo(Path("data/raw"), n=10_000, seed=42)`.
     The calibration is measured on the clean rows (dirty rows would be quarantined).
@@ -1198,7 +1202,7 @@ def write_demo(
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
     ref = reference_date or dt.date.today()
-    citizens, episodes = _typed(n, seed, ref, reviewed_share)
+    citizens, episodes = _typed(n, seed, ref, unreviewed_share)
     items = calibration(citizens, episodes, ref)
     dcit, dep = _dirty_tables(n, ref)
     out_dir = Path(out_dir)

@@ -12,8 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from reference import reference
+from typer.testing import CliRunner
 
 from pipeline import demo
+from pipeline.cli import app
 from pipeline.config import Config
 
 REF = dt.date(2025, 6, 30)
@@ -200,7 +202,7 @@ def test_cells_follow_the_export_conventions(clean):
     assert all(re.fullmatch(r"B\d{7}", c["citizen_id"]) for c in citizens)
     assert len({c["citizen_id"] for c in citizens}) == 2_000
     assert {c["reviewed"] for c in citizens} == {"ja", "nej"}
-    assert sum(c["reviewed"] == "nej" for c in citizens) == 400  # reviewed_share 0.2, exact
+    assert sum(c["reviewed"] == "nej" for c in citizens) == 400  # unreviewed_share 0.2, exact
     assert {c[f] for c in citizens for f in FLAGS} == {"x", ""}
     unreviewed = [c for c in citizens if c["reviewed"] == "nej"]
     assert all(c[f] == "" for c in unreviewed for f in FLAGS)
@@ -273,8 +275,36 @@ def test_bad_arguments_are_refused(tmp_path):
         demo.write_demo(tmp_path, n=10, scenario="odense")
     with pytest.raises(ValueError, match="at least 1"):
         demo.generate(0, 1, REF)
-    with pytest.raises(ValueError, match="reviewed_share"):
-        demo.generate(10, 1, REF, reviewed_share=1.5)
+    with pytest.raises(ValueError, match="unreviewed_share"):
+        demo.generate(10, 1, REF, unreviewed_share=1.5)
+
+
+def test_unreviewed_share_is_the_share_not_reviewed(tmp_path):
+    """`unreviewed_share=0.9` leaves 10 % of the citizens reviewed (`reviewed` = ja). The flag
+    is drawn stratified within the 4 statuses on the reference date (`_strat_uniform`), so
+    each status gets its expected count to within one citizen: 2,000 citizens give 200
+    reviewed, give or take 3."""
+    result = demo.write_demo(
+        tmp_path / "lib", n=2_000, seed=7, reference_date=REF, unreviewed_share=0.9
+    )
+    citizens = as_dicts(result.citizens_path)
+    assert len(citizens) == 2_000
+    assert {c["reviewed"] for c in citizens} == {"ja", "nej"}
+    reviewed = sum(c["reviewed"] == "ja" for c in citizens)
+    assert abs(reviewed - 200) <= 3, reviewed
+    # the command line's option means the same, and the old misleading name is gone
+    cli = CliRunner().invoke(
+        app,
+        ["demo", "--out", str(tmp_path / "cli"), "--citizens", "2000", "--seed", "7",
+         "--reference-date", REF.isoformat(), "--unreviewed-share", "0.9"],
+    )  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert (tmp_path / "cli" / "citizens.csv").read_bytes() == result.citizens_path.read_bytes()
+    old = CliRunner().invoke(
+        app, ["demo", "--out", str(tmp_path / "old"), "--reviewed-share", "0.9"]
+    )
+    assert old.exit_code == 2
+    assert not (tmp_path / "old").exists()
 
 
 # --- dirty mode -------------------------------------------------------------------------------
