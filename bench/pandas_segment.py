@@ -106,7 +106,7 @@ def synthetic_staging(con: Any, n_citizens: int, seed: int = 0, reference_date=N
     Each citizen has 1-8 episodes laid end to end with random gaps (0-120 days) from a start
     up to 10 years before the reference date; some run past it, some are ongoing.
     """
-    from pipeline.config import BENEFITS, FLAG_COLUMNS
+    from pipeline.vocabulary import BENEFITS, FLAG_COLUMNS
 
     ref = np.datetime64(reference_date or dt.date(2024, 6, 30), "D")
     rng = np.random.default_rng(seed)

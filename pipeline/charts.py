@@ -26,8 +26,8 @@ from matplotlib.transforms import Bbox
 
 from pipeline import chart_workers
 from pipeline.labels import HIDDEN, Labels
+from pipeline.release import PublishedTable
 from pipeline.suppression import TOTAL
-from pipeline.tables import PublishedTable
 
 # charts: stacked shares for additive tables, a heat map for multi-response ones
 _DARK_FIRST = {"course_history"}  # the first column is the deepest ("long course")

@@ -17,42 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.vocabulary import LANGS, TABLE_COLUMNS
+
+# how DuckDB runs, not what the analysis is (see Config.effective_json)
+RESOURCE_KEYS: tuple[str, ...] = ("memory_limit", "threads", "temp_directory")
+
 
 class ConfigError(ValueError):
     """The config file is unreadable, has an unknown key or a value of the wrong type."""
-
-
-CITIZEN_COLUMNS: tuple[str, ...] = (
-    "citizen_id", "birth_year", "sex", "municipality_code", "match_group", "reviewed",
-    "physical_illness", "psych_diagnosis", "psych_undiagnosed",
-    "alcohol", "soft_drugs", "hard_drugs", "potential_m2",
-    "focus_ordinary_work", "focus_upskilling", "focus_support_scheme", "focus_activation",
-    "focus_physical_treatment", "focus_psych_treatment", "focus_misuse_treatment",
-    "focus_rest", "focus_pension_case",
-    "motivation_overcomes_barriers", "motivation_work", "motivation_education",
-    "motivation_none", "motivation_pension",
-    "barrier_housing", "barrier_economy", "barrier_transport", "barrier_children",
-    "barrier_language", "barrier_isolation",
-    "departments_involved", "notes",
-)  # fmt: skip
-EPISODE_COLUMNS: tuple[str, ...] = (
-    "citizen_id", "start_date", "end_date", "benefit", "match_group",
-)  # fmt: skip
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "citizens": ("citizen_id", "birth_year"),
-    "episodes": ("citizen_id", "start_date", "benefit"),
-}
-# data contract: the boolean case-review flags (empty = not recorded = false)
-FLAG_COLUMNS: tuple[str, ...] = tuple(
-    c for c in CITIZEN_COLUMNS
-    if c in ("physical_illness", "psych_diagnosis", "psych_undiagnosed",
-             "alcohol", "soft_drugs", "hard_drugs", "potential_m2")
-    or c.startswith(("focus_", "motivation_", "barrier_"))
-)  # fmt: skip
-BENEFITS: tuple[str, ...] = (
-    "kontanthjaelp", "uddannelseshjaelp", "dagpenge", "sygedagpenge", "ressourceforloeb",
-    "ledighedsydelse", "fleksjob", "foertidspension", "other",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,6 +57,13 @@ class Config:
     max_reject_share: float = 0.05
     # Warehouse file; empty = `<out>/warehouse.duckdb`.
     database: str = ""
+    # DuckDB's memory limit (e.g. "1.5GB"); empty = DuckDB's default, 80 % of the memory.
+    memory_limit: str = ""
+    # DuckDB's worker threads; 0 = DuckDB's default, one per core.
+    threads: int = 0
+    # Where DuckDB spills what does not fit in memory_limit; empty = DuckDB's default (a
+    # `.tmp` folder beside the warehouse file).
+    temp_directory: str = ""
     # Language of labels in the spreadsheet and report: "da" or "en".
     lang: str = "da"
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).
@@ -93,8 +72,14 @@ class Config:
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def effective_json(self) -> str:
-        """The settings as canonical JSON: what the manifest records and its hash covers."""
-        return json.dumps(dataclasses.asdict(self), default=str, sort_keys=True)
+        """The settings that decide the results, as canonical JSON: what the manifest records
+        and its hash covers. DuckDB's resources (memory, threads, spill folder) are left out:
+        they change how fast a run is, never what it finds, so two runs that differ only in
+        them carry the same hash."""
+        settings = dataclasses.asdict(self)
+        for key in RESOURCE_KEYS:
+            del settings[key]
+        return json.dumps(settings, default=str, sort_keys=True)
 
     def effective_sha256(self) -> str:
         return hashlib.sha256(self.effective_json().encode()).hexdigest()
@@ -127,7 +112,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     if key == "columns":
         if not isinstance(value, dict) or not set(value) <= {"citizens", "episodes"}:
             raise fail("tables [columns.citizens] and/or [columns.episodes]")
-        known = {"citizens": CITIZEN_COLUMNS, "episodes": EPISODE_COLUMNS}
+        known = TABLE_COLUMNS
         for table, mapping in value.items():
             if not isinstance(mapping, dict):
                 raise fail(f"a table [columns.{table}]")
@@ -174,7 +159,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     raise AssertionError(f"no type rule for config key {key}")  # pragma: no cover
 
 
-_CHOICES = {"scope": ("m3", "all"), "lang": ("da", "en")}
+_CHOICES = {"scope": ("m3", "all"), "lang": LANGS}
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipeline.config import FLAG_COLUMNS
+from pipeline.vocabulary import FLAG_COLUMNS
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary of the data contract

@@ -17,25 +17,21 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import privacy, warehouse
-from pipeline.config import CITIZEN_COLUMNS, EPISODE_COLUMNS, REQUIRED_COLUMNS, Config
+from pipeline.config import Config
 from pipeline.errors import InputError, RejectedError
 from pipeline.readers import LINE, FileRead, read_file
+from pipeline.registry import Context
+from pipeline.vocabulary import REQUIRED_COLUMNS, TABLE_COLUMNS
 
-TABLES: dict[str, tuple[str, ...]] = {"citizens": CITIZEN_COLUMNS, "episodes": EPISODE_COLUMNS}
+TABLES = TABLE_COLUMNS
 SUFFIXES = (".csv", ".xlsx", ".parquet")
-MODELS = (
-    "quarantine.citizen_problems",
-    "staging.citizens",
-    "quarantine.episode_problems",
-    "staging.episodes",
-    "quarantine.rows",
-)
 
 
 @dataclass(frozen=True)
@@ -67,6 +63,38 @@ class IngestResult:
     files: tuple[InputFile, ...]
     pseudonymised: bool
     problems_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_warehouse(cls, con: duckdb.DuckDBPyConnection) -> IngestResult | None:
+        """What the last ingest into this warehouse recorded (`meta.input_files`,
+        `meta.row_counts`), or None if nothing was ingested: a later stage run on its own
+        reports the same provenance as a whole run."""
+        if not warehouse.exists(con, "meta.input_files"):
+            return None
+        rows = warehouse.records(
+            con,
+            "select * from meta.input_files join meta.row_counts using (table_name)"
+            " order by table_name",
+        )
+        reasons = con.execute(
+            "select reason, count(*) from quarantine.rows group by 1 order by 1"
+        ).fetchall()
+        return cls(
+            counts={
+                r["table_name"]: TableCounts(
+                    r["file"], r["rows_read"], r["rows_loaded"], r["rows_quarantined"],
+                    r["cpr_masked"],
+                )
+                for r in rows
+            },
+            files=tuple(
+                InputFile(r["table_name"], r["path"], r["sha256"], r["encoding"],
+                          r["separator"], tuple(r["extra_columns"]))
+                for r in rows
+            ),
+            pseudonymised=bool(rows and rows[0]["pseudonymised"]),
+            problems_by_reason=dict(reasons),
+        )
 
 
 def find_inputs(input_dir: Path) -> dict[str, Path]:
@@ -273,6 +301,29 @@ def define_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute((resources.files("pipeline") / "sql" / "macros.sql").read_text("utf-8"))
 
 
+def input_files_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.Table:
+    """meta.input_files: one row per input file as read (a Python model of the registry):
+    its name, path, SHA-256, encoding and separator, the columns it had beyond the contract,
+    the CPR-like numbers masked in it, and the load id."""
+    files: list[InputFile] = ctx.inputs["files"]
+    masked: dict[str, int] = ctx.inputs["masked"]
+    return pa.table(
+        {
+            "table_name": [f.table for f in files],
+            "file": [Path(f.path).name for f in files],
+            "path": [f.path for f in files],
+            "sha256": [f.sha256 for f in files],
+            "encoding": [f.encoding for f in files],
+            "separator": [f.separator for f in files],
+            "extra_columns": pa.array([list(f.extra_columns) for f in files],
+                                      pa.list_(pa.string())),
+            "cpr_masked": pa.array([masked[f.table] for f in files], pa.int64()),
+            "pseudonymised": pa.array([ctx.inputs["pseudonymised"]] * len(files), pa.bool_()),
+            "load_id": [ctx.inputs["load_id"]] * len(files),
+        }
+    )
+
+
 def ingest(
     con: duckdb.DuckDBPyConnection,
     cfg: Config,
@@ -290,41 +341,22 @@ def ingest(
     key = privacy.load_key(cfg.pseudonym_key_file)
     step("reading input files into the raw layer")
     define_macros(con)
-    params = {
+    params: dict[str, Any] = {
         "reference_year": cfg.reference_date.year,
         "municipality_code": cfg.municipality_code,
     }
-    con.execute("begin")
-    try:
+    with warehouse.transaction(con):
         files, masked = read_and_load_raw(con, input_dir, cfg, load_id, key)
         # the files' Arrow tables are gone; give their memory back to the system instead of
         # keeping it pooled for the rest of a run that allocates little through Arrow
         pa.default_memory_pool().release_unused()
         step("validating into staging and quarantine")
-        warehouse.build_all(con, MODELS, params)
-        for name in warehouse.available_checks("staging__"):
-            warehouse.check(con, name)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    counts = {}
-    for f in files:
-        (read,) = con.execute(f"select count(*) from raw.{f.table}").fetchone()
-        (loaded,) = con.execute(f"select count(*) from staging.{f.table}").fetchone()
-        (bad,) = con.execute(
-            "select count(*) from (select distinct file, line from quarantine.rows "
-            "where table_name = $t)",
-            {"t": f.table},
-        ).fetchone()
-        counts[f.table] = TableCounts(Path(f.path).name, read, loaded, bad, masked[f.table])
-        if read != loaded + bad:  # data contract: counts reconcile exactly
-            raise AssertionError(f"{f.table}: {read} read != {loaded} loaded + {bad} quarantined")
-    reasons = dict(
-        con.execute("select reason, count(*) from quarantine.rows group by 1 order by 1").fetchall()
-    )
-    result = IngestResult(counts, tuple(files), key is not None, reasons)
-    over = [c for c in counts.values() if c.reject_share > cfg.max_reject_share]
+        inputs = {"files": files, "masked": masked, "pseudonymised": key is not None,
+                  "load_id": load_id}
+        warehouse.build_stage(con, "ingest", Context(cfg, params, inputs=inputs))
+    result = IngestResult.from_warehouse(con)
+    assert result is not None
+    over = [c for c in result.counts.values() if c.reject_share > cfg.max_reject_share]
     if over:
         raise RejectedError(
             "; ".join(

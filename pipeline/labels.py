@@ -1,6 +1,7 @@
 """The report's words and numbers, in Danish or English: labels, counts, shares and dates.
 
-Reads the profile labels from the rules file (a loaded `Rules`) and every other label from
+Reads the profile labels from the rules segment used (`release.Profiles`, from
+`marts.profiles`) and every other label from
 `pipeline/labels.toml`. Writes nothing. The spreadsheet, the charts and the page all print
 through `Labels`, so a count, a share or a hidden cell (`c`, definitions §6) reads the same in
 each; the headings and notes the spreadsheet and the page both print are here for the same
@@ -13,13 +14,13 @@ import datetime as dt
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.config import Config, ConfigError
 from pipeline.errors import ReportError
-from pipeline.rules import Rules
+from pipeline.release import Cell, PublishedTable
 from pipeline.suppression import TOTAL
-from pipeline.tables import Cell, PublishedTable
+from pipeline.vocabulary import LANGS
 
 HIDDEN = "c"  # §6: every hidden cell is shown the same way
 
@@ -27,14 +28,23 @@ _DA_MONTHS = ("januar", "februar", "marts", "april", "maj", "juni", "juli", "aug
               "september", "oktober", "november", "december")
 
 
-class Labels:
-    """Labels in one language: profiles from the rules file, the rest from labels.toml."""
+class ProfileLabels(Protocol):
+    """Where profile labels come from: `release.Profiles` (what segment stored) in a run, or a
+    loaded rules file."""
 
-    def __init__(self, lang: str, rules: Rules, catalogue: Mapping[str, Any] | None = None):
-        if lang not in ("da", "en"):
-            raise ConfigError(f"lang must be da or en, got {lang!r}")
+    def label(self, code: str, lang: str = "da") -> str: ...
+
+
+class Labels:
+    """Labels in one language: profiles from the rules segment used, the rest from
+    labels.toml."""
+
+    def __init__(self, lang: str, profiles: ProfileLabels,
+                 catalogue: Mapping[str, Any] | None = None):
+        if lang not in LANGS:
+            raise ConfigError(f"lang must be one of {', '.join(LANGS)}, got {lang!r}")
         self.lang = lang
-        self.rules = rules
+        self.profiles = profiles
         self.cat = catalogue if catalogue is not None else load_catalogue()
 
     def text(self, key: str, **fmt: Any) -> str:
@@ -46,7 +56,7 @@ class Labels:
     def row(self, code: str) -> str:
         if code == TOTAL:
             return self.col(TOTAL)
-        return self.rules.label(code, self.lang)
+        return self.profiles.label(code, self.lang)
 
     def col(self, code: str) -> str:
         if code in self.cat["column"]:

@@ -2,8 +2,8 @@
 *Where things go*).
 
 Reads the published tables and headline figures, the charts drawn for the page (PNG bytes),
-what the run was made of (`RunInfo`, gathered by the report stage), the config and rules (for
-the definitions section) and the labels; the page's markup is
+what the run was made of (`RunInfo`, gathered by the report stage), the config and the profiles
+(for the definitions section) and the labels; the page's markup is
 `pipeline/templates/report.html.j2`. Writes nothing: `render_html` returns the page as text.
 """
 
@@ -20,9 +20,8 @@ import jinja2
 import pipeline
 from pipeline.config import Config
 from pipeline.labels import Labels, heading, hidden_note, population, row_header
-from pipeline.rules import Rules
+from pipeline.release import Headline, Profiles, PublishedTable
 from pipeline.suppression import TOTAL
-from pipeline.tables import Headline, PublishedTable, profile_order
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,8 @@ class _Text:
 
 
 def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
-                charts: Mapping[str, bytes], labels: Labels, cfg: Config, rules: Rules) -> str:
+                charts: Mapping[str, bytes], labels: Labels, cfg: Config,
+                profiles: Profiles) -> str:
     """The self-contained report page: headline figures, each table with its chart and a
     reading aid, the definitions used, and what the run was made of."""
     lb = labels
@@ -80,7 +80,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
          "label": lb.text("complex_case", n=cfg.complex_case_departments),
          "note": lb.text("of_profiled")},
     ]
-    order = profile_order(rules)
+    order = profiles.order
     shown = [c.share for c in head.profile_shares.values() if c.share is not None]
     top = max(shown + [0.01])
     profile_bars = []
@@ -125,18 +125,18 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
         profile_bars=profile_bars,
         tables=tables,
         hidden_note=hidden_note(lb, cfg),
-        definitions=_definitions(lb, cfg, rules),
+        definitions=_definitions(lb, cfg, profiles),
         run_info=_run_rows(lb, info, head, cfg),
         generated_by=lb.text("generated_by", version=pipeline.__version__),
     )
 
 
-def _definitions(lb: Labels, cfg: Config, rules: Rules) -> list[str]:
+def _definitions(lb: Labels, cfg: Config, profiles: Profiles) -> list[str]:
     groups = " / ".join(f"M{g}" if g.isdigit() else g for g in cfg.m3_groups)
     return [
         lb.text("def_scope", groups=groups) if cfg.scope == "m3" else lb.text("def_scope_all"),
-        lb.text("def_profiles", order=" → ".join(lb.row(c) for c in rules.codes),
-                rules=rules.version),
+        lb.text("def_profiles", order=" → ".join(lb.row(c) for c in profiles.codes),
+                rules=profiles.version),
         lb.text("def_base"),
         lb.text("def_course", excluded=", ".join(cfg.support_excluded),
                 gap=cfg.course_gap_days, long=lb.n(cfg.long_course_days)),

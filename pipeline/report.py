@@ -22,30 +22,22 @@ import datetime as dt
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from pipeline import chart_workers, charts, page, workbook
+from pipeline import chart_workers, charts, page, warehouse, workbook
 from pipeline.config import Config, ConfigError
 from pipeline.errors import InputError, ReportError
+from pipeline.ingest import IngestResult
 from pipeline.labels import HIDDEN, Labels
 from pipeline.page import RunInfo
-from pipeline.rules import Rules, RulesError, load_rules
-from pipeline.segment import age_band_codes
-from pipeline.suppression import audit, suppress
-from pipeline.tables import (
-    Headline,
-    PublishedTable,
-    build_tables,
-    headline,
-    published,
-    release,
-    store_pattern,
-)
+from pipeline.release import Profiles, Release, publish
+from pipeline.rules import Rules, RulesError
+from pipeline.vocabulary import age_band_codes
 
 # interface: what the report stage puts in the output folder
 OUTPUTS: tuple[str, ...] = ("tables", "tables.xlsx", "charts", "report.html")
@@ -66,6 +58,8 @@ class ReportResult:
     hidden_secondary: int
     # paths written, relative to the output folder
     files: tuple[str, ...]
+    # the rule set the release describes (what segment stored): file, version, sha256
+    rules: Mapping[str, str]
 
     @property
     def hidden(self) -> int:
@@ -87,6 +81,7 @@ class ReportResult:
         d["reference_date"] = self.reference_date.isoformat()
         d["tables"] = list(self.tables)
         d["files"] = list(self.files)
+        d["rules"] = dict(self.rules)
         return d
 
 
@@ -97,101 +92,85 @@ class ReportResult:
 def report(
     con: duckdb.DuckDBPyConnection,
     cfg: Config,
-    rules: Rules | Path | None,
+    rules: Rules | None,
     out_dir: Path,
     manifest: Mapping[str, Any] | None = None,
     step: Callable[[str], None] | None = None,
 ) -> ReportResult:
     """Count, suppress, audit and publish the tables of definitions §5 into `out_dir`.
 
-    `rules` is a loaded `Rules`, a rules file, or None for the shipped one; it must be the one
-    segment used. `manifest` is what the runner knows of the run so far (run id, input files
-    with SHA-256); without it the report shows what the warehouse knows."""
+    The profiles, their labels and order are the ones segment stored (`marts.profiles`), so
+    no rules file is needed; `rules`, when the user names one, must be the one segment used.
+    `manifest` is what the runner knows of the run so far (its id); the input files and row
+    counts are what ingest recorded in the warehouse."""
     cfg = cfg.resolved()
     step = step or (lambda _: None)
-    if not isinstance(rules, Rules):
-        rules = load_rules(rules)
-    labels = Labels(cfg.lang, rules)
     out_dir = Path(out_dir)
     _check_warehouse(con, cfg, rules)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".report-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    con.execute("begin transaction")
-    try:
-        step("report: counting the tables")
-        build_tables(con, cfg, rules)
-        tables = release(con)
+    def counted() -> None:
         step(f"report: suppressing small counts (min_cell {cfg.min_cell})")
         # the charts' fork server (already running in a `run`) gets ready while the
         # suppression is solved and the tables written; not sooner, as its start-up would
         # take a core from counting the tables
         chart_workers.start_server()
-        pattern = suppress(tables, cfg.min_cell)
-        problems = audit(tables, pattern.keys(), cfg.min_cell)
-        if problems:
-            raise ReportError("the suppression pattern failed its audit (§6); nothing was"
-                              " published: " + "; ".join(problems[:5]))
-        store_pattern(con, pattern, cfg)
-        pub = published(con)
-        head = headline(con, pub, cfg)
-        info = _run_info(con, cfg, rules, manifest)
-        step("report: writing tables, spreadsheet, charts and report.html")
-        files = _write_outputs(tmp, pub, head, info, labels, cfg, rules)
-        con.execute("commit")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".report-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        # the files are written inside the transaction: a failure writing them rolls the
+        # release's marts back too
+        with warehouse.transaction(con):
+            step("report: counting the tables")
+            rel = publish(con, cfg, counted=counted)
+            info = _run_info(con, cfg, rel.profiles, manifest)
+            step("report: writing tables, spreadsheet, charts and report.html")
+            files = _write_outputs(tmp, rel, info, Labels(cfg.lang, rel.profiles), cfg)
     except BaseException:
-        try:
-            con.execute("rollback")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     _move_into_place(tmp, out_dir)
-    reasons = list(pattern.values())
-    tabulated = int(tables[0].counts[-1, -1]) if tables else 0
     return ReportResult(
         reference_date=cfg.reference_date,
         lang=cfg.lang,
         min_cell=cfg.min_cell,
-        tables=tuple(t.id for t in pub),
-        tabulated=tabulated,
-        cells=sum(len(t.cells) for t in pub),
-        hidden_primary=reasons.count("primary"),
-        hidden_secondary=reasons.count("secondary"),
+        tables=tuple(t.id for t in rel.tables),
+        tabulated=rel.tabulated,
+        cells=rel.cells,
+        hidden_primary=rel.hidden_primary,
+        hidden_secondary=rel.hidden_secondary,
         files=files,
+        rules={"file": rel.profiles.source, "version": rel.profiles.version,
+               "sha256": rel.profiles.sha256},
     )
 
 
-def _check_warehouse(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> None:
-    """Refuse a warehouse that segment has not built, or built with other rules or bands."""
-    have = {
-        (s, t) for s, t in con.execute(
-            "select schema_name, table_name from duckdb_tables() where database_name ="
-            " current_database()").fetchall()
-    }
-    if ("marts", "citizens") not in have:
+def _check_warehouse(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules | None) -> None:
+    """Refuse a warehouse that segment has not built, or built with other rules (when the
+    user names a rules file) or other age bands."""
+    if not warehouse.exists(con, "marts.citizens") or not warehouse.exists(con, "marts.profiles"):
         raise InputError("the warehouse has no marts.citizens: run 'm3-profiles segment'"
                          " (or 'run') before 'report'")
-    if ("marts", "profiles") in have:
-        codes, version = con.execute(
-            "select list(code order by precedence), any_value(rules_version)"
-            " from marts.profiles").fetchone()
-        if version is not None and (tuple(codes) != rules.codes or version != rules.version):
-            raise RulesError(
-                f"{rules.source}: the warehouse was segmented with rules {version!r}"
-                f" ({', '.join(codes)}), not {rules.version!r} ({', '.join(rules.codes)}):"
-                " report with the rules segment used (--rules), or run segment again")
+    codes, version = con.execute(
+        "select list(code order by precedence), any_value(rules_version) from marts.profiles"
+    ).fetchone()
+    if rules is not None and (tuple(codes) != rules.codes or version != rules.version):
+        raise RulesError(
+            f"{rules.source}: the warehouse was segmented with rules {version!r}"
+            f" ({', '.join(codes)}), not {rules.version!r} ({', '.join(rules.codes)}):"
+            " report with the rules segment used (or without --rules), or run segment again")
     unknown = con.execute(
         "select list(distinct profile order by profile) filter"
         " (where not list_contains($codes, profile)),"
         " list(distinct age_band order by age_band) filter"
         " (where not list_contains($bands, age_band))"
         " from marts.citizens where in_scope",
-        {"codes": list(rules.codes), "bands": list(age_band_codes(cfg.age_bands))},
+        {"codes": codes, "bands": list(age_band_codes(cfg.age_bands))},
     ).fetchone()
     if unknown[0]:
-        raise RulesError(f"{rules.source}: marts.citizens has profiles the rules do not know:"
-                         f" {', '.join(unknown[0])}; run segment with these rules")
+        raise RulesError(f"marts.citizens has profiles marts.profiles does not know:"
+                         f" {', '.join(unknown[0])}; run segment again")
     if unknown[1]:
         raise ConfigError(f"marts.citizens has age bands {', '.join(unknown[1])} that the"
                           f" config's age_bands {list(cfg.age_bands)} do not make: report with"
@@ -216,40 +195,25 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
 # Run information (the page's last section; `pipeline.page.RunInfo`)
 
 
-def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
+def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
               manifest: Mapping[str, Any] | None) -> RunInfo:
-    manifest = manifest or {}
-    have = {
-        f"{s}.{t}" for s, t in con.execute(
-            "select schema_name, table_name from duckdb_tables() where database_name ="
-            " current_database()").fetchall()
-    }
-    rows: dict[str, tuple[int, int, int]] = {}
-    for table in ("citizens", "episodes"):
-        if f"raw.{table}" in have and f"staging.{table}" in have:
-            read = con.execute(f"select count(*) from raw.{table}").fetchone()[0]
-            loaded = con.execute(f"select count(*) from staging.{table}").fetchone()[0]
-            rows[table] = (read, loaded, read - loaded)  # data contract: read = loaded + q.
-    after = None
-    if "staging.episodes" in have:
-        after = con.execute(
-            "select count(*) from staging.episodes where start_date > $d",
-            {"d": cfg.reference_date}).fetchone()[0]
-    files: list[tuple[str, str | None]] = [
-        (str(f.get("path", "")), f.get("sha256")) for f in manifest.get("input_files", [])
-    ]
-    if not files and "raw.citizens" in have and "raw.episodes" in have:
-        files = [(name, None) for (name,) in con.execute(
-            "select distinct _file from (select _file from raw.citizens union all"
-            " select _file from raw.episodes) order by 1").fetchall()]
+    """What the run was made of, from what the stages recorded: the input files and their
+    rows (`meta`, written by ingest), the rule set (`marts.profiles`), the run id."""
+    ingested = IngestResult.from_warehouse(con)
+    files = tuple((f.path, f.sha256) for f in ingested.files) if ingested else ()
+    rows = {t: (c.read, c.loaded, c.quarantined) for t, c in ingested.counts.items()} if (
+        ingested) else {}
+    (after,) = con.execute(
+        "select count(*) from staging.episodes where start_date > $d", {"d": cfg.reference_date}
+    ).fetchone()
     return RunInfo(
         reference_date=cfg.reference_date,
-        rules_version=rules.version,
-        rules_source=rules.source,
-        rules_sha256=rules.sha256,
+        rules_version=profiles.version,
+        rules_source=profiles.source,
+        rules_sha256=profiles.sha256,
         config_sha256=cfg.effective_sha256(),
-        run_id=manifest.get("run_id"),
-        input_files=tuple(files),
+        run_id=(manifest or {}).get("run_id"),
+        input_files=files,
         rows=rows,
         episodes_after_reference=after,
     )
@@ -259,9 +223,10 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
 # Outputs
 
 
-def _write_outputs(tmp: Path, pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
-                   labels: Labels, cfg: Config, rules: Rules) -> tuple[str, ...]:
+def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
+                   cfg: Config) -> tuple[str, ...]:
     """Every file of the release, into `tmp`; returns their paths relative to it."""
+    pub = rel.tables
     (tmp / "tables").mkdir()
     (tmp / "charts").mkdir()
     files: list[str] = []
@@ -276,7 +241,7 @@ def _write_outputs(tmp: Path, pub: Sequence[PublishedTable], head: Headline, inf
         (tmp / "charts" / f"{t.id}.png").write_bytes(titled)
         files.append(f"charts/{t.id}.png")
         page_charts[t.id] = plain
-    html = page.render_html(pub, head, info, page_charts, labels, cfg, rules)
+    html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles)
     (tmp / "report.html").write_text(html, encoding="utf-8")
     files.append("report.html")
     return tuple(files)

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import FLAG_COLUMNS
+from pipeline.vocabulary import FLAG_COLUMNS
 
 
 class RulesError(ValueError):

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from filelock import FileLock, Timeout
 
 import pipeline
 from pipeline import chart_workers, warehouse
 from pipeline.config import Config
-from pipeline.errors import InputError, LockedError
+from pipeline.errors import InputError
 from pipeline.ingest import IngestResult, ingest
+from pipeline.rules import Rules, load_rules
 
 log = logging.getLogger("m3_profiles")
 STAGES = ("ingest", "segment", "report")
@@ -54,6 +54,7 @@ class RunState:
     cfg: Config
     input_dir: Path | None
     rules_path: Path | None
+    rules: Rules | None  # parsed before anything was read; None: report alone, no --rules
     config_path: Path | None
     workdir: Path
     started: dt.datetime
@@ -94,14 +95,13 @@ def _stage_ingest(
 def _stage_segment(
     con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]
 ) -> None:
-    from pipeline import rules as rules_mod
     from pipeline import segment as segment_mod
 
-    rules = rules_mod.load_rules(st.rules_path)
+    assert st.rules is not None
     if "report" in st.stages:
         threading.Thread(target=_preload_report, name="preload-report", daemon=True).start()
     step("segmenting: courses, time in M3, profiles")
-    st.segment = segment_mod.segment(con, st.cfg, rules)
+    st.segment = segment_mod.segment(con, st.cfg, st.rules)
     step("writing citizens.parquet")
     segment_mod.export_citizens(con, st.workdir / "citizens.parquet")
 
@@ -120,24 +120,22 @@ def _stage_report(
 ) -> None:
     from pipeline import report as report_mod
 
+    if st.ingest is None:  # a report run on its own: what the ingest before it recorded
+        st.ingest = IngestResult.from_warehouse(con)
     # the page shows this run's id and input files: the manifest so far (the final one is
     # written after every stage)
     manifest = _manifest(st, "running", None)
-    st.report = report_mod.report(con, st.cfg, st.rules_path, st.workdir, manifest, step)
+    st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step)
 
 
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
 
 
 def _write_quarantine(con: duckdb.DuckDBPyConnection, workdir: Path) -> None:
-    exists = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'quarantine' and table_name = 'rows'"
-    ).fetchone()[0]
-    if exists:
-        con.execute(
-            f"copy (select * from quarantine.rows) to '{workdir / 'quarantine.csv'}' "
-            "(header, delimiter ',')"
+    if warehouse.exists(con, "quarantine.rows"):
+        warehouse.copy_to(
+            con, "select * from quarantine.rows", workdir / "quarantine.csv",
+            "header, delimiter ','",
         )
 
 
@@ -145,13 +143,9 @@ def _carry_history(con: duckdb.DuckDBPyConnection, previous_db: Path) -> None:
     """Keep the run history of the warehouse this run replaces."""
     con.execute(META_RUNS_DDL)
     if previous_db.exists():
-        con.execute(f"attach '{previous_db}' as previous (read_only)")
+        con.execute("attach $path as previous (read_only)", {"path": str(previous_db)})
         try:
-            has = con.execute(
-                "select count(*) from duckdb_tables() where database_name = 'previous' "
-                "and schema_name = 'meta' and table_name = 'runs'"
-            ).fetchone()[0]
-            if has:
+            if warehouse.exists(con, "previous.meta.runs"):
                 con.execute("insert into meta.runs select * from previous.meta.runs")
         finally:
             con.execute("detach previous")
@@ -168,18 +162,14 @@ def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
         "config": _config_digest(st.cfg, st.config_path),
         "outcome": outcome,
     }
-    if st.rules_path is not None or "segment" in st.stages:
-        from pipeline import rules as rules_mod
-
-        try:
-            r = rules_mod.load_rules(st.rules_path)
-            m["rules"] = {
-                "file": str(st.rules_path) if st.rules_path else "(shipped)",
-                "version": r.version,
-                "sha256": r.sha256,
-            }
-        except Exception:  # a broken rules file is reported by the stage itself
-            m["rules"] = {"file": str(st.rules_path)}
+    if st.rules is not None:
+        m["rules"] = {
+            "file": str(st.rules_path) if st.rules_path else "(shipped)",
+            "version": st.rules.version,
+            "sha256": st.rules.sha256,
+        }
+    elif st.report is not None:  # a report alone: the rules segment stored
+        m["rules"] = dict(st.report.rules)
     if st.ingest is not None:
         m["input_files"] = [
             {
@@ -249,32 +239,24 @@ def run_stages(
     config_path: Path | None = None,
     step: Callable[[str], None] = lambda _: None,
 ) -> RunState:
-    """Run `stages` (in pipeline order) into `out_dir` atomically; return the run's state."""
+    """Run `stages` (in pipeline order) into `out_dir` atomically; return the run's state.
+
+    The rules file is parsed and validated first, before any lock is taken or file read
+    (a typo costs nothing); a report run on its own needs none: it labels the profiles from
+    what segment stored, and checks a rules file given against it."""
     cfg = cfg.resolved()
+    rules = load_rules(rules_path) if "segment" in stages or rules_path else None
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     db_path = warehouse_path(cfg, out_dir)
-    locks = [FileLock(str(out_dir.with_name(f".{out_dir.name}.lock")), timeout=0)]
+    locks = [out_dir.with_name(f".{out_dir.name}.lock")]
     if db_path.parent != out_dir:  # interface: the lock covers the output and the database
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        locks.append(FileLock(str(db_path.with_name(f".{db_path.name}.lock")), timeout=0))
-    held: list[FileLock] = []
-    try:
-        for lock in locks:
-            try:
-                lock.acquire()
-            except Timeout:
-                raise LockedError(
-                    f"{lock.lock_file}: another run holds the lock on this output folder"
-                    " or warehouse"
-                ) from None
-            held.append(lock)
+        locks.append(db_path.with_name(f".{db_path.name}.lock"))
+    with warehouse.locked(locks):
         return _run_locked(
-            tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, config_path, step
+            tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, rules, config_path, step
         )
-    finally:
-        for lock in reversed(held):
-            lock.release()
 
 
 def warehouse_path(cfg: Config, out_dir: Path) -> Path:
@@ -290,6 +272,7 @@ def _run_locked(
     cfg: Config,
     input_dir: Path | None,
     rules_path: Path | None,
+    rules: Rules | None,
     config_path: Path | None,
     step: Callable[[str], None],
 ) -> RunState:
@@ -321,13 +304,14 @@ def _run_locked(
         step(message)
 
     st = RunState(
-        run_id, stages, cfg, input_dir, rules_path, config_path, workdir, dt.datetime.now()
+        run_id, stages, cfg, input_dir, rules_path, rules, config_path, workdir,
+        dt.datetime.now(),
     )
     if "report" in stages[1:]:
         # the charts' fork server: its own process, importing the report's libraries while
         # the stages before the report run
         chart_workers.start_server()
-    con = warehouse.connect(work_db)
+    con = warehouse.connect(work_db, cfg=cfg)
     try:
         if stages[0] == "ingest":
             _carry_history(con, db_path)

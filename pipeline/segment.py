@@ -1,66 +1,27 @@
 """Segmentation: from the staged export to one row per citizen (definitions §1-§5, §7).
 
-Reads `staging.citizens` and `staging.episodes`; writes, in one transaction, the tables
-`marts.profiles` (the rules, for labels) and `marts.citizens` (one row per citizen: scope, age
-band, course class, M3 time, profile with the rule and flags that made it), and the views
-`marts.episode_marks` (episodes marked for the merges), `marts.courses` (citizen × course of
-public support) and `marts.m3_stretches` (citizen × stretch in an M3-equivalent group). Then
-runs the data checks listed in `CHECKS` and returns the headline figures. `export_citizens`
-writes `citizens.parquet` (interface: in-scope citizens only).
+Reads `staging.citizens` and `staging.episodes`; builds the registry's segment models in one
+transaction (`pipeline.registry`: `marts.profiles`, the rules for labels and order;
+`marts.citizens`, one row per citizen: scope, age band, course class, M3 time, profile with
+the rule and flags that made it; the views `marts.episode_marks`, `marts.courses` and
+`marts.m3_stretches`), runs their checks and returns the headline figures.
+`export_citizens` writes `citizens.parquet` (interface: in-scope citizens only).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from pipeline import warehouse
 from pipeline.config import Config, ConfigError
+from pipeline.registry import Context
 from pipeline.rules import Rules
-from pipeline.warehouse import bind, check, create_table_as, create_view_as, sql_text
-
-# Built in this order (each reads only staging and the models before it).
-MODELS: tuple[str, ...] = (
-    "marts.episode_marks",
-    "marts.courses",
-    "marts.m3_stretches",
-    "marts.profiles",
-    "marts.citizens",
-)
-# Kept as views: marts.citizens reads the marks in its own query, and nothing in a run reads
-# the course and stretch rows, which took half the stage's time to write at 1,000,000
-# citizens; an analyst's query computes them (for one citizen, at once).
-VIEWS: frozenset[str] = frozenset({"marts.episode_marks", "marts.courses", "marts.m3_stretches"})
-# Run after the models, inside the same transaction: a failure rolls the marts back.
-CHECKS: tuple[str, ...] = (
-    "marts__citizens__one_row_per_citizen",
-    "marts__citizens__profile_source",
-    "marts__citizens__consistent_measures",
-)
-# The checks of the views: each computes its view, so the test suite runs them (on every
-# generated history), not the run.
-VIEW_CHECKS: tuple[str, ...] = (
-    "marts__courses__no_overlap",
-    "marts__m3_stretches__no_overlap",
-)
-# interface: the columns of citizens.parquet, in this order.
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "citizen_id", "profile", "base_profile", "rule", "profile_source", "profile_probability",
-    "age", "age_band", "course_class", "current_course_days", "support_days_total",
-    "m3_days", "m3_band", "misuse_any", "complex_case",
-)  # fmt: skip
-PROFILE_SOURCES: tuple[str, ...] = ("rules", "model", "unreviewed")
-M3_BANDS: tuple[str, ...] = ("under_1y", "1_to_2y", "2y_plus", "not_in_m3")
-COURSE_CLASSES: tuple[str, ...] = (
-    "long_continuous", "short_continuous", "several_separate", "no_history",
-)  # fmt: skip
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+from pipeline.vocabulary import EXPORT_COLUMNS, PROFILE_SOURCES, age_band_codes
 
 
 @dataclass(frozen=True)
@@ -126,14 +87,6 @@ class SegmentResult:
         return d
 
 
-def age_band_codes(bands: tuple[int, ...]) -> tuple[str, ...]:
-    """Band codes from the lower bounds: (25, 30, 60) -> under_25, 25_29, 30_59, 60_plus."""
-    if not bands:
-        return ("all_ages",)
-    middle = [f"{lo}_{hi - 1}" for lo, hi in zip(bands, bands[1:], strict=False)]
-    return (f"under_{bands[0]}", *middle, f"{bands[-1]}_plus")
-
-
 def model_params(cfg: Config, rules: Rules) -> dict[str, Any]:
     """The named parameters of the marts models and checks (each takes the ones it uses)."""
     cfg = cfg.resolved()
@@ -154,6 +107,8 @@ def model_params(cfg: Config, rules: Rules) -> dict[str, Any]:
         "m3_band_days": list(cfg.m3_band_days),
         "complex_case_departments": cfg.complex_case_departments,
         "rules_version": rules.version,
+        "rules_sha256": rules.sha256,
+        "rules_source": rules.source,
         "rule_codes": [r.code for r in rules.rules],
         "rule_labels_da": [r.label_da for r in rules.rules],
         "rule_labels_en": [r.label_en for r in rules.rules],
@@ -172,48 +127,17 @@ def rule_placeholders(rules: Rules) -> dict[str, str]:
     }
 
 
-def model_sql(name: str, placeholders: Mapping[str, str]) -> str:
-    """The model's SQL with its `{{ name }}` placeholders filled (see marts/citizens.sql)."""
-
-    def fill(m: re.Match[str]) -> str:
-        if m.group(1) not in placeholders:
-            raise KeyError(f"model {name} has an unknown placeholder {m.group(0)}")
-        return placeholders[m.group(1)]
-
-    return _PLACEHOLDER.sub(fill, sql_text(name))
-
-
-def build_model(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    params: Mapping[str, Any],
-    placeholders: Mapping[str, str],
-) -> None:
-    """Replace table (or view, if in `VIEWS`) `name` with its model's result."""
-    sql = model_sql(name, placeholders)
-    if name in VIEWS:
-        create_view_as(con, name, sql, params)
-    else:
-        create_table_as(con, name, sql, bind(sql, params))
+def context(cfg: Config, rules: Rules) -> Context:
+    """What the segment models are built with."""
+    return Context(cfg, model_params(cfg, rules), rule_placeholders(rules))
 
 
 def segment(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> SegmentResult:
     """Build the marts from staging in one transaction, check them, return the headline."""
     cfg = cfg.resolved()
-    params = model_params(cfg, rules)
-    placeholders = rule_placeholders(rules)
-    con.execute("begin transaction")
-    try:
-        for name in MODELS:
-            build_model(con, name, params, placeholders)
-        for name in CHECKS:
-            check(con, name, params)
-        result = _summarise(con, cfg, rules)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    return result
+    with warehouse.transaction(con):
+        warehouse.build_stage(con, "segment", context(cfg, rules))
+        return _summarise(con, cfg, rules)
 
 
 def _share(n: int, total: int) -> float | None:
@@ -284,9 +208,6 @@ def export_citizens(con: duckdb.DuckDBPyConnection, path: Path) -> Path:
     if path.is_dir():
         path = path / "citizens.parquet"
     columns = ", ".join(f'"{c}"' for c in EXPORT_COLUMNS)
-    con.execute(
-        f"copy (select {columns} from marts.citizens where in_scope order by citizen_id)"
-        " to $path (format parquet)",
-        {"path": str(path)},
+    return warehouse.copy_to(
+        con, f"select {columns} from marts.citizens where in_scope order by citizen_id", path
     )
-    return path

@@ -1,24 +1,30 @@
-"""The DuckDB warehouse: connect, load SQL models shipped with the package, build them, run
-data checks.
+"""The DuckDB warehouse and its mechanics: connect, lock, transactions, build a model of the
+registry (`pipeline.registry`), run data checks, export to files. Stages call these; they
+keep no SQL of their own beyond a one-line parameterised query.
 
-Layers are schemas (`raw`, `staging`, `quarantine`, `marts`, `meta`). A model is one file
-`pipeline/sql/<layer>/<table>.sql` holding one `select`; `build(con, "staging.citizens",
-params)` replaces the table `staging.citizens` with its result. A model can instead be kept as
-a view (`create_view_as`), computed when read. A check is a query in `pipeline/sql/checks/`
-that returns the offending rows: zero rows = pass.
+Layers are schemas (`raw`, `staging`, `quarantine`, `marts`, `meta`). A SQL model is one file
+`pipeline/sql/<layer>/<table>.sql` holding one `select`; a Python model is a function whose
+frame is written the same way. A check is a query in `pipeline/sql/checks/` that returns the
+offending rows: zero rows = pass. Values reach SQL as named parameters, never pasted in (a
+path with an apostrophe is a path like any other).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from filelock import FileLock, Timeout
+
+from pipeline.errors import LockedError
+from pipeline.registry import BY_NAME, Context, Model, stage_models
 
 LAYERS = ("raw", "staging", "quarantine", "marts", "meta")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -28,17 +34,72 @@ class CheckFailed(RuntimeError):
     """A data check returned rows: a stage produced something the definitions forbid."""
 
 
-def connect(path: Path | str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse, creating the layer schemas; never download extensions."""
-    con = duckdb.connect(
-        str(path),
-        read_only=read_only,
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
-    )
+def connect(
+    path: Path | str = ":memory:", *, read_only: bool = False, cfg: Any = None
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, creating the layer schemas; never download extensions. `cfg` (a
+    `Config`) sets DuckDB's memory limit, threads and spill folder where it gives them."""
+    config: dict[str, Any] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    if cfg is not None:
+        if cfg.memory_limit:
+            config["memory_limit"] = cfg.memory_limit
+        if cfg.threads:
+            config["threads"] = cfg.threads
+        if cfg.temp_directory:
+            config["temp_directory"] = cfg.temp_directory
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
     if not read_only:
         for layer in LAYERS:
             con.execute(f"create schema if not exists {layer}")
     return con
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction: committed when the block ends, rolled back when it raises. DDL is
+    transactional in DuckDB, so a failed stage leaves every table as it was. A rollback that
+    fails itself (DuckDB may already have aborted the transaction, e.g. on a full disk) does
+    not hide the error that caused it."""
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def exists(con: duckdb.DuckDBPyConnection, name: str, kind: str | None = None) -> bool:
+    """Whether `[<database>.]<schema>.<relation>` exists (in the warehouse, or in an attached
+    database), as a "table" or "view" if `kind` is given, else as either."""
+    *database, schema, relation = name.split(".")
+    types = {"table": ["BASE TABLE"], "view": ["VIEW"], None: ["BASE TABLE", "VIEW"]}[kind]
+    (found,) = con.execute(
+        "select count(*) from information_schema.tables where table_catalog ="
+        " coalesce($database, current_database()) and table_schema = $schema"
+        " and table_name = $relation and list_contains($types, table_type)",
+        {"database": database[0] if database else None, "schema": schema,
+         "relation": relation, "types": types},
+    ).fetchone()
+    return bool(found)
+
+
+def records(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] = {}
+) -> list[dict[str, Any]]:
+    """The rows of a (small) query as dicts by column name."""
+    rel = con.execute(sql, params)
+    names = [d[0] for d in rel.description]
+    return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+
+
+def count(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    """Rows of table or view `name` (a registry name: never data)."""
+    return con.execute(f"select count(*) from {name}").fetchone()[0]
 
 
 def sql_text(name: str) -> str:
@@ -104,14 +165,7 @@ def create_view_as(
 def _drop_if(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> None:
     """Drop `name` if it is a `kind` ("table" / "view"): a model may change how it is kept,
     and DuckDB's `create or replace` does not replace a table by a view or back."""
-    schema, relation = name.split(".", 1)
-    table_type = "VIEW" if kind == "view" else "BASE TABLE"
-    found = con.execute(
-        "select count(*) from information_schema.tables where table_catalog = current_database()"
-        " and table_schema = $schema and table_name = $relation and table_type = $type",
-        {"schema": schema, "relation": relation, "type": table_type},
-    ).fetchall()[0][0]
-    if found:
+    if exists(con, name, kind):
         con.execute(f"drop {kind} {name}")
 
 
@@ -136,18 +190,55 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def build(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] = {}) -> int:
-    """Replace table `name` with its model's result; return its row count."""
-    sql = sql_text(name)
-    create_table_as(con, name, sql, bind(sql, params))
-    return con.execute(f"select count(*) from {name}").fetchone()[0]
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
-def build_all(
-    con: duckdb.DuckDBPyConnection, names: Iterable[str], params: Mapping[str, Any] = {}
-) -> dict[str, int]:
-    """Build models in the given (dependency) order; return row counts by model."""
-    return {name: build(con, name, params) for name in names}
+def model_sql(name: str, placeholders: Mapping[str, str] = {}) -> str:
+    """SQL model `name`'s text with its `{{ name }}` placeholders filled (marts/citizens.sql:
+    the rule expressions compiled from the validated rules file)."""
+
+    def fill(m: re.Match[str]) -> str:
+        if m.group(1) not in placeholders:
+            raise KeyError(f"model {name} has an unknown placeholder {m.group(0)}")
+        return placeholders[m.group(1)]
+
+    return _PLACEHOLDER.sub(fill, sql_text(name))
+
+
+def build(con: duckdb.DuckDBPyConnection, model: Model | str, ctx: Context) -> None:
+    """Replace model `model`'s table (or view) with its result, from its SQL file or its
+    Python function."""
+    if isinstance(model, str):
+        model = BY_NAME[model]
+    if model.python is not None:
+        frame = model.function()(con, ctx)
+        con.register("python_model", frame)
+        try:
+            create_table_as(con, model.name, "select * from python_model")
+        finally:
+            con.unregister("python_model")
+        return
+    sql = model_sql(model.name, ctx.placeholders)
+    if model.view:
+        create_view_as(con, model.name, sql, ctx.params)
+    else:
+        create_table_as(con, model.name, sql, bind(sql, ctx.params))
+
+
+def build_stage(
+    con: duckdb.DuckDBPyConnection,
+    stage: str,
+    ctx: Context,
+    before: Callable[[Model], None] = lambda _: None,
+) -> None:
+    """Build the registry's models of `stage` in order, each followed by its checks. The
+    caller holds the transaction, so a failing model or check leaves the stage undone.
+    `before` is called with each model about to be built (progress, or a hook)."""
+    for model in stage_models(stage):
+        before(model)
+        build(con, model, ctx)
+        for name in model.checks:
+            check(con, name, ctx.params)
 
 
 def check(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] = {}) -> None:
@@ -159,11 +250,35 @@ def check(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] =
         raise CheckFailed(f"data check {name} failed; first offending rows: {rows}")
 
 
-def available_checks(prefix: str) -> list[str]:
-    """Names of the shipped checks whose file name starts with `prefix` (e.g. "staging__")."""
-    folder = resources.files("pipeline") / "sql" / "checks"
-    return sorted(
-        p.name.removesuffix(".sql")
-        for p in folder.iterdir()
-        if p.name.startswith(prefix) and p.name.endswith(".sql")
-    )
+def copy_to(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    path: Path,
+    options: str = "format parquet",
+    params: Mapping[str, Any] = {},
+) -> Path:
+    """Write `query`'s result to `path` (DuckDB's COPY; `options` as COPY takes them, e.g.
+    "header, delimiter ','"). The path is a parameter: any character is fine in it."""
+    con.execute(f"copy ({query}) to $path ({options})", {**params, "path": str(path)})
+    return path
+
+
+@contextlib.contextmanager
+def locked(paths: Sequence[Path]) -> Iterator[None]:
+    """Hold the run lock on every path (kernel `flock` through filelock: a killed holder's
+    lock frees itself), or raise LockedError at once if another run holds one."""
+    held: list[FileLock] = []
+    try:
+        for path in paths:
+            lock = FileLock(str(path), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise LockedError(
+                    f"{path}: another run holds the lock on this output folder or warehouse"
+                ) from None
+            held.append(lock)
+        yield
+    finally:
+        for lock in reversed(held):
+            lock.release()

@@ -20,8 +20,8 @@ import xlsxwriter
 import pipeline
 from pipeline.config import Config
 from pipeline.labels import HIDDEN, Labels, heading, hidden_note, population, row_header
+from pipeline.release import PublishedTable
 from pipeline.suppression import TOTAL
-from pipeline.tables import PublishedTable
 
 # interface: the tidy form of every table
 CSV_COLUMNS: tuple[str, ...] = ("row", "col", "n", "share", "hidden")

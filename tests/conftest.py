@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.config import FLAG_COLUMNS
+from pipeline.vocabulary import FLAG_COLUMNS
 from pipeline.warehouse import connect
 
 # The staging layer as ingest writes it (the contract segment reads).

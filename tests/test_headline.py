@@ -9,10 +9,9 @@ import pytest
 from conftest import load_staging
 
 from pipeline.config import Config
+from pipeline.release import publish
 from pipeline.rules import load_rules
 from pipeline.segment import segment
-from pipeline.suppression import suppress
-from pipeline.tables import build_tables, headline, published, release, store_pattern
 
 REF = dt.date(2024, 6, 30)
 EPISODE = {"start_date": dt.date(2023, 1, 1), "match_group": "3"}
@@ -27,9 +26,7 @@ def headline_for(profiled: int, unreviewed: int, complex_n: int, min_cell: int =
     cfg = Config(reference_date=REF, min_cell=min_cell).resolved()
     rules = load_rules()
     segment(con, cfg, rules)
-    build_tables(con, cfg, rules)
-    store_pattern(con, suppress(release(con), cfg.min_cell), cfg)
-    return headline(con, published(con), cfg)
+    return publish(con, cfg).headline
 
 
 @pytest.mark.parametrize(

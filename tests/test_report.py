@@ -30,10 +30,11 @@ import pipeline.charts
 import pipeline.workbook
 from pipeline.config import Config
 from pipeline.labels import HIDDEN, Labels
+from pipeline.release import published
 from pipeline.report import OUTPUTS
 from pipeline.rules import load_rules
 from pipeline.runner import RunState, run_stages
-from pipeline.tables import TABLE_IDS, published
+from pipeline.vocabulary import TABLE_IDS
 from pipeline.workbook import CSV_COLUMNS
 
 REF = dt.date(2026, 11, 25)

@@ -252,3 +252,73 @@ def test_stages_one_at_a_time_from_the_cli(tmp_path):
     # report before segment: the warehouse has no marts, input rejected
     assert runner.invoke(app, ["ingest", "--input", str(good), "--out", out]).exit_code == 0
     assert runner.invoke(app, ["report", "--out", out, *ref]).exit_code == 3
+
+
+def test_stages_one_at_a_time_with_other_rules_as_the_readme_shows(tmp_path):
+    # README: `segment --out DIR` (e.g. with other --rules), then `report --out DIR`, which
+    # labels the profiles from what segment stored: no --rules needed again
+    runner = CliRunner()
+    good, out = export(tmp_path / "good"), str(tmp_path / "o")
+    ref = ["--reference-date", "2024-06-30"]
+    shipped = (Path(__file__).parent.parent / "pipeline" / "rules.toml").read_text("utf-8")
+    mine = tmp_path / "my-rules.toml"
+    mine.write_text(
+        shipped.replace('version = "faxe-2013.1"', 'version = "consultant-2026.1"').replace(
+            'label_da = "Psykisk syge misbrugere"', 'label_da = "Dobbeltdiagnose"'
+        ),
+        encoding="utf-8",
+    )
+    assert runner.invoke(app, ["ingest", "--input", str(good), "--out", out, *ref]).exit_code == 0
+    seg = runner.invoke(app, ["segment", "--out", out, "--rules", str(mine), *ref])
+    assert seg.exit_code == 0, seg.output
+    rep = runner.invoke(app, ["report", "--out", out, "--min-cell", "0", *ref])
+    assert rep.exit_code == 0, rep.output
+    page = (tmp_path / "o" / "report.html").read_text("utf-8")
+    assert f"consultant-2026.1 ({mine})" in page
+    assert "Dobbeltdiagnose" in page and "Psykisk syge misbrugere" not in page
+    # a rules file named for the report must be the one segment used
+    other = runner.invoke(app, ["report", "--out", out, "--rules", "pipeline/rules.toml", *ref])
+    assert other.exit_code == 2
+    assert "segmented with rules 'consultant-2026.1'" in other.output
+
+
+def test_report_alone_writes_the_same_provenance_as_run(tmp_path):
+    good, out = export(tmp_path / "good"), tmp_path / "o"
+    run_stages(["ingest", "segment"], out, CFG, input_dir=good)
+    run_stages(["report"], out, CFG)
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["stages"] == ["report"]
+    assert [(f["table"], f["sha256"]) for f in manifest["input_files"]] == [
+        ("citizens", hashlib.sha256(GOOD_C.encode()).hexdigest()),
+        ("episodes", hashlib.sha256(GOOD_E.encode()).hexdigest()),
+    ]
+    assert manifest["rows"] == {
+        "citizens": {"read": 30, "loaded": 30, "quarantined": 0, "cpr_masked": 0},
+        "episodes": {"read": 30, "loaded": 30, "quarantined": 0, "cpr_masked": 0},
+    }
+    assert manifest["rules"]["version"] == "faxe-2013.1"
+    page = (out / "report.html").read_text("utf-8")
+    citizens_file = good.resolve() / "citizens.csv"
+    assert f"{citizens_file}, SHA-256 {hashlib.sha256(GOOD_C.encode()).hexdigest()}" in page
+
+
+@pytest.mark.parametrize("name", ["o'brien", "æøå out", "100% done"])
+def test_paths_with_quotes_spaces_and_danish_letters_work(tmp_path, name):
+    # nothing pastes a path into SQL text: quarantine.csv, citizens.parquet, the carried run
+    # history and an outside warehouse all take their paths as parameters
+    folder = tmp_path / name
+    good = export(folder / "input")
+    bad_c = GOOD_C + "X1;19x0\n"  # one quarantined row: quarantine.csv has a line
+    out = folder / "out"
+    cfg = Config(reference_date=CFG.reference_date, database=str(folder / "db" / "w.duckdb"))
+    run_stages(["ingest", "segment", "report"], out, cfg, input_dir=good)
+    export(good, citizens=bad_c)
+    st = run_stages(["ingest", "segment", "report"], out, cfg, input_dir=good)
+    assert (out / "quarantine.csv").read_text().splitlines()[1].startswith("citizens,")
+    assert (out / "citizens.parquet").is_file() and (out / "report.html").is_file()
+    import duckdb
+
+    con = duckdb.connect(str(folder / "db" / "w.duckdb"), read_only=True)
+    runs = con.execute("select run_id from meta.runs order by started").fetchall()
+    con.close()
+    assert len(runs) == 2 and runs[-1][0] == st.run_id

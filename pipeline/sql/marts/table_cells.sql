@@ -6,7 +6,8 @@
 -- the total column, the total row and the shares are the same steps for every table.
 -- Share (a reading where §5 is silent): a cell's share of its row total (within a profile);
 -- a total-column cell's share of the grand total (the profile's share of all citizens).
--- Parameters: $profile_codes, $base_profile_codes (depth order, from the rules file).
+-- Parameters: $table_ids, $table_row_dims, $table_multi_response (the tables, in report
+-- order). The profiles and their order come from marts.profiles.
 with
 
 profile_groups as (
@@ -18,49 +19,51 @@ profile_groups as (
 
 tables as (
 
-    -- definitions §5, in report order. row_dim names the rows: their codes and the citizens
-    -- in each are taken here, so it must be what marts.table_<id> counts by.
-    -- profile_distribution has no model: its one column is the total column of every table
-    select * from (values
-        ('profile_distribution', 1, 'profile', false),
-        ('course_history', 2, 'profile', false),
-        ('age_groups', 3, 'profile', false),
-        ('case_focus', 4, 'profile', true),
-        ('misuse', 5, 'base_profile', true),
-        ('motivation', 6, 'profile', true),
-        ('m3_duration', 7, 'profile', false),
-        ('barriers', 8, 'profile', true)
-    ) as t(table_id, table_order, row_dim, multi_response)
+    -- definitions §5, in report order (pipeline/vocabulary.py's TABLES). row_dim names the
+    -- rows: their codes and the citizens in each are taken here, so it must be what
+    -- marts.table_<id> counts by. profile_distribution has no model: its one column is the
+    -- total column of every table
+    select
+        unnest($table_ids::varchar[]) as table_id,
+        unnest(range(1, len($table_ids::varchar[]) + 1)) as table_order,
+        unnest($table_row_dims::varchar[]) as row_dim,
+        unnest($table_multi_response::boolean[]) as multi_response
 
 ),
 
 table_counts as (
 
     -- sparse: a cell may have no row, and a column that no group counts in has one row with
-    -- no `row`. By name: only the tables with a column shown only when non-zero say which
-    select 'course_history' as table_id, * from marts.table_course_history
-    union all by name
-    select 'age_groups' as table_id, * from marts.table_age_groups
-    union all by name
-    select 'case_focus' as table_id, * from marts.table_case_focus
-    union all by name
-    select 'misuse' as table_id, * from marts.table_misuse
-    union all by name
-    select 'motivation' as table_id, * from marts.table_motivation
-    union all by name
-    select 'm3_duration' as table_id, * from marts.table_m3_duration
-    union all by name
-    select 'barriers' as table_id, * from marts.table_barriers
+    -- no `row`. By name: only the tables with a column shown only when non-zero say which.
+    -- The placeholder is the union of every marts.table_<id> of the registry, each with its
+    -- table_id
+    {{ table_counts }}
+
+),
+
+profiles as (
+
+    select * from marts.profiles
 
 ),
 
 row_codes as (
 
-    select 'profile' as row_dim, code as "row", i as row_order
-    from unnest($profile_codes::varchar[]) with ordinality as t(code, i)
+    -- the profiles in depth order (the sea figure: nearest the labour market first), ties
+    -- in the rules' precedence; the base profiles are the profiles that are one, in the
+    -- same order
+    select
+        'profile' as row_dim,
+        code as "row",
+        row_number() over (order by depth, precedence) as row_order
+    from profiles
     union all
-    select 'base_profile' as row_dim, code as "row", i as row_order
-    from unnest($base_profile_codes::varchar[]) with ordinality as t(code, i)
+    select
+        'base_profile' as row_dim,
+        code as "row",
+        row_number() over (order by depth, precedence) as row_order
+    from profiles
+    where base_precedence is not null
 
 ),
 

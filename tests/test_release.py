@@ -12,9 +12,10 @@ import pytest
 from conftest import StagingFactory
 
 from pipeline.config import Config
+from pipeline.release import publish
 from pipeline.rules import load_rules
 from pipeline.segment import segment
-from pipeline.tables import TABLE_IDS, build_tables
+from pipeline.vocabulary import TABLE_IDS
 
 REF = dt.date(2024, 6, 30)
 CFG = Config(reference_date=REF, min_cell=0)
@@ -106,7 +107,7 @@ def build(staging: StagingFactory, citizens=CITIZENS) -> duckdb.DuckDBPyConnecti
     con = staging(*dataset(citizens))
     rules = load_rules()
     segment(con, CFG, rules)
-    build_tables(con, CFG, rules)
+    publish(con, CFG)
     return con
 
 
