@@ -369,6 +369,13 @@ def ingest(
     return result
 
 
+def export_quarantine(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Write `quarantine.rows` (if ingest got that far) to `path`, for whoever fixes the
+    export: table, file, line, column, value, reason."""
+    if warehouse.exists(con, "quarantine.rows"):
+        warehouse.copy_to(con, "select * from quarantine.rows", path, "header, delimiter ','")
+
+
 def validate(cfg: Config, input_dir: Path) -> tuple[IngestResult, list[tuple]]:
     """Ingest into a throw-away in-memory warehouse: the counts and quarantine rows, nothing
     written. Raises like `ingest`."""

@@ -31,7 +31,7 @@ import pipeline
 from pipeline import chart_workers, warehouse
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.ingest import IngestResult, ingest
+from pipeline.ingest import IngestResult, export_quarantine, ingest
 from pipeline.rules import Rules, load_rules
 
 log = logging.getLogger("m3_profiles")
@@ -89,7 +89,7 @@ def _stage_ingest(
     try:
         st.ingest = ingest(con, st.cfg, st.input_dir, st.run_id, step)
     finally:
-        _write_quarantine(con, st.workdir)
+        export_quarantine(con, st.workdir / "quarantine.csv")
 
 
 def _stage_segment(
@@ -129,14 +129,6 @@ def _stage_report(
 
 
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
-
-
-def _write_quarantine(con: duckdb.DuckDBPyConnection, workdir: Path) -> None:
-    if warehouse.exists(con, "quarantine.rows"):
-        warehouse.copy_to(
-            con, "select * from quarantine.rows", workdir / "quarantine.csv",
-            "header, delimiter ','",
-        )
 
 
 def _carry_history(con: duckdb.DuckDBPyConnection, previous_db: Path) -> None:
