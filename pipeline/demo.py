@@ -33,33 +33,34 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipeline.vocabulary import FLAG_COLUMNS
+from pipeline.config import Config
+from pipeline.vocabulary import (
+    BENEFITS,
+    EPISODE_COLUMNS,
+    FLAG_COLUMNS,
+    MATCH_GROUPS,
+)
+from pipeline.vocabulary import CITIZEN_COLUMNS as _CONTRACT_CITIZEN_COLUMNS
 
 # ---------------------------------------------------------------------------------------------
-# Vocabulary of the data contract
+# Vocabulary of the data contract (pipeline.vocabulary) and the definitions' defaults
+# (pipeline.config.Config): the demo is made for them and measured against them
 # ---------------------------------------------------------------------------------------------
 
 FAXE_MUNICIPALITY_CODE = 320
 # The contract's citizens columns without `match_group`: the group on the reference date
 # comes from the episodes (data contract: "When absent it is taken from the citizen's episode
 # covering the reference date").
-CITIZEN_COLUMNS: tuple[str, ...] = (
-    "citizen_id", "birth_year", "sex", "municipality_code", "reviewed",
-    *FLAG_COLUMNS, "departments_involved", "notes",
-)  # fmt: skip
-EPISODE_COLUMNS: tuple[str, ...] = (
-    "citizen_id", "start_date", "end_date", "benefit", "match_group",
-)  # fmt: skip
-BENEFITS: tuple[str, ...] = (
-    "kontanthjaelp", "uddannelseshjaelp", "dagpenge", "sygedagpenge", "ressourceforloeb",
-    "ledighedsydelse", "fleksjob", "foertidspension", "other",
-)  # fmt: skip
-MATCH_GROUPS: tuple[str, ...] = ("1", "2", "3", "4", "5", "aktivitetsparat", "jobparat")
-# Definitions defaults (config.py holds the same numbers for the pipeline).
-NON_SUPPORT: tuple[str, ...] = ("fleksjob", "foertidspension")  # definitions §2
-M3_GROUPS: tuple[str, ...] = ("3", "aktivitetsparat")  # definitions §3
-COURSE_GAP_DAYS = 30  # definitions §2: gap = days strictly between
-LONG_COURSE_DAYS = 1095  # definitions §2: 3 x 365
+CITIZEN_COLUMNS: tuple[str, ...] = tuple(
+    c for c in _CONTRACT_CITIZEN_COLUMNS if c != "match_group"
+)
+_DEFAULTS = Config()
+NON_SUPPORT: tuple[str, ...] = _DEFAULTS.support_excluded  # definitions §2
+M3_GROUPS: tuple[str, ...] = _DEFAULTS.m3_groups  # definitions §3
+COURSE_GAP_DAYS = _DEFAULTS.course_gap_days  # definitions §2: gap = days strictly between
+LONG_COURSE_DAYS = _DEFAULTS.long_course_days  # definitions §2: 3 x 365
+# the base profiles of the shipped rules (pipeline/rules.toml), which the demo's latent
+# profiles follow
 BASE_PROFILES: tuple[str, ...] = (
     "maybe_suitable", "physically_ill", "diffuse_psychiatric", "diagnosed",
 )  # fmt: skip
