@@ -20,7 +20,7 @@ from pipeline.config import Config, ConfigError
 from pipeline.errors import ReportError
 from pipeline.release import Cell, PublishedTable
 from pipeline.suppression import TOTAL
-from pipeline.vocabulary import LANGS
+from pipeline.vocabulary import LANGS, age_band_bounds
 
 HIDDEN = "c"  # §6: every hidden cell is shown the same way
 
@@ -64,14 +64,15 @@ class Labels:
         bands = self.cat["age_band"]
         if code in ("all_ages", "unknown"):
             return bands[code][self.lang]
-        parts = code.split("_")
-        if len(parts) == 2 and parts[0] == "under" and parts[1].isdigit():
-            return bands["under"][self.lang].format(n=parts[1])
-        if len(parts) == 2 and parts[1] == "plus" and parts[0].isdigit():
-            return bands["plus"][self.lang].format(n=parts[0])
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            return bands["range"][self.lang].format(lo=parts[0], hi=parts[1])
-        raise ReportError(f"pipeline/labels.toml: no label for column code {code!r}")
+        ages = age_band_bounds(code)
+        if ages is None:
+            raise ReportError(f"pipeline/labels.toml: no label for column code {code!r}")
+        lo, hi = ages
+        if lo is None:
+            return bands["under"][self.lang].format(n=hi + 1)
+        if hi is None:
+            return bands["plus"][self.lang].format(n=lo)
+        return bands["range"][self.lang].format(lo=lo, hi=hi)
 
     def date(self, d: dt.date) -> str:
         if self.lang == "da":

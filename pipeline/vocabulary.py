@@ -9,6 +9,7 @@ set) are not here but in `pipeline.config` with their defaults: what counts as M
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # data contract: the citizens table (one row per citizen) and the episodes table
@@ -79,6 +80,24 @@ def age_band_codes(bands: tuple[int, ...]) -> tuple[str, ...]:
         return ("all_ages",)
     middle = [f"{lo}_{hi - 1}" for lo, hi in zip(bands, bands[1:], strict=False)]
     return (f"under_{bands[0]}", *middle, f"{bands[-1]}_plus")
+
+
+_AGE_BAND = re.compile(r"under_(\d+)|(\d+)_plus|(\d+)_(\d+)")
+
+
+def age_band_bounds(code: str) -> tuple[int | None, int | None] | None:
+    """The ages an age-band code of `age_band_codes` stands for, (lowest, highest), None for
+    an open end: under_25 -> (None, 24), 25_29 -> (25, 29), 60_plus -> (60, None); None for a
+    code that is no age band (all_ages, unknown)."""
+    m = _AGE_BAND.fullmatch(code)
+    if m is None:
+        return None
+    under, plus, lo, hi = m.groups()
+    if under is not None:
+        return (None, int(under) - 1)
+    if plus is not None:
+        return (int(plus), None)
+    return (int(lo), int(hi))
 
 
 @dataclass(frozen=True)
