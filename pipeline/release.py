@@ -163,13 +163,7 @@ def publish(
 
     warehouse.build_stage(con, "report", context(cfg), before)
     tables = published(con)
-    primary, secondary, tabulated = con.execute(
-        "select count(*) filter (where reason = 'primary'),"
-        " count(*) filter (where reason = 'secondary'),"
-        " (select n from marts.table_cells where table_id = 'profile_distribution'"
-        "  and \"row\" = 'total' and col = 'total')"
-        " from marts.suppressed_cells"
-    ).fetchone()
+    primary, secondary, tabulated = warehouse.query(con, "release_counts").fetchone()
     return Release(
         tables=tables,
         headline=headline(con, tables, cfg),
@@ -237,12 +231,7 @@ def suppressed_cells_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.T
 
 def published(con: duckdb.DuckDBPyConnection) -> tuple[PublishedTable, ...]:
     """Every table as published, in report order, read from `marts.published_cells`."""
-    rows = con.execute(
-        'select table_id, row_dim, multi_response, "row", col,'
-        " {'n': n_published, 'share': share_published, 'hidden': hidden,"
-        " 'share_hidden': hidden or denominator_hidden}"
-        " from marts.published_cells order by table_order, row_order, col_order"
-    ).fetchall()
+    rows = warehouse.query(con, "published_grid").fetchall()
     out = []
     for tid, dim, multi, t_rows, t_cols, grid in _grids(rows):
         cells = {
@@ -272,17 +261,7 @@ def headline(
     by_id = {t.id: t for t in tables}
     dist, m3, course = by_id["profile_distribution"], by_id["m3_duration"], by_id["course_history"]
     grand = dist.cell(TOTAL, TOTAL)
-    in_scope, unreviewed, complex_n = con.execute(
-        """
-        select
-            count(*),
-            count(*) filter (where profile_source = 'unreviewed'),
-            count(*) filter (where profile_source <> 'unreviewed' and profile is not null
-                             and complex_case)
-        from marts.citizens
-        where in_scope
-        """
-    ).fetchone()
+    in_scope, unreviewed, complex_n = warehouse.query(con, "headline_counts").fetchone()
 
     over = [m3.cell(TOTAL, c) for c in ("1_to_2y", "2y_plus")]
     over_n = None if any(c.n is None for c in over) else sum(c.n for c in over)

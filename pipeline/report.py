@@ -160,13 +160,8 @@ def _check_warehouse(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules |
             f"{rules.source}: the warehouse was segmented with rules {version!r}"
             f" ({', '.join(codes)}), not {rules.version!r} ({', '.join(rules.codes)}):"
             " report with the rules segment used (or without --rules), or run segment again")
-    unknown = con.execute(
-        "select list(distinct profile order by profile) filter"
-        " (where not list_contains($codes, profile)),"
-        " list(distinct age_band order by age_band) filter"
-        " (where not list_contains($bands, age_band))"
-        " from marts.citizens where in_scope",
-        {"codes": codes, "bands": list(age_band_codes(cfg.age_bands))},
+    unknown = warehouse.query(
+        con, "unknown_codes", {"codes": codes, "bands": list(age_band_codes(cfg.age_bands))}
     ).fetchone()
     if unknown[0]:
         raise RulesError(f"marts.citizens has profiles marts.profiles does not know:"

@@ -145,21 +145,8 @@ def _share(n: int, total: int) -> float | None:
 
 
 def _summarise(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> SegmentResult:
-    totals = con.execute(
-        """
-        select
-            count(*),
-            coalesce(sum(courses), 0),
-            coalesce(sum(m3_stretches), 0),
-            count(*) filter (where in_scope),
-            count(*) filter (where in_scope and m3_days >= $one_year),
-            count(*) filter (where in_scope and course_class = 'long_continuous'),
-            count(*) filter (where in_scope and complex_case)
-        from marts.citizens
-        """,
-        # definitions §5: "more than one year in M3" = the lower edge of the 1_to_2y band
-        {"one_year": cfg.m3_band_days[0]},
-    ).fetchall()[0]
+    # definitions §5: "more than one year in M3" = the lower edge of the 1_to_2y band
+    totals = warehouse.query(con, "citizen_totals", {"one_year": cfg.m3_band_days[0]}).fetchone()
     (citizens, courses, stretches, in_scope, m3_over_1y, long_continuous, complex_case) = totals
     by_source = dict.fromkeys(PROFILE_SOURCES, 0)
     by_source.update(

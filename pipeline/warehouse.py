@@ -250,6 +250,15 @@ def check(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] =
         raise CheckFailed(f"data check {name} failed; first offending rows: {rows}")
 
 
+def query(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] = {}
+) -> duckdb.DuckDBPyConnection:
+    """Run the read-only query `pipeline/sql/queries/<name>.sql` (what a stage reads back to
+    report on: no model, nothing stored); fetch from the returned connection."""
+    sql = sql_text(f"queries.{name}")
+    return con.execute(sql, bind(sql, params))
+
+
 def copy_to(
     con: duckdb.DuckDBPyConnection,
     query: str,

@@ -93,3 +93,16 @@ def test_every_published_table_has_its_count_model():
     assert {t.model for t in TABLES if t.model} <= report
     # the one table without a model is the one whose column is every table's total column
     assert [t.id for t in TABLES if t.model is None] == ["profile_distribution"]
+
+
+def test_every_query_file_is_used_by_the_library():
+    # pipeline/sql/queries/ holds what a stage reads back to report on (no model): each is
+    # run by name through warehouse.query, so a file no module names is dead
+    library = "\n".join(
+        p.read_text("utf-8") for p in resources.files("pipeline").iterdir()
+        if p.name.endswith(".py")
+    )
+    for f in (SQL / "queries").iterdir():
+        if f.name.endswith(".sql"):
+            name = f.name.removesuffix(".sql")
+            assert f'"{name}"' in library, name
