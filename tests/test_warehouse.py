@@ -82,3 +82,35 @@ def test_a_model_can_change_from_table_to_view_and_back():
     assert con.execute("select count(*) from duckdb_views() where view_name = 'm'").fetchall() == [
         (0,)
     ]
+
+
+# --- a Python model step, as docs/architecture.md shows it ----------------------------------
+
+
+def doubled_model(con, ctx):
+    """A Python model: a pandas frame computed from a table before it, scaled by the config's
+    min_cell (so the context reaches it)."""
+    frame = con.execute("select id, n from marts.numbers order by id").df()
+    frame["n"] = frame["n"] * ctx.cfg.min_cell
+    return frame
+
+
+def test_a_python_model_is_written_like_a_sql_model_in_the_stage_transaction():
+    from pipeline.config import Config
+    from pipeline.registry import Context, Model
+    from pipeline.warehouse import CheckFailed, build, transaction
+
+    con = connect()
+    con.execute("create table marts.numbers as select * from (values (1, 2), (2, 3)) t(id, n)")
+    model = Model("marts.doubled", "segment", python=f"{__name__}:doubled_model")
+    build(con, model, Context(Config(min_cell=10)))
+    assert con.execute("select id, n from marts.doubled order by id").fetchall() == [
+        (1, 20), (2, 30)
+    ]
+    # rebuilt in a stage whose check then fails: the stage is rolled back, the table is as
+    # it was
+    with pytest.raises(CheckFailed), transaction(con):
+        build(con, model, Context(Config(min_cell=100)))
+        assert con.execute("select sum(n) from marts.doubled").fetchone() == (500,)
+        raise CheckFailed("a check after the model failed")
+    assert con.execute("select sum(n) from marts.doubled").fetchone() == (50,)
