@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -55,7 +56,7 @@ DA_SHARE = re.compile(r"(\d+) %")
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 INSTALL_CHROMIUM = (
     "install Debian's Chromium and its driver: `sudo apt-get update && sudo apt-get install -y"
-    " chromium chromium-driver` (CI's .ci/run does this)"
+    " chromium chromium-driver` (`make test` does this when it runs as root or with sudo)"
 )
 
 
@@ -555,9 +556,13 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
 
 
 def test_report_opens_in_headless_chromium(release, tmp_path):
+    # `make test` installs the browser where it can (root or sudo with apt); elsewhere the
+    # page test is skipped with how to install it. CI must test the page: there it fails.
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.exists():
-            pytest.fail(f"{binary} is missing: {INSTALL_CHROMIUM}", pytrace=False)
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{binary} is missing: {INSTALL_CHROMIUM}", pytrace=False)
+            pytest.skip(f"{binary} is missing: {INSTALL_CHROMIUM}")
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
