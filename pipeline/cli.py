@@ -144,10 +144,16 @@ def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
 def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
     if st.ingest is not None:
         _print_counts(st.ingest)
-    for result in (st.segment, st.report):
-        if result is not None:
-            for line in result.summary_lines():
-                console.print(line, highlight=False)
+    lines: list[str] = []
+    if st.segment is not None:
+        # with a report, the headline is the published one (the page's numbers), not the
+        # unsuppressed shares segment computed
+        lines += st.segment.summary_lines(shares=st.report is None)
+    if st.report is not None:
+        lines += st.report.summary_lines()
+    for line in lines:
+        # soft_wrap: a line is never broken inside a figure, on a terminal or in a log
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # noqa: ANN003

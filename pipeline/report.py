@@ -60,6 +60,8 @@ class ReportResult:
     files: tuple[str, ...]
     # the rule set the release describes (what segment stored): file, version, sha256
     rules: Mapping[str, str]
+    # the headline figures as the page publishes them (hidden ones as `c`), for the terminal
+    headline: str
 
     @property
     def hidden(self) -> int:
@@ -72,6 +74,7 @@ class ReportResult:
             f" {self.cells:,} cells, {self.hidden:,} hidden as '{HIDDEN}' (min_cell"
             f" {self.min_cell}: {self.hidden_primary:,} small, {self.hidden_secondary:,} to"
             " protect them).",
+            self.headline,
             f"Wrote {', '.join(OUTPUTS)} ({self.lang}).",
         ]
 
@@ -143,6 +146,23 @@ def report(
         files=files,
         rules={"file": rel.profiles.source, "version": rel.profiles.version,
                "sha256": rel.profiles.sha256},
+        headline=headline_line(rel),
+    )
+
+
+def headline_line(rel: Release) -> str:
+    """The headline as the page publishes it, in one line of English for the terminal: the
+    same numbers, bases and hidden cells as the page's (definitions §5-§6)."""
+    lb, head = Labels("en", rel.profiles), rel.headline
+    return (
+        f"Headline as published (of the {lb.n(head.profiled.n)} in scope with a profile;"
+        f" {HIDDEN} = hidden): "
+        + ", ".join(f"{code} {lb.share_of(head.profile_shares[code])}"
+                    for code in rel.profiles.order)
+        + f"; more than one year in M3 {lb.share_of(head.m3_over_1y)}; continuous course longer"
+        f" than three years {lb.share_of(head.long_continuous)}; complex cases"
+        f" {lb.share_of(head.complex_case)}; in scope {lb.n(head.in_scope)}, unreviewed"
+        f" {lb.n(head.unreviewed)}."
     )
 
 

@@ -28,8 +28,9 @@ from pipeline.vocabulary import EXPORT_COLUMNS, PROFILE_SOURCES, age_band_codes
 class SegmentResult:
     """Counts and headline figures of one segmentation run (definitions §5).
 
-    Shares are fractions (0-1) of the in-scope citizens, None when there are none; profile
-    shares are of the in-scope citizens that have a profile (`unreviewed` counted apart).
+    Shares are fractions (0-1) of the tabulated citizens (in scope, with a profile: the
+    citizens the report's tables count, so the run summary and the page state one number for
+    one figure), None when there are none; `unreviewed` are counted apart.
     """
 
     reference_date: dt.date
@@ -44,7 +45,9 @@ class SegmentResult:
     episodes_after_reference: int
     courses: int
     m3_stretches: int
-    # in-scope citizens per profile, every code in rule order (zeros included)
+    # the citizens the tables count: in scope, with a profile
+    tabulated: int
+    # tabulated citizens per profile, every code in rule order (zeros included)
     profile_counts: dict[str, int]
     profile_shares: dict[str, float | None]
     share_m3_over_1y: float | None
@@ -56,13 +59,14 @@ class SegmentResult:
         """In-scope citizens without a trustworthy profile (counted apart in the headline)."""
         return self.by_profile_source["unreviewed"]
 
-    def summary_lines(self) -> list[str]:
-        """The run summary's lines (definitions §5 headline figures, plain text)."""
+    def summary_lines(self, shares: bool = True) -> list[str]:
+        """The run summary's lines (definitions §5 headline figures, plain text). `shares`:
+        with the headline shares (internal, unsuppressed); a run that made a report prints
+        the published ones instead (`ReportResult.summary_lines`)."""
 
         def pct(share: float | None) -> str:
-            return "-" if share is None else f"{100 * share:.1f} %"
+            return "-" if share is None else f"{100 * share:.1f}%"
 
-        profiled = sum(self.profile_counts.values())
         lines = [
             f"Reference date {self.reference_date.isoformat()}; rules {self.rules_version}.",
             f"Citizens: {self.citizens:,}; in scope: {self.in_scope:,}"
@@ -71,13 +75,15 @@ class SegmentResult:
             f" unreviewed: {self.unreviewed:,}).",
             f"Episodes: {self.episodes:,}; ignored, starting after the reference date:"
             f" {self.episodes_after_reference:,}.",
-            f"Profiles (of {profiled:,} in scope with a profile): "
-            + ", ".join(f"{k} {pct(v)}" for k, v in self.profile_shares.items())
-            + ".",
-            f"More than one year in M3: {pct(self.share_m3_over_1y)}; continuous course longer"
-            f" than three years: {pct(self.share_long_continuous)}; complex cases:"
-            f" {pct(self.share_complex_case)}.",
         ]
+        if shares:
+            lines.append(
+                f"Of the {self.tabulated:,} in scope with a profile: "
+                + ", ".join(f"{k} {pct(v)}" for k, v in self.profile_shares.items())
+                + f"; more than one year in M3 {pct(self.share_m3_over_1y)}; continuous course"
+                f" longer than three years {pct(self.share_long_continuous)}; complex cases"
+                f" {pct(self.share_complex_case)}."
+            )
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,7 +153,8 @@ def _share(n: int, total: int) -> float | None:
 def _summarise(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> SegmentResult:
     # definitions §5: "more than one year in M3" = the lower edge of the 1_to_2y band
     totals = warehouse.query(con, "citizen_totals", {"one_year": cfg.m3_band_days[0]}).fetchone()
-    (citizens, courses, stretches, in_scope, m3_over_1y, long_continuous, complex_case) = totals
+    (citizens, courses, stretches, in_scope, tabulated, m3_over_1y, long_continuous,
+     complex_case) = totals
     by_source = dict.fromkeys(PROFILE_SOURCES, 0)
     by_source.update(
         con.execute(
@@ -157,11 +164,9 @@ def _summarise(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> Seg
     profile_counts = dict.fromkeys(rules.codes, 0)
     profile_counts.update(
         con.execute(
-            "select profile, count(*) from marts.citizens"
-            " where in_scope and profile is not null group by all"
+            "select profile, count(*) from marts.citizens where tabulated group by all"
         ).fetchall()
     )
-    profiled = sum(profile_counts.values())
     episodes, after = con.execute(
         "select count(*), count(*) filter (where start_date > $reference_date)"
         " from staging.episodes",
@@ -179,10 +184,11 @@ def _summarise(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> Seg
         courses=courses,
         m3_stretches=stretches,
         profile_counts=profile_counts,
-        profile_shares={k: _share(v, profiled) for k, v in profile_counts.items()},
-        share_m3_over_1y=_share(m3_over_1y, in_scope),
-        share_long_continuous=_share(long_continuous, in_scope),
-        share_complex_case=_share(complex_case, in_scope),
+        tabulated=tabulated,
+        profile_shares={k: _share(v, tabulated) for k, v in profile_counts.items()},
+        share_m3_over_1y=_share(m3_over_1y, tabulated),
+        share_long_continuous=_share(long_continuous, tabulated),
+        share_complex_case=_share(complex_case, tabulated),
     )
 
 

@@ -163,3 +163,34 @@ def test_validate_needs_something_to_check():
     result = CliRunner().invoke(app, ["validate"])
     assert result.exit_code == 2
     assert result.stderr == "error: nothing to check: give --input FOLDER, --rules FILE or both\n"
+
+
+def test_the_terminal_headline_is_the_page_headline(tmp_path):
+    # issue: the terminal said "complex cases 33.8 %" (of all in scope) while the page said
+    # "31 %" (of those with a profile). One definition, one number: the run summary prints
+    # the headline as published, the same figures the page's cards and profile bars show
+    import re
+
+    from pipeline.demo import write_demo
+
+    write_demo(tmp_path / "in", n=400, seed=5, reference_date=dt.date(2024, 6, 30))
+    result = CliRunner().invoke(app, [
+        "run", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+        "--reference-date", "2024-06-30", "--lang", "en",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("Headline as published"))
+    page = (tmp_path / "out" / "report.html").read_text("utf-8")
+    cards = re.findall(r'<div class="value">([^<]*)</div>\s*<div class="label">([^<]*)</div>',
+                       page)
+    bars = re.findall(r'<div class="num">([^<]*)</div>', page)
+    assert len(cards) == 4 and len(bars) == 6
+    in_scope, m3_over_1y, long_course, complex_case = (value for value, _ in cards)
+    shares = re.findall(r"(\w+) (\d+%|c)[,;]", line.split("): ", 1)[1])
+    assert [s for _, s in shares[:6]] == bars  # the profiles, in the page's (depth) order
+    assert f"more than one year in M3 {m3_over_1y};" in line
+    assert f"continuous course longer than three years {long_course};" in line
+    assert f"complex cases {complex_case};" in line
+    assert f"in scope {in_scope}," in line
+    # and no unsuppressed share is printed beside it
+    assert "Of the " not in result.output

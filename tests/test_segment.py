@@ -294,14 +294,18 @@ def test_headline_figures():
         "dual_diagnosis": 0, "diagnosed": 1, "diffuse_psychiatric": 0, "substance_misuse": 1,
         "physically_ill": 0, "maybe_suitable": 2,
     }  # fmt: skip
+    # shares of the tabulated citizens (in scope, with a profile: a, b, d, later), the base
+    # of the page's headline; the unreviewed c (long course, > 1 year in M3) is not among them
+    assert result.tabulated == 4
     assert result.profile_shares["maybe_suitable"] == 0.5
-    assert result.share_m3_over_1y == 2 / 5  # a and the unreviewed c
-    assert result.share_long_continuous == 2 / 5
-    assert result.share_complex_case == 1 / 5
+    assert result.share_m3_over_1y == 1 / 4  # a
+    assert result.share_long_continuous == 1 / 4  # a
+    assert result.share_complex_case == 1 / 4  # a
     assert result.as_dict()["reference_date"] == "2024-06-30"
     lines = "\n".join(result.summary_lines())
     assert "in scope: 5" in lines and "unreviewed: 1" in lines
-    assert "maybe_suitable 50.0 %" in lines and "complex cases: 20.0 %" in lines
+    assert "maybe_suitable 50.0%" in lines and "complex cases 25.0%" in lines
+    assert "maybe_suitable" not in "\n".join(result.summary_lines(shares=False))
 
 
 def test_course_counts_match_the_course_rows():

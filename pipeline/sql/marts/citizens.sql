@@ -177,6 +177,19 @@ profiled as (
 
 ),
 
+tabulated as (
+
+    select
+        *,
+        -- definitions §5: the citizens the tables count, in scope with a profile; the
+        -- unreviewed are counted apart in the headline. One column, so every table, check
+        -- and headline count takes the same citizens
+        coalesce(in_scope and profile is not null and profile_source <> 'unreviewed', false)
+            as tabulated
+    from profiled
+
+),
+
 final as (
 
     -- what segmentation derives; the case review's flags stay in staging.citizens (joined on
@@ -191,6 +204,7 @@ final as (
         matched_flags,
         profile_source,
         profile_probability,
+        tabulated,
         reviewed,
         age,
         age_band,
@@ -206,7 +220,7 @@ final as (
         misuse_any,
         complex_case,
         episodes_after_reference
-    from profiled
+    from tabulated
 
 )
 

@@ -30,9 +30,7 @@ tabulated as (
     select citizens.*, case_reviews.* exclude (citizen_id, reviewed)
     from citizens
     join case_reviews using (citizen_id)
-    where citizens.in_scope
-      and citizens.profile_source <> 'unreviewed'
-      and citizens.profile is not null
+    where citizens.tabulated
 
 ),
 
