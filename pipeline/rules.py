@@ -250,7 +250,9 @@ def compile_condition(text: Any, where: str = "condition") -> Condition:
     try:
         tree = ast.parse(normalised, mode="eval").body
     except SyntaxError as e:
-        raise RulesError(f"{where}: syntax error in condition {text!r}: {e.msg}") from None
+        lead = len(text) - len(text.lstrip())  # the parser counts in the stripped text
+        raise RulesError(f"{where}: syntax error in condition {text!r}: "
+                         f"{_syntax_hint(normalised, e, lead)}. {_GRAMMAR}") from None
     compiler = _Compiler(where, text)
     sql = compiler.sql(tree)
     tests: dict[str, list[str]] = {}
@@ -259,6 +261,64 @@ def compile_condition(text: Any, where: str = "condition") -> Condition:
             tests[name].append(test)
     flag_tests = tuple((name, " or ".join(t)) for name, t in tests.items())
     return Condition(text, sql, flag_tests, _is_true(tree))
+
+
+# What a condition may say, with examples: the end of every syntax-error message
+_GRAMMAR = (
+    "A condition names a flag alone to test it (psych_undiagnosed), compares an integer column"
+    " with a whole number (departments_involved >= 3), and joins these with and / or / not"
+    " and parentheses, e.g. \"psych_diagnosis and not misuse_any\""
+)
+# Operators of other languages (SQL, C, Excel, maths), and what to write instead; a single
+# "=" has a hint of its own (`_syntax_hint`)
+_OTHER_OPERATORS = {
+    "&&": "and", "&": "and", "||": "or", "|": "or", "!": "not", "=>": ">=", "=<": "<=",
+    "<>": "!=", "≥": ">=", "≤": "<=", "≠": "!=",
+}  # fmt: skip
+_OPERATOR_CHARS = "=<>!&|"
+_FOUND = re.compile(rf"\w+|[{_OPERATOR_CHARS}]+|\S")
+_LONE_EQUALS = re.compile(r"(?<![=<>!])=(?!=)")
+
+
+def _syntax_hint(normalised: str, e: SyntaxError, lead: int) -> str:
+    """What the parser stopped at, and what to write instead where a familiar mistake
+    explains it (`psych_undiagnosed = 1`: a flag compared as in SQL)."""
+    at = (e.offset or 0) - 1
+    lone = _LONE_EQUALS.search(normalised, max(at, 0))
+    if "'='" in e.msg and lone:  # Python points at the start of "(flag = 1)", not at the "="
+        at = lone.start()
+    found = ""
+    if 0 <= at < len(normalised):
+        # the parser may point into an operator ("&&" at its second "&"): take all of it
+        while at > 0 and normalised[at] in _OPERATOR_CHARS and (
+                normalised[at - 1] in _OPERATOR_CHARS):
+            at -= 1
+        m = _FOUND.match(normalised, at)
+        found = m.group() if m else ""
+    if not found:
+        tail = normalised.split()[-1:] or [""]
+        if tail[0] in ("and", "or", "not"):
+            return f"it ends after '{tail[0]}': something must follow it"
+        if not normalised.strip():
+            return "the condition is empty"
+        return e.msg
+    where = f"found '{found}' at character {lead + at + 1}"
+    if found == "=":
+        left = re.search(r"(\w+)\s*\Z", normalised[:at])
+        right = re.match(r"\s*(\w+)", normalised[at + 1:])
+        column, value = left[1] if left else "", right[1] if right else "1"
+        if column in BOOLEAN_COLUMNS or column in MACROS:
+            instead = f"not {column}" if value in ("0", "false") else column
+            return (f"{where}: '=' is not how a flag is tested; write the flag alone:"
+                    f" '{instead}' instead of '{column} = {value}'")
+        if column in INTEGER_COLUMNS:
+            return f"{where}: compare with '==' (or >=, >, <=, <, !=): '{column} == {value}'"
+        return f"{where}: '=' is no operator here (a comparison is written '==' or '>=')"
+    if found in _OTHER_OPERATORS:
+        return f"{where}: write '{_OTHER_OPERATORS[found]}' instead of '{found}'"
+    if e.msg.startswith("'(' was never closed"):
+        return f"{where}: '(' is never closed"
+    return f"{where} ({e.msg.split('.')[0]})"  # without Python's own advice (":=")
 
 
 def _is_true(node: ast.expr) -> bool:
@@ -305,9 +365,10 @@ class _Compiler:
             if not isinstance(left, ast.Name):
                 raise self.fail("a comparison must have a column on its left")
             if left.id not in INTEGER_COLUMNS:
-                known = left.id in BOOLEAN_COLUMNS
+                known = left.id in BOOLEAN_COLUMNS or left.id in MACROS
                 raise self.fail(
-                    f"column '{left.id}' is not an integer column"
+                    f"column '{left.id}' is not an integer column: a flag is tested by its"
+                    f" name alone ('{left.id}', or 'not {left.id}')"
                     if known
                     else f"unknown column '{left.id}'"
                 )

@@ -130,6 +130,53 @@ def test_refusals_name_the_rule(tmp_path, text, message):
     assert str(tmp_path / "rules.toml") in str(e.value)
 
 
+# A syntax error says what was found, where, and what to write instead, with the grammar and
+# an example: "invalid syntax" alone tells a consultant nothing
+GRAMMAR = ("A condition names a flag alone to test it (psych_undiagnosed), compares an integer"
+           " column with a whole number (departments_involved >= 3), and joins these with"
+           ' and / or / not and parentheses, e.g. "psych_diagnosis and not misuse_any"')
+
+
+@pytest.mark.parametrize(
+    ("condition", "says"),
+    [
+        ("psych_undiagnosed = 1",
+         "found '=' at character 19: '=' is not how a flag is tested; write the flag alone:"
+         " 'psych_undiagnosed' instead of 'psych_undiagnosed = 1'"),
+        ("(psych_undiagnosed=0) and alcohol",
+         "found '=' at character 19: '=' is not how a flag is tested; write the flag alone:"
+         " 'not psych_undiagnosed' instead of 'psych_undiagnosed = 0'"),
+        ("departments_involved = 3",
+         "found '=' at character 22: compare with '==' (or >=, >, <=, <, !=):"
+         " 'departments_involved == 3'"),
+        ("alcohol && soft_drugs", "found '&&' at character 9: write 'and' instead of '&&'"),
+        ("alcohol || soft_drugs", "found '||' at character 9: write 'or' instead of '||'"),
+        ("!alcohol", "found '!' at character 1: write 'not' instead of '!'"),
+        ("departments_involved => 3", "found '=>' at character 22: write '>=' instead of '=>'"),
+        ("departments_involved ≥ 3", "found '≥' at character 22: write '>=' instead of '≥'"),
+        ("departments_involved <> 3", "found '<>' at character 22: write '!=' instead of '<>'"),
+        ("alcohol AND", "it ends after 'and': something must follow it"),
+        ("(alcohol or soft_drugs", "found '(' at character 1: '(' is never closed"),
+        ("alcohol soft_drugs", "found 'soft_drugs' at character 9 (invalid syntax)"),
+        ("", "the condition is empty"),
+    ],
+)  # fmt: skip
+def test_a_syntax_error_says_what_was_found_and_what_to_write(condition, says):
+    with pytest.raises(RulesError) as e:
+        compile_condition(condition, "rules.toml: rule 'x'")
+    assert str(e.value) == (f"rules.toml: rule 'x': syntax error in condition {condition!r}:"
+                            f" {says}. {GRAMMAR}")
+
+
+def test_a_flag_compared_with_a_number_says_how_a_flag_is_tested():
+    with pytest.raises(RulesError) as e:
+        compile_condition("psych_undiagnosed == 1", "rules.toml: rule 'x'")
+    assert str(e.value) == (
+        "rules.toml: rule 'x': column 'psych_undiagnosed' is not an integer column: a flag is"
+        " tested by its name alone ('psych_undiagnosed', or 'not psych_undiagnosed') in"
+        " condition 'psych_undiagnosed == 1'")
+
+
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(RulesError, match="rules file not found"):
         load_rules(tmp_path / "nope.toml")
