@@ -98,10 +98,12 @@ class IngestResult:
 
 
 def find_inputs(input_dir: Path) -> dict[str, Path]:
-    """The one file per table in `input_dir` (data contract: two candidates is an error)."""
+    """The one file per table in `input_dir` (data contract: two candidates is an error).
+    Messages name the folder masked: its name may hold a CPR number."""
+    shown = privacy.mask_name(str(input_dir))
     if not input_dir.is_dir():
         raise InputError(
-            f"{input_dir}: input folder not found; expected a folder holding "
+            f"{shown}: input folder not found; expected a folder holding "
             "citizens and episodes files"
         )
     found: dict[str, Path] = {}
@@ -113,12 +115,12 @@ def find_inputs(input_dir: Path) -> dict[str, Path]:
         )
         if not candidates:
             raise InputError(
-                f"{input_dir}: no {table} file; expected {table}.csv, "
+                f"{shown}: no {table} file; expected {table}.csv, "
                 f"{table}.xlsx or {table}.parquet"
             )
         if len(candidates) > 1:
             raise InputError(
-                f"{input_dir}: two candidate files for table {table}: "
+                f"{shown}: two candidate files for table {table}: "
                 f"{' and '.join(p.name for p in candidates)}; expected exactly one"
             )
         found[table] = candidates[0]
@@ -129,7 +131,12 @@ def canonical_table(
     read: FileRead, table: str, mapping: dict[str, str]
 ) -> tuple[pa.Table, tuple[str, ...]]:
     """Rename the file's columns to canonical names; add absent optional columns as empty.
-    Returns the table (canonical columns first, then extras, then `_line`) and the extras."""
+    Returns the table (canonical columns first, then extras, then `_line`) and the extras.
+
+    A header is a name, but may hold a CPR number: an extra column keeps its header masked
+    (`privacy.mask_name`) in the warehouse and in the list of extras, and no message echoes a
+    header or a mapped name unmasked. An extra whose name is taken (by a canonical column,
+    or by another header masked alike; DuckDB names are case-insensitive) gets `_extra`."""
     name = read.path.name
     by_key: dict[str, str] = {}
     for col in read.table.column_names:
@@ -138,7 +145,7 @@ def canonical_table(
         key = col.strip().lower()
         if key in by_key:
             raise InputError(
-                f"{name}: column {col!r} appears twice (names are matched "
+                f"{name}: column {privacy.mask_name(col)!r} appears twice (names are matched "
                 "case-insensitively); expected unique column names"
             )
         by_key[key] = col
@@ -152,7 +159,8 @@ def canonical_table(
             columns[canon] = read.table[by_key[key]]
             used.add(key)
         elif canon in REQUIRED_COLUMNS[table]:
-            hint = f" (mapped from {mapping[canon]!r} in the config)" if canon in mapping else ""
+            hint = (f" (mapped from {privacy.mask_name(mapping[canon])!r} in the config)"
+                    if canon in mapping else "")
             raise InputError(
                 f"{name}: missing required column {canon!r}{hint}; expected "
                 f"columns {', '.join(REQUIRED_COLUMNS[table])} at least"
@@ -160,10 +168,15 @@ def canonical_table(
         else:
             columns[canon] = pa.nulls(n, pa.string())
     extras = tuple(by_key[k] for k in by_key if k not in used)
+    taken = {c.lower() for c in columns} | {LINE}
     for col in extras:
-        columns[col if col not in columns else f"{col}_extra"] = read.table[col]
+        stored = privacy.mask_name(col)
+        while stored.lower() in taken:
+            stored += "_extra"
+        taken.add(stored.lower())
+        columns[stored] = read.table[col]
     columns[LINE] = read.table[LINE]
-    return pa.table(columns), extras
+    return pa.table(columns), tuple(privacy.mask_name(col) for col in extras)
 
 
 def _mask_cells(t: pa.Table) -> tuple[pa.Table, int]:
@@ -304,14 +317,16 @@ def define_macros(con: duckdb.DuckDBPyConnection) -> None:
 def input_files_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.Table:
     """meta.input_files: one row per input file as read (a Python model of the registry):
     its name, path, SHA-256, encoding and separator, the columns it had beyond the contract,
-    the CPR-like numbers masked in it, and the load id."""
+    the CPR-like numbers masked in it, and the load id. The path is stored masked
+    (`privacy.mask_name`): a folder's name may hold a CPR number, and the path goes on to
+    the manifest (`IngestResult.from_warehouse`)."""
     files: list[InputFile] = ctx.inputs["files"]
     masked: dict[str, int] = ctx.inputs["masked"]
     return pa.table(
         {
             "table_name": [f.table for f in files],
-            "file": [Path(f.path).name for f in files],
-            "path": [f.path for f in files],
+            "file": [privacy.mask_name(Path(f.path).name) for f in files],
+            "path": [privacy.mask_name(f.path) for f in files],
             "sha256": [f.sha256 for f in files],
             "encoding": [f.encoding for f in files],
             "separator": [f.separator for f in files],
@@ -369,11 +384,26 @@ def ingest(
     return result
 
 
+# quarantine.csv's columns; the text ones are neutralised for a spreadsheet
+QUARANTINE_COLUMNS: tuple[str, ...] = ("table_name", "file", "line", "column_name", "value",
+                                       "reason")
+_QUARANTINE_TEXT = frozenset(QUARANTINE_COLUMNS) - {"line"}
+
+
 def export_quarantine(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Write `quarantine.rows` (if ingest got that far) to `path`, for whoever fixes the
-    export: table, file, line, column, value, reason."""
+    export: table, file, line, column, value, reason.
+
+    The file is opened in Excel, and a value holds whatever the export had
+    (`=HYPERLINK(...)`): every text cell that a spreadsheet would read as a formula gets a
+    leading ' (`privacy.spreadsheet_text_sql`, OWASP); COPY quotes as RFC 4180 says."""
     if warehouse.exists(con, "quarantine.rows"):
-        warehouse.copy_to(con, "select * from quarantine.rows", path, "header, delimiter ','")
+        select = ", ".join(
+            f"{privacy.spreadsheet_text_sql(c)} as {c}" if c in _QUARANTINE_TEXT else c
+            for c in QUARANTINE_COLUMNS
+        )
+        warehouse.copy_to(con, f"select {select} from quarantine.rows", path,
+                          "header, delimiter ','")
 
 
 def validate(cfg: Config, input_dir: Path) -> tuple[IngestResult, list[tuple]]:

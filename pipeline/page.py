@@ -35,7 +35,9 @@ class RunInfo:
     rules_sha256: str
     config_sha256: str
     run_id: str | None
-    input_files: tuple[tuple[str, str | None], ...]  # (path, sha256)
+    # (file name, sha256): names only, never a path of the machine that ran it (the page is
+    # published), and masked: `privacy.shown_name`
+    input_files: tuple[tuple[str, str | None], ...]
     rows: Mapping[str, tuple[int, int, int]]  # table -> (read, loaded, quarantined)
     episodes_after_reference: int | None
 
@@ -159,8 +161,8 @@ def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tu
     ]
     if info.run_id:
         rows.insert(0, (lb.text("run_id"), info.run_id))
-    for path, sha in info.input_files:
-        rows.append((lb.text("input_file"), f"{path}" + (f", SHA-256 {sha}" if sha else "")))
+    for name, sha in info.input_files:
+        rows.append((lb.text("input_file"), name + (f", SHA-256 {sha}" if sha else "")))
     for table, (read, loaded, quarantined) in info.rows.items():
         rows.append((f"{lb.text('rows_read')}: {lb.text(table)}",
                      f"{lb.n(read)} ({lb.text('rows_loaded')} {lb.n(loaded)}, "

@@ -6,6 +6,13 @@ A cheap RE2 prefilter (Arrow, vectorised) finds the few cells holding a ten-digi
 those go through the exact Python check, which needs look-arounds and a calendar. Before
 that, `may_hold_cpr` runs the same prefilter once over a column's whole text buffer, so a
 column without a single hit (most are) costs one pass over its bytes, not one match per cell.
+
+Names are masked like values (`mask_name`): a folder, a file name or a column header holding
+a CPR-like number is stored, logged and shown with [CPR] in its place.
+
+Also here, for text that leaves the pipeline for a spreadsheet: which text a spreadsheet would
+read as a formula (`looks_like_formula`; `spreadsheet_text_sql` in SQL) and how a CSV cell of
+it is neutralised (OWASP, *CSV Injection*).
 """
 
 from __future__ import annotations
@@ -67,6 +74,18 @@ def mask_text(text: str) -> tuple[str, int]:
         return m.group(0)
 
     return _CPR.sub(repl, text), count
+
+
+def mask_name(name: str) -> str:
+    """A folder, file or column name (or a whole path) with each CPR-like number replaced
+    by [CPR]: what a log line, a message, the manifest or the warehouse may show of it."""
+    return mask_text(name)[0]
+
+
+def shown_name(path: str) -> str:
+    """What a published page may show of a file's path: its name alone (no folder of the
+    machine that ran it), masked."""
+    return mask_name(Path(path).name)
 
 
 def cpr_digits(value: str) -> str | None:
@@ -176,10 +195,12 @@ def load_key(key_file: str = "") -> PseudonymKey | None:
         try:
             secret = Path(key_file).read_bytes().strip()
         except OSError as e:
-            raise PseudonymKeyError(f"pseudonym key file {key_file}: {e.strerror}") from None
+            raise PseudonymKeyError(
+                f"pseudonym key file {mask_name(key_file)}: {e.strerror}"
+            ) from None
         if not secret:
-            raise PseudonymKeyError(f"pseudonym key file {key_file} is empty")
-        return PseudonymKey(secret, f"file {key_file}")
+            raise PseudonymKeyError(f"pseudonym key file {mask_name(key_file)} is empty")
+        return PseudonymKey(secret, f"file {mask_name(key_file)}")
     env = os.environ.get(KEY_ENV, "")
     if env.strip():
         return PseudonymKey(env.strip().encode("utf-8"), f"${KEY_ENV}")
@@ -188,3 +209,29 @@ def load_key(key_file: str = "") -> PseudonymKey | None:
 
 # SQL expression (DuckDB) matching PseudonymKey.pseudonym, over a column named `citizen_id`.
 HMAC_SQL = "left(sha256($hmac_opad || unhex(sha256($hmac_ipad || encode(citizen_id)))), 32)"
+
+
+# --- text that leaves for a spreadsheet ------------------------------------------------
+# OWASP (CSV Injection): a cell starting with = + - @ is read as a formula, and one starting
+# with tab or CR can be, by a reader that strips leading white space first; LF and NUL (which
+# ASVS 5.0, 1.2.10, names) for the same reason. A plain decimal number is exempt: -5 or +45
+# is read as that number, never as a formula, and is shown as it was exported.
+_FORMULA_START = r"[=+\-@\t\r\n\x00]"
+_PLAIN_NUMBER = r"[+-]?[0-9]+([.,][0-9]+)?"
+
+
+def looks_like_formula(text: str) -> bool:
+    """Would a spreadsheet read this text, as a cell, as a formula?"""
+    return re.match(_FORMULA_START, text) is not None and not re.fullmatch(_PLAIN_NUMBER, text)
+
+
+def spreadsheet_text_sql(column: str) -> str:
+    """SQL (DuckDB) for the text column `column` as a CSV cell that a spreadsheet reads as
+    text: a value that `looks_like_formula` gets one ' in front (OWASP's neutralisation),
+    any other value (and NULL) is unchanged. `column` is an identifier of the caller's
+    query, never data. Same patterns as `looks_like_formula` (RE2 reads them alike)."""
+    return (
+        f"case when regexp_matches({column}, '^{_FORMULA_START}')"
+        f" and not regexp_full_match({column}, '{_PLAIN_NUMBER}')"
+        f" then '''' || {column} else {column} end"
+    )

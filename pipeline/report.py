@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline import chart_workers, charts, page, warehouse, workbook
+from pipeline import chart_workers, charts, page, privacy, warehouse, workbook
 from pipeline.config import Config, ConfigError
 from pipeline.errors import InputError, ReportError
 from pipeline.ingest import IngestResult
@@ -213,9 +213,14 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
 def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
               manifest: Mapping[str, Any] | None) -> RunInfo:
     """What the run was made of, from what the stages recorded: the input files and their
-    rows (`meta`, written by ingest), the rule set (`marts.profiles`), the run id."""
+    rows (`meta`, written by ingest), the rule set (`marts.profiles`), the run id.
+
+    The page is published: it names files, never a path of the machine (the input folder's
+    or the rules file's, whose folder names may hold a CPR number), masked
+    (`privacy.shown_name`)."""
     ingested = IngestResult.from_warehouse(con)
-    files = tuple((f.path, f.sha256) for f in ingested.files) if ingested else ()
+    files = tuple((privacy.shown_name(f.path), f.sha256) for f in ingested.files) if (
+        ingested) else ()
     rows = {t: (c.read, c.loaded, c.quarantined) for t, c in ingested.counts.items()} if (
         ingested) else {}
     (after,) = con.execute(
@@ -224,7 +229,7 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
     return RunInfo(
         reference_date=cfg.reference_date,
         rules_version=profiles.version,
-        rules_source=profiles.source,
+        rules_source=privacy.shown_name(profiles.source),
         rules_sha256=profiles.sha256,
         config_sha256=cfg.effective_sha256(),
         run_id=(manifest or {}).get("run_id"),

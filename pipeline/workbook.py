@@ -5,6 +5,14 @@ Reads the published tables (`PublishedTable`: what survived suppression, hidden 
 empty) and their labels; nothing from the warehouse. Writes `tables/<id>.csv` (codes, for
 machines) and `tables.xlsx` (labels, for people) to the paths it is given. Same input, same
 bytes.
+
+Text from outside the package reaches the spreadsheet: the profile labels are the rules file's
+`label_da`/`label_en`, free text a consultant wrote. Every text cell is a string cell
+(`write_string`, xlsxwriter's formula, number and URL guessing off), so `=1+1` is the text
+`=1+1`; a text that `privacy.looks_like_formula` also gets Excel's quote prefix, which keeps
+it text when someone edits the cell. The tidy CSVs hold no such text: their `row` and `col`
+are codes (profile codes, validated `[a-z][a-z0-9_]*` by `pipeline.rules`, `total`, and the
+catalogue's column and age-band codes), the rest numbers and `c`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import xlsxwriter
 import pipeline
 from pipeline.config import Config
 from pipeline.labels import HIDDEN, Labels, heading, hidden_note, population, row_header
+from pipeline.privacy import looks_like_formula
 from pipeline.release import PublishedTable
 from pipeline.suppression import TOTAL
 
@@ -48,7 +57,11 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
     """One formatted sheet per table (labels, frozen header, number formats, `c` with a
     footnote) after an overview sheet. Same input, same bytes: the created date is fixed to
     the reference date."""
-    wb = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "in_memory": True})
+    # no guessing from text: a string is never turned into a formula, number or link
+    wb = xlsxwriter.Workbook(str(path), {
+        "strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False,
+        "in_memory": True,
+    })
     wb.set_properties({
         "title": labels.text("report_title"),
         "created": dt.datetime.combine(cfg.reference_date, dt.time()),
@@ -74,16 +87,18 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
             props.update(num_format="0%", font_color="#5d6d7e")
         elif kind == "hidden":
             props.update(align="right", bg_color="#eceff3")
+        elif kind == "quoted_label":  # Excel's ' prefix: the cell stays text when edited
+            props["quote_prefix"] = True
         return wb.add_format(props)
 
     formats = {(t, k): fmt(t, k) for t in (False, True)
-               for k in ("n", "share", "hidden", "label", "none")}
+               for k in ("n", "share", "hidden", "label", "quoted_label", "none")}
 
     overview = wb.add_worksheet(labels.text("tables")[:31])
     overview.set_column(0, 0, 90)
-    overview.write(0, 0, labels.text("report_title"), f_title)
-    overview.write(1, 0, population(labels, cfg), f_note)
-    overview.write(2, 0, hidden_note(labels, cfg), f_wrap_note)
+    overview.write_string(0, 0, labels.text("report_title"), f_title)
+    overview.write_string(1, 0, population(labels, cfg), f_note)
+    overview.write_string(2, 0, hidden_note(labels, cfg), f_wrap_note)
     overview.set_row(2, 45)
     sheet_names = [labels.table(t.id, "sheet")[:31] for t in pub]
     for i, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
@@ -92,19 +107,24 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
 
     for number, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
         ws = wb.add_worksheet(name)
-        ws.write(0, 0, heading(t, number, labels), f_title)
-        ws.write(1, 0, population(labels, cfg), f_note)
+        ws.write_string(0, 0, heading(t, number, labels), f_title)
+        ws.write_string(1, 0, population(labels, cfg), f_note)
         header_row, sub_row, first = 3, 4, 5
-        ws.write(header_row, 0, row_header(t, labels), f_head_left)
-        ws.write(sub_row, 0, "", f_head_left)
+        ws.write_string(header_row, 0, row_header(t, labels), f_head_left)
+        ws.write_blank(sub_row, 0, None, f_head_left)
         for j, c in enumerate(t.all_cols):
             col = 1 + 2 * j
-            ws.merge_range(header_row, col, header_row, col + 1, labels.col(c), f_head)
-            ws.write(sub_row, col, labels.text("count"), f_sub)
-            ws.write(sub_row, col + 1, labels.text("share"), f_sub)
+            # merge_range writes its text with write(): merge empty, then write the string
+            ws.merge_range(header_row, col, header_row, col + 1, "", f_head)
+            ws.write_string(header_row, col, labels.col(c), f_head)
+            ws.write_string(sub_row, col, labels.text("count"), f_sub)
+            ws.write_string(sub_row, col + 1, labels.text("share"), f_sub)
         for i, r in enumerate(t.all_rows):
             total_row = r == TOTAL
-            ws.write(first + i, 0, labels.row(r), formats[(total_row, "label")])
+            # a profile's label: the rules file's free text
+            text = labels.row(r)
+            kind = "quoted_label" if looks_like_formula(text) else "label"
+            ws.write_string(first + i, 0, text, formats[(total_row, kind)])
             for j, c in enumerate(t.all_cols):
                 cell = t.cell(r, c)
                 col = 1 + 2 * j
@@ -119,9 +139,9 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
                 else:
                     ws.write_blank(first + i, col + 1, None, formats[(total_row, "none")])
         last = first + len(t.all_rows)
-        ws.write(last + 1, 0, labels.table(t.id, "reading"), f_note)
-        ws.write(last + 2, 0, hidden_note(labels, cfg), f_note)
-        ws.write(last + 3, 0, labels.text("source_file", id=t.id), f_note)
+        ws.write_string(last + 1, 0, labels.table(t.id, "reading"), f_note)
+        ws.write_string(last + 2, 0, hidden_note(labels, cfg), f_note)
+        ws.write_string(last + 3, 0, labels.text("source_file", id=t.id), f_note)
         ws.set_column(0, 0, 46)
         ws.set_column(1, 2 * len(t.all_cols), 10)
         ws.set_row(header_row, 60)

@@ -179,3 +179,58 @@ def test_notes_macro_equals_trim_then_blank(text):
     assert con.execute(
         "select m3_text($t) is not distinct from m3_blank($t)", {"t": text}
     ).fetchone() == (True,)
+
+
+# --- names: masked like values ------------------------------------------------------------
+
+
+def test_mask_name_and_shown_name():
+    assert privacy.mask_name("/data/export-010190-1234/citizens.csv") == (
+        "/data/export-[CPR]/citizens.csv")
+    assert privacy.mask_name("0101901234") == "[CPR]"
+    assert privacy.mask_name("/data/2024-06-30/01019012345") == "/data/2024-06-30/01019012345"
+    assert privacy.shown_name("/data/010190-1234/citizens.csv") == "citizens.csv"
+    assert privacy.shown_name("/data/x/regler-010190-1234.toml") == "regler-[CPR].toml"
+    assert privacy.shown_name("pipeline/rules.toml") == "rules.toml"
+
+
+def test_load_key_messages_mask_the_key_files_path(tmp_path):
+    folder = tmp_path / "010190-1234"
+    folder.mkdir()
+    with pytest.raises(privacy.PseudonymKeyError) as e:
+        privacy.load_key(str(folder / "key"))
+    assert str(e.value) == f"pseudonym key file {tmp_path}/[CPR]/key: No such file or directory"
+
+
+# --- text for a spreadsheet: the rule, and SQL that agrees with it --------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "formula"),
+    [
+        ("=1+1", True), ("=cmd|' /C calc'!A0", True), ("+SUM(1,1)", True), ("@SUM(1)", True),
+        ("-2+3", True), ("-", True), ("\t=1+1", True), ("\r=1", True), ("\n=1", True),
+        ("\x00=1", True), ("-5", False), ("+45", False), ("-5,5", False), ("-0.25", False),
+        ("-5,", True), ("- 5", True), ("1-1", False), (" =1", False), ("a=1", False),
+        ("", False), ("K", False), ("'=1", False),
+    ],
+)
+def test_looks_like_formula(text, formula):
+    assert privacy.looks_like_formula(text) is formula
+
+
+@given(text=st.one_of(
+    st.text(max_size=8),
+    st.text(alphabet="=+-@\t\r\n\x0001,. a'", max_size=8),
+    st.none(),
+))
+def test_spreadsheet_text_sql_neutralises_what_looks_like_a_formula(text):
+    con = duckdb.connect()
+    (got,) = con.execute(
+        f"select {privacy.spreadsheet_text_sql('v')} from (select $t::varchar as v)",
+        {"t": text},
+    ).fetchone()
+    if text is None:
+        assert got is None
+    else:
+        assert got == ("'" + text if privacy.looks_like_formula(text) else text)
