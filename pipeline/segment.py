@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline import warehouse
+from pipeline import privacy, warehouse
 from pipeline.config import Config, ConfigError
 from pipeline.registry import Context
 from pipeline.rules import Rules
@@ -114,7 +114,9 @@ def model_params(cfg: Config, rules: Rules) -> dict[str, Any]:
         "complex_case_departments": cfg.complex_case_departments,
         "rules_version": rules.version,
         "rules_sha256": rules.sha256,
-        "rules_source": rules.source,
+        # what the page and a later report's manifest name: never a path whose folders may
+        # hold a CPR number (issue 12)
+        "rules_source": privacy.mask_name(rules.source),
         "rule_codes": [r.code for r in rules.rules],
         "rule_labels_da": [r.label_da for r in rules.rules],
         "rule_labels_en": [r.label_en for r in rules.rules],
