@@ -47,6 +47,10 @@ lint: $(STAMP) ## check style with ruff
 bench: $(STAMP) ## benchmark ingest/segment at BENCH_CITIZENS (default 1,000,000) into bench/results/
 	$(BIN)/python bench/run.py --citizens $(BENCH_CITIZENS)
 
+.PHONY: disclosure
+disclosure: $(STAMP) ## attack the demo's releases (60-1,000 citizens, seeds 1-3) into bench/results/
+	$(BIN)/python bench/disclosure.py
+
 .PHONY: clean
 clean: ## remove outputs and caches (keeps data/raw and .venv)
 	rm -rf data/out data/.out.* data/out.failed data/.out.lock .pytest_cache .ruff_cache .hypothesis

@@ -8,16 +8,21 @@ profile × base profile × course class × age band × M3 band, with the flag co
 need); the `marts.table_<id>` models count each table's own columns from those few hundred
 rows; `marts.table_cells` makes every table's whole grid (zeros, totals, shares; internal);
 the Python model `marts.suppressed_cells` chooses the pattern (`pipeline.suppression`) and
-audits it; `marts.published_cells` is what the published files show. Profile codes, labels
-and order come from `marts.profiles` (segment's copy of the rules), so the report needs no
-rules file. Everything after the first model works on a few hundred cells: its time does not
-grow with the number of citizens.
+audits it, knowing every relation between the tables that the rules in use imply
+(`relations`); `marts.published_cells` is what the published files show. Profile codes,
+labels and order come from `marts.profiles` (segment's copy of the rules); the relations need
+the base rules' conditions too, read from the rules file segment used (`rules_in_use`).
+Everything after the first model works on a few hundred cells, except one more scan of the
+tabulated citizens when the rules test a flag that a table counts (the shipped rules test
+the misuse kinds): the true counts of the rule classes.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -27,7 +32,16 @@ from pipeline import warehouse
 from pipeline.config import Config
 from pipeline.errors import ReportError
 from pipeline.registry import Context, Model
-from pipeline.suppression import TOTAL, Table, audit, suppress
+from pipeline.rules import (
+    BOOLEAN_COLUMNS,
+    BaseRule,
+    Rule,
+    Rules,
+    RulesError,
+    compile_condition,
+    load_rules,
+)
+from pipeline.suppression import TOTAL, Relations, Table, audit, solve
 from pipeline.vocabulary import TABLES, age_band_codes
 
 
@@ -214,10 +228,12 @@ _SUPPRESSED_SCHEMA = pa.schema(
 def suppressed_cells_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.Table:
     """marts.suppressed_cells (a Python model of the registry): the cells to hide and why
     (`primary` / `secondary`; internal), chosen by `pipeline.suppression` over every table at
-    once and audited again before anything is written (§6)."""
+    once, with every relation the rules in use imply between them (`relations`), and
+    audited again before anything is written (§6)."""
     tables = counted_tables(con)
-    pattern = suppress(tables, ctx.cfg.min_cell)
-    problems = audit(tables, pattern.keys(), ctx.cfg.min_cell)
+    known = relations(con, ctx.cfg, tables)
+    pattern = solve(tables, ctx.cfg.min_cell, relations=known).pattern
+    problems = audit(tables, pattern.keys(), ctx.cfg.min_cell, relations=known)
     if problems:
         raise ReportError("the suppression pattern failed its audit (§6); nothing was"
                           " published: " + "; ".join(problems[:5]))
@@ -227,6 +243,211 @@ def suppressed_cells_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.T
          [pattern[k] for k in keys]],
         schema=_SUPPRESSED_SCHEMA,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# The relations a reader knows (definitions §6), derived from the rules file in use.
+#
+# Every published count is a sum over joint classes of citizens. Each table counts ONE
+# dimension (a category, a flag, or a multi-response block whose "none" column depends on
+# all its flags) against the profile or the base profile; so the classes that matter are
+# the *rule classes* K = (profile, base profile, the values of the published dimensions the
+# rules test), and a dimension the rules do not test can be dealt out to the citizens of a
+# row independently of the others (which is why its table's own sums say all there is).
+# The suppression model gets one unpublished count per rule class, the identities tying
+# them to the cells, and, for a multi-response block the rules do not test, the number of
+# citizens of a row with at least one tick (between the largest tick count and their sum;
+# the "none" column is the row total minus it).
+
+# definitions §5: the tables whose columns are the values of one category of the citizen
+_CATEGORY = {"course_history": "course_class", "age_groups": "age_band",
+             "m3_duration": "m3_band"}
+# definitions §5: multi-response tables with a "none" column (no flag of the others set);
+# in the others each column is one flag, counted on its own
+_NONE_COLUMN = {"misuse": "misuse_no", "motivation": "motivation_not_stated"}
+# the compiled condition of a rule tests a boolean column as "name", an integer one as
+# coalesce("name" <op> <whole number>, false) (pipeline.rules._Compiler)
+_COMPARISON = re.compile(r'coalesce\("([a-z_]+)" (?:>=|>|<=|<|=|<>) (\d+), false\)')
+_SHIPPED_RULES = "pipeline/rules.toml"
+
+
+def rules_in_use(con: duckdb.DuckDBPyConnection) -> Rules:
+    """The rules segment used. marts.profiles keeps the profile rules; the base rules'
+    conditions, which the relations between the tables need too, are read from a
+    `base_condition` column when segment stores one, else from the rules file it names
+    (checked against the SHA-256 it recorded)."""
+    rows = warehouse.records(con, "select * from marts.profiles order by precedence")
+    if rows and "base_condition" in rows[0]:
+        based = sorted((r for r in rows if r["base_precedence"] is not None),
+                       key=lambda r: r["base_precedence"])
+        return Rules(
+            rows[0]["rules_version"],
+            tuple(Rule(r["code"], r["label_da"], r["label_en"], r["depth"],
+                       compile_condition(r["condition"], f"rule '{r['code']}'")) for r in rows),
+            tuple(BaseRule(r["code"], compile_condition(r["base_condition"],
+                                                        f"base_rule '{r['code']}'"))
+                  for r in based),
+            rows[0]["rules_sha256"], rows[0]["rules_source"])
+    source, sha256 = rows[0]["rules_source"], rows[0]["rules_sha256"]
+    try:
+        rules = load_rules(None if source == _SHIPPED_RULES else Path(source))
+    except RulesError as e:
+        raise ReportError(f"the rules segment used are needed to protect the tables (§6) and"
+                          f" cannot be read: {e}; run segment again") from None
+    if rules.sha256 != sha256:
+        raise ReportError(f"{source} has changed since segment used it (SHA-256 differs);"
+                          " run segment again with the rules you mean")
+    return rules
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One dimension a table counts against its rows: flags (a category has none)."""
+
+    table: str
+    row_dim: str
+    flags: tuple[str, ...]
+    none_col: str | None
+
+
+def _blocks(tables: Sequence[Table]) -> list[_Block]:
+    out = []
+    for t in tables:
+        if not t.multi_response:
+            continue
+        none_col = _NONE_COLUMN.get(t.id)
+        flags = tuple(c for c in t.cols if c != none_col)
+        unknown = set(flags) - set(BOOLEAN_COLUMNS)
+        if unknown:
+            raise ReportError(f"table {t.id!r}: columns {sorted(unknown)} are no flags")
+        if none_col is not None:
+            out.append(_Block(t.id, t.row_dim, flags, none_col))
+        else:
+            out.extend(_Block(t.id, t.row_dim, (f,), None) for f in flags)
+    return out
+
+
+def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Table]) -> Relations:
+    """Every relation between the cells of `tables` that the definitions and the rules in
+    use imply (see the comment above), with the true value of each unpublished count."""
+    cfg = cfg.resolved()
+    rules = rules_in_use(con)
+    sqls = [r.condition.sql for r in (*rules.rules, *rules.base_rules)]
+    tested = {c for c in BOOLEAN_COLUMNS if any(f'"{c}"' in q for q in sqls)}
+    ints: dict[str, set[int]] = {}
+    for q in sqls:
+        for col, value in _COMPARISON.findall(q):
+            ints.setdefault(col, set()).add(int(value))
+    blocks = _blocks(tables)
+    # a block the rules test is part of the class, all its flags (its "none" needs them all)
+    linked = sorted({f for b in blocks if tested & set(b.flags) for f in b.flags})
+    age_linked = "birth_year" in ints
+    if age_linked:
+        ref_year = cfg.reference_date.year
+        ints["birth_year"].update(ref_year - edge for edge in cfg.age_bands)
+    classes = _rule_classes(con, cfg, rules, sorted(tested | set(linked)), ints, linked,
+                            age_linked)
+    counts = _class_counts(con, linked, age_linked)
+    dims = ["profile", "base_profile", *linked, *(["age_band"] if age_linked else [])]
+    unknown = set(counts) - set(classes)
+    if unknown:
+        raise ReportError(f"citizens in classes the rules cannot make: {sorted(unknown)[:3]}")
+    name = {k: "class " + "|".join(map(str, k)) for k in classes}
+    unpublished = {name[k]: counts.get(k, 0) for k in classes}
+    equal: list[dict] = []
+    at_most: list[dict] = []
+    by_id = {t.id: t for t in tables}
+
+    def members(row_dim: str, row: str, **values: Any) -> dict:
+        pos = dims.index(row_dim)
+        return {name[k]: 1 for k in classes if k[pos] == row
+                and all(k[dims.index(d)] == v for d, v in values.items())}
+
+    def tie(cell: tuple[str, str, str], parts: Mapping[str, int]) -> None:
+        equal.append({cell: 1, **{p: -c for p, c in parts.items()}})
+
+    # each profile's and each base profile's total counts its classes
+    for row_dim in ("profile", "base_profile"):
+        t = next((t for t in tables if t.row_dim == row_dim), None)
+        if t is not None:
+            for r in t.rows:
+                tie((t.id, r, TOTAL), members(row_dim, r))
+    # a category the rules test (the age band, through birth_year)
+    if age_linked and "age_groups" in by_id:
+        t = by_id["age_groups"]
+        bands = (*age_band_codes(cfg.age_bands), "unknown")
+        for r in t.rows:
+            for band in bands:
+                parts = members(t.row_dim, r, age_band=band)
+                if band in t.cols:
+                    tie((t.id, r, band), parts)
+                elif parts:  # a column left out is zero (§5)
+                    equal.append(parts)
+    for b in blocks:
+        t = by_id[b.table]
+        for r in t.rows:
+            if b.flags[0] in linked:
+                for f in b.flags:
+                    tie((t.id, r, f), members(t.row_dim, r, **{f: True}))
+                if b.none_col is not None:
+                    tie((t.id, r, b.none_col),
+                        members(t.row_dim, r, **dict.fromkeys(b.flags, False)))
+            elif b.none_col is not None:
+                # citizens with at least one tick: none + it = the row total, and it lies
+                # between the largest tick count and their sum
+                i = t.rows.index(r)
+                any_tick = f"at least one tick|{t.id}|{r}"
+                unpublished[any_tick] = int(t.counts[i, -1] - t.counts[i, t.cols.index(b.none_col)])
+                equal.append({(t.id, r, b.none_col): 1, any_tick: 1, (t.id, r, TOTAL): -1})
+                for f in b.flags:
+                    at_most.append({(t.id, r, f): 1, any_tick: -1})
+                at_most.append({any_tick: 1, **{(t.id, r, f): -1 for f in b.flags}})
+    return Relations(unpublished, tuple(equal), tuple(at_most))
+
+
+def _rule_classes(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
+                  flags: Sequence[str], ints: Mapping[str, set[int]], linked: Sequence[str],
+                  age_linked: bool) -> list[tuple]:
+    """Every rule class the rules can make: the rules' own SQL (as segment runs it) over
+    every combination of the flags they test and of the regions of their integer columns
+    (below, at and above each number compared with; missing)."""
+    params: dict[str, Any] = {}
+    parts = []
+    for f in flags:
+        parts.append(f'(select unnest([false, true]) as "{f}")')
+    for col, values in sorted(ints.items()):
+        params[f"v_{col}"] = sorted({v + d for v in values for d in (-1, 0, 1)}) + [None]
+        parts.append(f'(select unnest(${"v_" + col}::integer[]) as "{col}")')
+    grid = " cross join ".join(parts) if parts else "(select 1 as one)"
+    age = ""
+    if age_linked:
+        params.update(age_band_codes=list(age_band_codes(cfg.age_bands)),
+                      age_bands=list(cfg.age_bands), reference_year=cfg.reference_date.year)
+        # definitions §4, as marts.citizens computes it
+        age = (""", case when "birth_year" is null then 'unknown' else
+                  ($age_band_codes::varchar[])[1 + len(list_filter($age_bands::integer[],
+                  lambda b: b <= $reference_year - "birth_year"))] end""")
+    linked_cols = "".join(f', "{f}"' for f in linked)
+    sql = (f"select distinct {rules.rule_sql()}, {rules.base_profile_sql()}{linked_cols}{age}"
+           f" from {grid}")
+    return sorted(tuple(r) for r in con.execute(sql, params).fetchall())
+
+
+def _class_counts(con: duckdb.DuckDBPyConnection, linked: Sequence[str],
+                  age_linked: bool) -> dict[tuple, int]:
+    """The tabulated citizens per rule class. Without a flag in the class the profile groups
+    hold the counts; with one, the case reviews are read again (one scan)."""
+    age = ", coalesce(age_band, 'unknown')" if age_linked else ""
+    if not linked:
+        rows = con.execute(f"select profile, base_profile{age}, sum(n)::bigint"
+                           " from marts.profile_groups group by all").fetchall()
+    else:
+        flags = "".join(f', reviews."{f}"' for f in linked)
+        rows = con.execute(
+            f"select profile, base_profile{flags}{age}, count(*)"
+            " from marts.citizens join staging.citizens as reviews using (citizen_id)"
+            " where tabulated group by all").fetchall()
+    return {tuple(r[:-1]): int(r[-1]) for r in rows}
 
 
 def published(con: duckdb.DuckDBPyConnection) -> tuple[PublishedTable, ...]:

@@ -15,6 +15,11 @@ Method (definitions §6, "the attacker"):
 * Relations: every row sums to its total-column cell and every column to its total-row
   cell; in a multi-response table only the columns add up (§5), and the attacker also
   knows that a cell is at most its row total (ticks of one column by citizens of the row).
+  Beyond the tables, the caller gives what the definitions and the rules imply
+  (`Relations`: e.g. profile and base-profile rows counting the same citizens, a "none"
+  column as the complement of "at least one tick"): linear relations among cells and
+  *unpublished* quantities (counts of joint classes of citizens), which are variables of
+  the attacker in every pattern, >= 0, never hidden or shown themselves.
 * Attacker: for each hidden variable, the smallest and largest whole-number value
   consistent with every shown number, every relation, and "hidden >= 1" (zeros are shown).
   It is solved as an LP (HiGHS) per connected component of the hidden cells; when the LP
@@ -42,8 +47,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -51,10 +56,12 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["CellKey", "SuppressionInfeasible", "Table", "audit", "suppress"]
+__all__ = ["CellKey", "Relations", "Solution", "SuppressionInfeasible", "Table", "audit",
+           "solve", "suppress"]
 
 TOTAL = "total"
 CellKey = tuple[str, str, str]  # (table id, row code or "total", col code or "total")
+Ref = CellKey | str  # a printed cell, or the name of a quantity no table prints
 Reason = Literal["primary", "secondary"]
 
 _TOL = 1e-6
@@ -117,6 +124,23 @@ class Table:
                 raise ValueError(f"table {self.id!r}: a multi-response cell exceeds its row total")
 
 
+@dataclass(frozen=True)
+class Relations:
+    """What a reader knows about the release beyond each table's own sums (definitions §6:
+    every relation the definitions and the rules file imply).
+
+    `unpublished`: whole quantities >= 0 that no table prints but the relations speak of
+    (counts of joint classes of citizens, "citizens with at least one tick"), with their
+    true values. `equal`: each a sum `coefficient * quantity` that is 0; `at_most`: each a
+    sum that is <= 0. A quantity is a printed cell (table id, row, col) or an unpublished
+    name. The attacker never sees an unpublished quantity; it is never hidden or shown, and
+    it may be 0 (a hidden cell is >= 1)."""
+
+    unpublished: Mapping[str, int] = field(default_factory=dict)
+    equal: tuple[Mapping[Ref, int], ...] = ()
+    at_most: tuple[Mapping[Ref, int], ...] = ()
+
+
 # ---------------------------------------------------------------------------------------
 # Model: variables (statistics), relations and values, in a canonical order
 
@@ -124,7 +148,8 @@ class Table:
 class _Model:
     """The release as the attacker sees it: variables = distinct statistics."""
 
-    def __init__(self, tables: Sequence[Table], min_cell: int) -> None:
+    def __init__(self, tables: Sequence[Table], min_cell: int,
+                 relations: Relations | None = None) -> None:
         if isinstance(min_cell, bool) or int(min_cell) != min_cell or min_cell < 0:
             raise ValueError(f"min_cell must be a whole number >= 0, got {min_cell!r}")
         self.min_cell = int(min_cell)
@@ -196,8 +221,43 @@ class _Model:
                     for j in range(len(cols) - 1):
                         relation(ineqs, [grid[i, j]], grid[i, -1])
 
+        # the unpublished quantities: variables with no printed cell, always unknown
+        relations = relations or Relations()
+        first_aux = len(self.keys)
+        for name in sorted(relations.unpublished):
+            value = relations.unpublished[name]
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"unpublished {name!r} must be a whole number >= 0")
+            index[("aux", name)] = len(self.keys)
+            self.keys.append(("aux", name))
+            self.values.append(int(value))
+            self.instances.append([])
+            self.names.append(f"unpublished {name!r}")
+
+        def ref(r: Ref) -> int:
+            if isinstance(r, str):
+                if ("aux", r) not in index:
+                    raise ValueError(f"a relation names {r!r}, which is not unpublished")
+                return index[("aux", r)]
+            if r not in self.cell_var:
+                raise ValueError(f"a relation names {r!r}, which is no cell of the release")
+            return self.cell_var[r]
+
+        for store, given in ((eqs, relations.equal), (ineqs, relations.at_most)):
+            for rel in given:
+                coef: dict[int, int] = {}
+                for r, c in rel.items():
+                    if int(c) != c:
+                        raise ValueError("relation coefficients must be whole numbers")
+                    v = ref(r)
+                    coef[v] = coef.get(v, 0) + int(c)
+                terms = tuple(sorted((v, c) for v, c in coef.items() if c))
+                if terms:
+                    store[terms] = None
+
         n = len(self.keys)
         self.n = n
+        self.aux = np.arange(n) >= first_aux
         self.a = np.array(self.values, dtype=float)
         self.eq_terms = list(eqs)
         self.E = np.zeros((len(eqs), n))
@@ -209,10 +269,12 @@ class _Model:
             for v, c in terms:
                 self.F[k, v] = c
         self.slack = -(self.F @ self.a)  # F y <= slack for y = x - a; >= 0 by validation
+        if np.any(self.E @ self.a != 0) or np.any(self.slack < 0):
+            raise ValueError("a relation does not hold for the counts given")
         self.ninst = np.array([len(x) for x in self.instances], dtype=float)
         m = self.min_cell
-        self.primary = (self.a >= 1) & (self.a <= m - 1)
-        self.nonzero = self.a >= 1
+        self.primary = (self.a >= 1) & (self.a <= m - 1) & ~self.aux
+        self.nonzero = (self.a >= 1) & ~self.aux  # the cells that may be hidden
 
     def describe(self, v: int) -> str:
         return self.names[v]
@@ -236,6 +298,8 @@ class _Attacker:
     def __init__(self, model: _Model, hidden: np.ndarray,
                  pool: list[np.ndarray] | None = None) -> None:
         self.m = model
+        # the unpublished quantities are unknown to the attacker whatever the pattern
+        hidden = np.union1d(hidden, np.nonzero(model.aux)[0]).astype(int)
         self.hidden = hidden  # sorted variable indices
         self.pos = {v: k for k, v in enumerate(hidden)}
         e_sub = model.E[:, hidden]
@@ -246,7 +310,8 @@ class _Attacker:
         self.A_eq = e_sub[self.eq_rows]
         self.A_ub = f_sub[self.ub_rows]
         self.b_ub = model.slack[self.ub_rows]
-        self.lb = 1.0 - model.a[hidden]  # hidden >= 1
+        # hidden >= 1 (zeros are shown); an unpublished quantity >= 0
+        self.lb = np.where(model.aux[hidden], 0.0, 1.0) - model.a[hidden]
         # how far each hidden cell is already known to move up / down at some whole-number
         # point consistent with what is shown: every solution found is a witness for
         # every cell, which saves most of the LPs
@@ -294,24 +359,28 @@ class _Attacker:
                                self.A_eq[np.ix_(eq, cols)], self.A_ub[np.ix_(ub, cols)])
         return self.parts[lab]
 
-    def spread(self, need: np.ndarray) -> None:
-        """Witnesses in bulk: per component, one LP that raises every primary cell towards
-        its target (y_p <= need_p keeps it bounded). A whole-number optimum witnesses many
-        cells at once; a fractional one is simply not used."""
+    def spread(self, need: np.ndarray, direction: int = +1) -> None:
+        """Witnesses in bulk: per component, one LP that moves every cell with need > 0
+        towards dir*y = need (the cap keeps it bounded). A whole-number optimum witnesses
+        many cells at once; a fractional one is simply not used."""
         done: set[int] = set()
         for k in np.nonzero(need > 0)[0]:
             cols, _, eq, ub, a_eq, a_ub = self._component(k)
             if self.labels[k] in done:
                 continue
             done.add(self.labels[k])
-            ub_cap = np.where(need[cols] > 0, need[cols], np.inf)
+            want = need[cols] > 0
+            if direction > 0:
+                bounds = np.column_stack([self.lb[cols], np.where(want, need[cols], np.inf)])
+            else:
+                bounds = np.column_stack([np.where(want, np.maximum(self.lb[cols], -need[cols]),
+                                                   self.lb[cols]), np.full(len(cols), np.inf)])
             kw = {}
             if a_eq.size:
                 kw.update(A_eq=a_eq, b_eq=np.zeros(len(eq)))
             if a_ub.size:
                 kw.update(A_ub=a_ub, b_ub=self.b_ub[ub])
-            res = linprog(-(need[cols] > 0).astype(float),
-                          bounds=np.column_stack([self.lb[cols], ub_cap]), method="highs", **kw)
+            res = linprog(-direction * want.astype(float), bounds=bounds, method="highs", **kw)
             if res.status == 0:
                 self._witness(cols, res.x)
 
@@ -368,7 +437,13 @@ def _cut_terms(model: _Model, v: int, direction: int, b: _Bound) -> tuple[np.nda
     r = e - model.E.T @ b.lam - model.F.T @ b.mu
     # dir*y_v = lam'Ey + mu'Fy + r'y <= mu'slack + sum_j r_j y_j, y_j in [1 - a_j, inf)
     coef = np.where(r > 1e-9, np.inf, np.maximum(0.0, -r) * (model.a - 1.0))
-    return coef, float(b.mu @ model.slack)
+    # an unpublished quantity is unknown in every pattern, y_j in [-a_j, inf): a constant
+    aux = model.aux
+    if np.any(r[aux] > 1e-9):
+        return np.full(model.n, np.inf), 0.0  # no valid cut from these multipliers
+    const = float(b.mu @ model.slack) + float(np.maximum(0.0, -r[aux]) @ model.a[aux])
+    coef[aux] = 0.0
+    return coef, const
 
 
 @dataclass
@@ -394,7 +469,12 @@ def _check(model: _Model, hidden: np.ndarray, want_cuts: bool,
         # (fixing more cells only shrinks the attacker's feasible set)
         no_good = ((~hidden_mask & model.nonzero).astype(float), 1.0)
 
-    att.spread(np.where(model.primary[hidden], model.min_cell - model.a[hidden], 0.0))
+    att.spread(np.where(model.primary[att.hidden], model.min_cell - model.a[att.hidden], 0.0))
+    # then every cell not yet seen to move, up by one, or else down by one
+    cells = ~model.aux[att.hidden]
+    att.spread(np.where(cells & (att.up < 1 - _TOL) & (att.down < 1 - _TOL), 1.0, 0.0), +1)
+    att.spread(np.where(cells & (att.up < 1 - _TOL) & (att.down < 1 - _TOL)
+                        & (model.a[att.hidden] >= 2), 1.0, 0.0), -1)
     # primary cells first: their LPs move many cells and give witnesses for the rest
     for v in sorted(hidden, key=lambda v: (not model.primary[v], v)):
         a_v = int(model.a[v])
@@ -477,16 +557,25 @@ def _initial_rows(model: _Model, cand: np.ndarray) -> list[tuple[np.ndarray, flo
     rows: list[tuple[np.ndarray, float]] = []
     a = model.a
     for terms in model.eq_terms:
+        if any(abs(c) != 1 for _, c in terms):
+            continue  # only sums of parts against totals are read this way
         members = [(v, c) for v, c in terms if cand[v]]
+        # an unpublished quantity is unknown in every pattern: it compensates a move when
+        # it is on the other side (it can rise), or can fall (>= 1), or v can fall
+        aux = [(j, c) for j, c in terms if model.aux[j]]
         for v, cv in members:
-            coef = np.zeros(model.n)
-            for j, cj in members:
-                if j != v and (cj != cv or a[j] >= 2 or a[v] >= 2):
-                    coef[j] = 1.0
-            coef[v] = -1.0
-            rows.append((coef, 0.0))  # sum_{j} m_j h_j - h_v >= 0
+            if not any(cj != cv or a[j] >= 1 or a[v] >= 2 for j, cj in aux):
+                coef = np.zeros(model.n)
+                for j, cj in members:
+                    if j != v and (cj != cv or a[j] >= 2 or a[v] >= 2):
+                        coef[j] = 1.0
+                coef[v] = -1.0
+                rows.append((coef, 0.0))  # sum_{j} m_j h_j - h_v >= 0
             if model.primary[v]:
                 k = model.min_cell - a[v]
+                k -= sum(k if cj != cv else a[j] for j, cj in aux)
+                if k <= 0:
+                    continue
                 coef = np.zeros(model.n)
                 for j, cj in members:
                     if j != v:
@@ -546,26 +635,48 @@ def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
 # Public API
 
 
-def suppress(tables: Sequence[Table], min_cell: int = 5, *,
-             time_limit: float = 30.0) -> dict[CellKey, Reason]:
+def suppress(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.0,
+             relations: Relations | None = None) -> dict[CellKey, Reason]:
     """Cells to hide in the release (definitions §6), with the reason; shown cells absent.
 
+    `relations`: what the reader knows beyond each table's sums (`Relations`).
     `time_limit` (seconds) bounds the search for the optimal pattern; past it, the best
     candidate is completed greedily (safe, perhaps not minimal)."""
-    model = _Model(tables, min_cell)
-    if model.min_cell <= 1 or not model.primary.any():
-        return {}
+    return solve(tables, min_cell, time_limit=time_limit, relations=relations).pattern
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A pattern and how it was found: `greedy` when the time budget ran out and the
+    fallback completed it (safe, perhaps not minimal); `rounds` of the cut loop."""
+
+    pattern: dict[CellKey, Reason]
+    greedy: bool
+    rounds: int
+    seconds: float
+
+
+def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.0,
+          relations: Relations | None = None) -> Solution:
+    """`suppress`, with how the pattern was found."""
     start = time.monotonic()
+    model = _Model(tables, min_cell, relations)
+    if model.min_cell <= 1 or not model.primary.any():
+        return Solution({}, False, 0, time.monotonic() - start)
     cand = model.nonzero  # zeros are always shown (§6)
     rows = _initial_rows(model, cand)
     unit = np.arange(model.n)
     hide = model.primary.copy()
     pool: list[np.ndarray] = []
+    greedy = False
+    rounds = 0
     while True:
+        rounds += 1
         left = time_limit - (time.monotonic() - start)
         got = _solve_master(model, cand, rows, left) if left > 0 else None
         if got is None:  # out of time before any candidate: complete the last one
             hide = _greedy_repair(model, hide)
+            greedy = True
             break
         hide, optimal = got
         viol = _check(model, np.nonzero(hide)[0], want_cuts=True, pool=pool)
@@ -573,6 +684,7 @@ def suppress(tables: Sequence[Table], min_cell: int = 5, *,
             break
         if not optimal:  # the MILP stopped at its time limit: complete this candidate
             hide = _greedy_repair(model, hide)
+            greedy = True
             break
         # each cut "sum_j c_j h_j >= rhs * h_v" becomes the row "c - rhs*e_v >= 0"
         rows.extend((np.where(unit == x.var, x.cut[0] - x.cut[1], x.cut[0]), 0.0)
@@ -584,12 +696,13 @@ def suppress(tables: Sequence[Table], min_cell: int = 5, *,
                 v = model.cell_var[(t.id, r, c)]
                 if hide[v]:
                     out[(t.id, r, c)] = "primary" if model.primary[v] else "secondary"
-    return out
+    return Solution(out, greedy, rounds, time.monotonic() - start)
 
 
-def audit(tables: Sequence[Table], hidden: Collection[CellKey], min_cell: int = 5) -> list[str]:
+def audit(tables: Sequence[Table], hidden: Collection[CellKey], min_cell: int = 5, *,
+          relations: Relations | None = None) -> list[str]:
     """Violations of definitions §6 for a proposed set of hidden cells; [] means safe."""
-    model = _Model(tables, min_cell)
+    model = _Model(tables, min_cell, relations)
     problems: list[str] = []
     hidden_set = set(hidden)
     for key in sorted(hidden_set - model.cell_var.keys()):

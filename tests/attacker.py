@@ -254,8 +254,7 @@ def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: 
     h = release.headline
     truth_h = con.execute(
         """select count(*) filter (where profile_source = 'unreviewed'),
-                  count(*) filter (where profile_source <> 'unreviewed'
-                                   and profile is not null and complex_case)
+                  count(*) filter (where tabulated and complex_case)
            from marts.citizens where in_scope""").fetchone()
     grand = truth[("profile_distribution", T, T)]
     truth[("headline", "unreviewed", T)] = truth_h[0]
@@ -272,7 +271,7 @@ def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: 
                   coalesce(c.age_band, 'unknown') as age_band, c.m3_band,
                   c.complex_case as complex, s.* exclude (citizen_id)
            from marts.citizens c join staging.citizens s using (citizen_id)
-           where c.in_scope and c.profile_source <> 'unreviewed' and c.profile is not null""")
+           where c.tabulated""")
     names = [d[0] for d in cur.description]
     citizens = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     return Knowledge(cfg, rules, tables, shown, truth, citizens, truth_h[0], label)

@@ -16,8 +16,9 @@ from attacker import Attack, attack, knowledge
 
 from pipeline.config import Config
 from pipeline.demo import write_demo
+from pipeline.errors import ReportError
 from pipeline.ingest import ingest
-from pipeline.release import Release, publish
+from pipeline.release import Release, counted_tables, publish, relations
 from pipeline.rules import Rules, load_rules
 from pipeline.segment import segment
 from pipeline.warehouse import connect
@@ -49,34 +50,80 @@ def found(a: Attack) -> dict[tuple[str, str, str], tuple[int, str]]:
 
 
 # ---------------------------------------------------------------------------------------
-# the issue's examples
+# the issue's examples, and releases of the demo under custom rules
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the suppression model misses relations")
 def test_demo_60_seed_1_reveals_nothing(tmp_path):
     # issue 13: the rules tie the misuse table's base rows to the profile rows; the hidden
     # profile totals followed, then age_groups gave the age band of every diagnosed and
-    # dual-diagnosis citizen (each hidden cell exactly 1)
+    # dual-diagnosis citizen (each hidden cell exactly 1). Before the fix: 84 printed
+    # cells disclosed
     a = attack_demo(tmp_path, 60, 1)
     assert a.findings == [], "\n".join(map(str, a.findings))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the suppression model misses relations")
-def test_demo_150_seed_3_reveals_nothing(tmp_path):
+@pytest.fixture(scope="module")
+def demo150(tmp_path_factory):
+    return demo_release(tmp_path_factory.mktemp("demo150"), 150, 3)
+
+
+def test_demo_150_seed_3_reveals_nothing(demo150):
     # issue 13: diagnosed total 11, misuse_no 10, alcohol / soft / hard hidden: each is
-    # exactly 1 (a complement inside a multi-response row)
-    a = attack_demo(tmp_path, 150, 3)
+    # exactly 1 (a complement inside a multi-response row). Before the fix: 46 cells
+    a = attack(knowledge(*demo150))
+    assert a.findings == [], "\n".join(map(str, a.findings))
+
+
+def write_rules(path: Path, rules: list[tuple[str, int, str]],
+                base_rules: list[tuple[str, str]]) -> Path:
+    """A rules file: (code, depth, condition) per rule, (code, condition) per base rule."""
+    text = ['version = "test-1"']
+    for code, depth, condition in rules:
+        text.append(f'[[rule]]\ncode = "{code}"\nlabel_da = "{code}"\nlabel_en = "{code}"'
+                    f'\ndepth = {depth}\ncondition = "{condition}"')
+    for code, condition in base_rules:
+        text.append(f'[[base_rule]]\ncode = "{code}"\ncondition = "{condition}"')
+    path.write_text("\n\n".join(text) + "\n", "utf-8")
+    return path
+
+
+def _shipped() -> tuple[list[tuple[str, int, str]], list[tuple[str, str]]]:
+    r = load_rules()
+    return ([(x.code, x.depth, x.condition.text) for x in r.rules],
+            [(x.code, x.condition.text) for x in r.base_rules])
+
+
+def swapped_rules(folder: Path) -> Path:
+    """The shipped rules with substance_misuse tried before diffuse_psychiatric: the diffuse
+    citizens with misuse move to substance_misuse, and base diffuse_psychiatric splits over
+    two profiles."""
+    rules, base = _shipped()
+    codes = [r[0] for r in rules]
+    i, j = codes.index("diffuse_psychiatric"), codes.index("substance_misuse")
+    rules[i], rules[j] = rules[j], rules[i]
+    return write_rules(folder / "swapped.toml", rules, base)
+
+
+def complex_first_rules(folder: Path) -> Path:
+    """The shipped rules with a first rule on departments_involved >= 3 (the headline's
+    complex cases are then a profile)."""
+    rules, base = _shipped()
+    rules.insert(0, ("complex", 7, "departments_involved >= 3"))
+    return write_rules(folder / "complex.toml", rules, base)
+
+
+@pytest.mark.parametrize("make_rules", [swapped_rules, complex_first_rules],
+                         ids=["swapped", "departments"])
+def test_custom_rules_reveal_nothing(tmp_path, make_rules):
+    path = make_rules(tmp_path)
+    rules = load_rules(path)
+    assert len(rules.rules) in (6, 7)
+    a = attack_demo(tmp_path / "demo", 100, 2, rules_path=path)
     assert a.findings == [], "\n".join(map(str, a.findings))
 
 
 # ---------------------------------------------------------------------------------------
 # the oracle itself: hand-chosen patterns on a real warehouse, where the answer is known
-
-
-@pytest.fixture(scope="module")
-def demo150(tmp_path_factory):
-    con, rel, cfg, rules = demo_release(tmp_path_factory.mktemp("demo150"), 150, 3)
-    return con, rel, cfg, rules
 
 
 def attack_pattern(demo, hidden) -> Attack:
@@ -121,3 +168,31 @@ def test_oracle_everything_hidden_reveals_nothing(demo150):
     kn.shown = {k: (None if kn.truth[k] else 0) for k in kn.shown}
     assert attack(kn).findings == []
 
+
+
+# ---------------------------------------------------------------------------------------
+# where the relations come from
+
+
+def test_the_relations_come_from_the_rules_segment_used(tmp_path):
+    path = swapped_rules(tmp_path)
+    con, _, cfg, _ = demo_release(tmp_path / "demo", 60, 2, min_cell=0, rules_path=path)
+    tables = counted_tables(con)
+    known = relations(con, cfg, tables)
+    # swapped: a diffuse citizen with misuse is substance_misuse, so base diffuse splits
+    # over two profiles: rule classes (profile, base, alcohol, soft, hard)
+    assert "class substance_misuse|diffuse_psychiatric|True|False|False" in known.unpublished
+    # segment could keep the base rules' conditions itself: the same relations
+    con.execute("alter table marts.profiles add column base_condition varchar")
+    for r in load_rules(path).base_rules:
+        con.execute("update marts.profiles set base_condition = ? where code = ?",
+                    [r.condition.text, r.code])
+    assert relations(con, cfg, tables) == known
+    con.execute("alter table marts.profiles drop column base_condition")
+    # else the file it names, as it was
+    path.write_text(path.read_text("utf-8") + "\n# edited\n", "utf-8")
+    with pytest.raises(ReportError, match="has changed since segment"):
+        relations(con, cfg, tables)
+    path.unlink()
+    with pytest.raises(ReportError, match="cannot be read"):
+        relations(con, cfg, tables)

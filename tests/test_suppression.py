@@ -14,9 +14,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.optimize import linprog
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-from pipeline.suppression import SuppressionInfeasible, Table, audit, suppress
+from pipeline.suppression import (
+    Relations,
+    SuppressionInfeasible,
+    Table,
+    audit,
+    solve,
+    suppress,
+)
 
 T = "total"
 
@@ -423,3 +430,147 @@ def test_optimal_on_tiny_tables(t):
     got = suppress([t], 5)
     check_release([t], got, 5)
     assert cost([t], got) == brute_force_minimum([t], 5)
+
+
+# ---------------------------------------------------------------------------------------
+# relations beyond the tables' sums (definitions §6: what the rules and definitions imply)
+
+
+def integer_ranges(tables, hidden, relations):
+    """Exact (MILP) range of every hidden printed cell given the shown cells, the tables'
+    sums, shared numbers, and `relations` (unpublished quantities >= 0, hidden cells >= 1).
+    Written here from the §6 text, one variable per printed cell."""
+    values = {key: v for t in tables for key, v in cells(t)}
+    names = sorted(values) + sorted(relations.unpublished)
+    pos = {k: i for i, k in enumerate(names)}
+    eqs, les = [], []
+    for t in tables:
+        if t.rows:
+            for c in (*t.cols, T):
+                eqs.append({**{(t.id, r, c): 1 for r in t.rows}, (t.id, T, c): -1})
+        if t.cols and not t.multi_response:
+            for r in (*t.rows, T):
+                eqs.append({**{(t.id, r, c): 1 for c in t.cols}, (t.id, r, T): -1})
+        if t.multi_response:
+            les.extend({(t.id, r, c): 1, (t.id, r, T): -1} for r in (*t.rows, T)
+                       for c in t.cols)
+    groups = {}
+    for t in tables:
+        for key, _ in cells(t):
+            groups.setdefault(statistic(t, key[1], key[2]), []).append(key)
+    for members in groups.values():
+        eqs.extend({a: 1, b: -1} for a, b in itertools.pairwise(members))
+    eqs.extend(relations.equal)
+    les.extend(relations.at_most)
+    lb = np.array([(1.0 if k in hidden else values[k]) if k in values else 0.0
+                   for k in names])
+    ub = np.array([(np.inf if k in hidden else values[k]) if k in values else np.inf
+                   for k in names])
+
+    def mat(rows):
+        m = np.zeros((len(rows), len(names)))
+        for i, row in enumerate(rows):
+            for k, c in row.items():
+                m[i, pos[k]] += c
+        return m
+
+    cons = [LinearConstraint(mat(eqs), 0, 0)]
+    if les:
+        cons.append(LinearConstraint(mat(les), -np.inf, 0))
+    out = {}
+    for k in sorted(hidden):
+        ends = []
+        for sign in (1, -1):
+            c = np.zeros(len(names))
+            c[pos[k]] = sign
+            res = milp(c, constraints=cons, integrality=np.ones(len(names)),
+                       bounds=Bounds(lb, ub))
+            if res.status == 3 or (res.status == 4 and sign == -1):
+                ends.append(np.inf)  # unbounded upward
+            else:
+                assert res.status == 0, res.message
+                ends.append(sign * res.fun)
+        out[k] = (ends[0], ends[1])
+    return out
+
+
+def unsafe_with(tables, hidden, min_cell, relations):
+    values = {key: v for t in tables for key, v in cells(t)}
+    return sorted(k for k, (lo, hi) in integer_ranges(tables, hidden, relations).items()
+                  if hi - lo < 0.5 or (1 <= values[k] < min_cell and hi < min_cell - 0.5))
+
+
+def complement_release():
+    """A multi-response row with a "none" column (misuse of the diagnosed base row, demo 150
+    seed 3 of issue 13): 11 citizens, 10 with no misuse, one with all three kinds."""
+    misuse = table("misuse", ["diagnosed", "other"], ["alcohol", "soft", "hard", "no"],
+                   [[1, 1, 1, 10], [9, 6, 7, 30]], row_dim="base_profile", multi=True,
+                   row_totals=[11, 45])
+    rel = Relations(
+        unpublished={"any|diagnosed": 1, "any|other": 15},
+        equal=tuple({("misuse", r, "no"): 1, f"any|{r}": 1, ("misuse", r, T): -1}
+                    for r in ("diagnosed", "other")),
+        at_most=tuple(
+            [{("misuse", r, c): 1, f"any|{r}": -1} for r in ("diagnosed", "other")
+             for c in ("alcohol", "soft", "hard")]
+            + [{f"any|{r}": 1, **{("misuse", r, c): -1 for c in ("alcohol", "soft", "hard")}}
+               for r in ("diagnosed", "other")]),
+    )
+    return [misuse], rel
+
+
+def test_a_complement_relation_is_protected():
+    tables, rel = complement_release()
+    plain = suppress(tables, 5)
+    # the tables alone: the small ticks hide with their column partners, "no" and the row
+    # total stay shown ...
+    assert ("misuse", "diagnosed", "no") not in plain
+    assert ("misuse", "diagnosed", T) not in plain
+    assert unsafe_with(tables, plain, 5, Relations()) == []
+    # ... and then "at least one kind" = 11 - 10 = 1 makes each tick exactly 1
+    assert {k for k in unsafe_with(tables, plain, 5, rel) if k[1] == "diagnosed"} == {
+        ("misuse", "diagnosed", c) for c in ("alcohol", "soft", "hard")}
+    assert audit(tables, plain, 5, relations=rel)
+    got = suppress(tables, 5, relations=rel)
+    assert audit(tables, got, 5, relations=rel) == []
+    assert unsafe_with(tables, got, 5, rel) == []
+    check_release(tables, got, 5)
+
+
+def test_a_link_between_row_dimensions_is_protected():
+    # a cell of one table counts exactly the citizens of a row of another (the rules say
+    # so: misuse[diagnosed, no] = the profile total of diagnosed); the tables share only
+    # their grand total
+    prof = table("prof", ["p1", "p2"], ["a", "b"], [[9, 1], [20, 25]])
+    base = table("base", ["b1", "b2"], ["x", "y"], [[9, 0], [20, 26]], row_dim="base_profile")
+    rel = Relations(equal=({("prof", "p1", "a"): 1, ("base", "b1", T): -1},))
+    plain = suppress([prof, base], 5)
+    assert ("prof", "p1", "a") in plain and ("base", "b1", T) not in plain
+    assert unsafe_with([prof, base], plain, 5, Relations()) == []
+    # the base row total gives p1/a = 9, and the shown row total of p1 gives p1/b = 1
+    assert ("prof", "p1", "b") in unsafe_with([prof, base], plain, 5, rel)
+    got = solve([prof, base], 5, relations=rel)
+    assert not got.greedy
+    assert audit([prof, base], got.pattern, 5, relations=rel) == []
+    assert unsafe_with([prof, base], got.pattern, 5, rel) == []
+
+
+def test_relations_are_checked_against_the_counts():
+    tables, rel = complement_release()
+    with pytest.raises(ValueError, match="does not hold"):
+        suppress(tables, 5, relations=Relations(
+            unpublished={"any|diagnosed": 2}, equal=(rel.equal[0],)))
+    with pytest.raises(ValueError, match="not unpublished"):
+        suppress(tables, 5, relations=Relations(equal=({"nowhere": 1},)))
+    with pytest.raises(ValueError, match="no cell"):
+        suppress(tables, 5, relations=Relations(equal=({("misuse", "x", T): 1},)))
+    with pytest.raises(ValueError, match=">= 0"):
+        suppress(tables, 5, relations=Relations(unpublished={"n": -1}))
+
+
+def test_fallback_with_relations_is_still_safe():
+    tables, rel = complement_release()
+    got = solve(tables, 5, time_limit=0.0, relations=rel)
+    assert got.greedy
+    assert audit(tables, got.pattern, 5, relations=rel) == []
+    assert unsafe_with(tables, got.pattern, 5, rel) == []
