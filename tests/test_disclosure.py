@@ -21,6 +21,7 @@ from pipeline.ingest import ingest
 from pipeline.release import Release, counted_tables, publish, relations
 from pipeline.rules import Rules, load_rules
 from pipeline.segment import segment
+from pipeline.suppression import solve
 from pipeline.warehouse import connect
 
 REF = dt.date(2024, 6, 30)
@@ -72,6 +73,30 @@ def test_demo_150_seed_3_reveals_nothing(demo150):
     # exactly 1 (a complement inside a multi-response row). Before the fix: 46 cells
     a = attack(knowledge(*demo150))
     assert a.findings == [], "\n".join(map(str, a.findings))
+
+
+def test_the_tables_alone_leak_through_the_relations(demo150):
+    """What issue 13 found, kept as a test: the pattern chosen from the tables' own sums
+    (today's main before the fix: pipeline.suppression without relations) leaks through
+    each relation the rules and definitions imply; the published pattern (above) does not."""
+    con, rel, cfg, rules = demo150
+    tables = counted_tables(con)
+    before = set(solve(tables, cfg.min_cell).pattern)
+    kn = knowledge(con, rel, cfg, rules)
+    kn.shown = {k: (None if k in before else kn.truth[k]) if k[0] != "headline" else v
+                for k, v in kn.shown.items()}
+    got = found(attack(kn))
+    # the complement: misuse_no 10 of the 11 diagnosed (base row), so one citizen with
+    # misuse, who has all three kinds
+    for kind in ("alcohol", "soft_drugs", "hard_drugs"):
+        assert got[("misuse", "diagnosed", kind)] == (1, "exact")
+    # the rules: base diagnosed (11) - misuse_no[diagnosed] (10, = profile diagnosed) =
+    # profile dual_diagnosis, 1: that citizen's motivation, course class and M3 band
+    assert got[("profile_distribution", "dual_diagnosis", "total")] == (1, "exact")
+    assert got[("motivation", "dual_diagnosis", "motivation_work")] == (1, "exact")
+    assert got[("course_history", "dual_diagnosis", "long_continuous")] == (1, "exact")
+    assert got[("m3_duration", "dual_diagnosis", "1_to_2y")] == (1, "exact")
+    assert len(got) == 46
 
 
 def write_rules(path: Path, rules: list[tuple[str, int, str]],
