@@ -121,12 +121,39 @@ def population(labels: Labels, cfg: Config) -> str:
     return labels.text(key, date=labels.date(cfg.reference_date))
 
 
+def _small_counts(labels: Labels, min_cell: int) -> str:
+    """The counts a primary suppression hides (definitions §6: from 1 to min_cell - 1; zero
+    is shown), in words: "antal fra 1 til 4"."""
+    if min_cell == 2:
+        return labels.text("hidden_small_one")
+    return labels.text("hidden_small", largest=min_cell - 1)
+
+
 def hidden_note(labels: Labels, cfg: Config) -> str:
+    """The `c` footnote of the page and the spreadsheet, with the run's min_cell."""
     if cfg.min_cell == 0:
         return labels.text("no_suppression")
-    return labels.text("hidden_note", min_cell=cfg.min_cell)
+    if cfg.min_cell == 1:  # nothing is small: no count is ever hidden
+        return labels.text("hidden_none")
+    small = _small_counts(labels, cfg.min_cell)
+    return labels.text("hidden_note", small=small[:1].upper() + small[1:])
+
+
+def chart_footer(table: PublishedTable, labels: Labels, reference_date: dt.date,
+                 min_cell: int) -> str:
+    """The one line under a chart for slides, so that it stands alone: the reference date and
+    the source; what `c` means where the chart shows one (as the page's footnote, only under
+    a table with a hidden number); that it is for internal use only when nothing is hidden
+    (min_cell = 0), on every chart."""
+    parts = [labels.text("chart_source", date=labels.date(reference_date), id=table.id)]
+    if min_cell == 0:
+        parts.append(labels.text("chart_no_suppression"))
+    elif any(c.share_hidden for c in table.cells.values()):
+        parts.append(labels.text("chart_hidden", small=_small_counts(labels, min_cell)))
+    return " ".join(parts)
 
 
 __all__ = [
-    "HIDDEN", "Labels", "heading", "hidden_note", "load_catalogue", "population", "row_header",
+    "HIDDEN", "Labels", "chart_footer", "heading", "hidden_note", "load_catalogue", "population",
+    "row_header",
 ]
