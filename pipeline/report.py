@@ -256,7 +256,8 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
     workbook.write_xlsx(tmp / "tables.xlsx", pub, labels, cfg)
     files.append("tables.xlsx")
     page_charts: dict[str, bytes] = {}
-    for t, (titled, plain) in zip(pub, charts.draw_charts(pub, labels), strict=True):
+    drawn = charts.draw_charts(pub, labels, cfg.reference_date, cfg.min_cell)
+    for t, (titled, plain) in zip(pub, drawn, strict=True):
         # charts/ for slides carry their title; the page has it as a heading already
         (tmp / "charts" / f"{t.id}.png").write_bytes(titled)
         files.append(f"charts/{t.id}.png")

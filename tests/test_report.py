@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import openpyxl
 import pytest
 
@@ -429,40 +431,145 @@ def test_report_page_tables_match_the_tidy_csvs(release, page):
 
 
 # ---------------------------------------------------------------------------------------
-# 5. the charts: each figure is drawn once and saved twice, the same as saving it, and
-# saving it without its title, with bbox_inches="tight"
+# 5. the charts: each figure is drawn once and saved twice, the same as saving it with its
+# title and footer at 200 dpi (charts/, for slides), and saving it without them at the page's
+# dpi, with bbox_inches="tight"
 
 
-def tight_png(fig) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+def tight_png(fig, dpi: int) -> bytes:  # noqa: ANN001 - a matplotlib Figure
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=pipeline.charts._DPI, metadata={"Software": None},
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None},
                 bbox_inches="tight", pad_inches=pipeline.charts._PAD,
                 pil_kwargs=pipeline.charts._PNG_OPTIONS)
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("table_id", ["profile_distribution", "course_history", "case_focus"])
-def test_charts_are_the_tight_renders_with_and_without_title(release, page, table_id):
-    from matplotlib import rc_context
-
+@pytest.fixture(scope="module")
+def pub(release) -> dict[str, Any]:
+    """The published tables, read back from the release's warehouse."""
     con = duckdb.connect(str(release.out / "warehouse.duckdb"), read_only=True)
     try:
-        pub = {t.id: t for t in published(con)}
+        return {t.id: t for t in published(con)}
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("table_id", ["profile_distribution", "course_history", "case_focus"])
+def test_charts_are_the_tight_renders_with_and_without_title(release, page, pub, table_id):
+    from matplotlib import rc_context
+
     table, number = pub[table_id], TABLE_IDS.index(table_id) + 1
     with rc_context(pipeline.charts._CHART_RC):  # two figures, each saved on its own
         fig = pipeline.charts._chart_figure(table, labels())
         pipeline.charts._add_title(fig, table, number, labels())
-        titled = tight_png(fig)
-        plain = tight_png(pipeline.charts._chart_figure(table, labels()))
+        pipeline.charts._add_footer(fig, table, labels(), REF, MIN_CELL)
+        titled = tight_png(fig, pipeline.charts._SLIDE_DPI)
+        plain = tight_png(pipeline.charts._chart_figure(table, labels()), pipeline.charts._DPI)
     assert (release.out / "charts" / f"{table_id}.png").read_bytes() == titled
     src = page.images[number - 1]["src"] or ""
     assert src.startswith("data:image/png;base64,"), src[:40]
     assert base64.b64decode(src.split(",", 1)[1]) == plain
     assert len(plain) < len(titled)
     # the release's were drawn in worker processes (given two cores); in this one, the same
-    assert pipeline.charts.chart_pngs(table, number, labels()) == (titled, plain)
+    assert pipeline.charts.chart_pngs(table, number, labels(), REF, MIN_CELL) == (titled, plain)
+
+
+def png_dpi(data: bytes) -> tuple[float, float]:
+    """The dots per inch a PNG's pHYs chunk records (pixels per metre, unit 1)."""
+    assert data.startswith(PNG_SIGNATURE)
+    pos = len(PNG_SIGNATURE)
+    while pos < len(data):
+        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"pHYs":
+            x, y, unit = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big"), body[8]
+            assert unit == 1  # per metre
+            return x * 0.0254, y * 0.0254
+        pos += 12 + length
+    pytest.fail("no pHYs chunk: the PNG does not say its dpi")
+
+
+def test_slide_charts_are_200_dpi(release):
+    for path in sorted((release.out / "charts").glob("*.png")):
+        x, y = png_dpi(path.read_bytes())
+        assert (round(x), round(y)) == (200, 200), path.name
+
+
+def drawn_texts(fig) -> list[str]:  # noqa: ANN001 - a matplotlib Figure
+    return [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))
+            if t.get_visible() and t.get_text()]
+
+
+@pytest.mark.parametrize(("table_id", "title"), [
+    ("course_history", "Tabel 2. Profil fordelt på forløbshistorik"),
+    ("case_focus", "Tabel 4. Fokus i sagsbehandlingen fordelt på profil (flere svar mulige)"),
+    ("misuse", "Tabel 5. Misbrug fordelt på profiler (flere svar mulige)"),
+])  # fmt: skip
+def test_a_slide_chart_stands_alone(pub, table_id, title):
+    # a slide made from charts/ says what the page says around it: the full title (several
+    # answers possible), the reference date, the source and what `c` means, on one line
+    # below everything drawn
+    from matplotlib import rc_context
+
+    table, number = pub[table_id], TABLE_IDS.index(table_id) + 1
+    assert any(c.share_hidden for c in table.cells.values())  # the chart shows a `c`
+    footer_text = (f"Opgørelsesdag 25. november 2026. Kilde: m3-profiles, tables/{table_id}.csv."
+                   " c = skjult: antal fra 1 til 4 og tal, de kan regnes ud fra.")
+    with rc_context(pipeline.charts._CHART_RC):
+        fig = pipeline.charts._chart_figure(table, labels())
+        heading = pipeline.charts._add_title(fig, table, number, labels())
+        fig.set_dpi(pipeline.charts._SLIDE_DPI)
+        chart_box = fig.get_tightbbox()  # everything but the footer
+        footer, _ = pipeline.charts._add_footer(fig, table, labels(), REF, MIN_CELL)
+        assert heading.get_text().replace("\n", " ") == title
+        assert footer.get_text() == footer_text
+        assert footer_text in drawn_texts(fig)
+        box = footer.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
+    assert "\n" not in footer.get_text()
+    assert box.width <= fig.get_figwidth()  # one line, within the chart's width
+    assert box.y1 < chart_box.y0  # below the legend and the axis, touching neither
+
+
+def test_a_chart_footer_says_internal_use_without_disclosure_control(pub):
+    from pipeline.labels import chart_footer
+
+    table = pub["course_history"]
+    assert chart_footer(table, labels(), REF, 0) == (
+        "Opgørelsesdag 25. november 2026. Kilde: m3-profiles, tables/course_history.csv."
+        " Diskretionering slået fra (min_cell = 0): kun til intern brug.")
+    assert chart_footer(table, Labels("en", load_rules(None)), REF, 2) == (
+        "Reference date 25 November 2026. Source: m3-profiles, tables/course_history.csv."
+        " c = hidden: counts of 1 and numbers they could be worked out from.")
+
+
+def cell_colour(fig, col: int, row: int) -> tuple[int, int, int]:  # noqa: ANN001 - Figure
+    """The colour drawn in a heat map's cell, sampled near its corner, away from its text."""
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    x, y = ax.transData.transform((col - 0.38, row - 0.38))
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    r, g, b, _ = pixels[pixels.shape[0] - int(round(y)), int(round(x))]
+    return int(r), int(g), int(b)
+
+
+def test_heatmap_tells_small_shares_apart(pub):
+    # misuse: "Nej" (~80 %) must not set the colour scale of the "Ja" columns (3-15 %)
+    from matplotlib import rc_context
+
+    table = pub["misuse"]
+    ticks = [c for c in table.cols if c != "misuse_no"]
+    with rc_context(pipeline.charts._CHART_RC):
+        fig = pipeline.charts._chart_figure(table, labels())
+    shown = [(table.cell(r, c).share, cell_colour(fig, j, i))
+             for i, r in enumerate(table.all_rows) for j, c in enumerate(table.cols)
+             if c in ticks and table.cell(r, c).share is not None]
+    pairs = [(a, b) for a, b in itertools.combinations(shown, 2) if abs(a[0] - b[0]) >= 0.02]
+    assert len(pairs) >= 3, shown  # not vacuous: shown "Ja" cells 2 points apart or more
+    assert max(s for s, _ in shown) < 0.2
+    for (share_a, rgb_a), (share_b, rgb_b) in pairs:
+        # 2 points apart: at least 12 of 255 apart in some channel (plainly visible)
+        assert max(abs(p - q) for p, q in zip(rgb_a, rgb_b, strict=True)) >= 12, (
+            share_a, rgb_a, share_b, rgb_b)
 
 
 WORKER_OF_A_KILLED_RUN = """
@@ -552,12 +659,13 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
 
 
 # ---------------------------------------------------------------------------------------
-# 7. the page in a real headless browser
+# 7. the page in a real headless browser, on screen and printed
 
 
-def test_report_opens_in_headless_chromium(release, tmp_path):
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):  # noqa: ANN201 - a selenium WebDriver
     # `make test` installs the browser where it can (root or sudo with apt); elsewhere the
-    # page test is skipped with how to install it. CI must test the page: there it fails.
+    # page tests are skipped with how to install it. CI must test the page: there they fail.
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.exists():
             if os.environ.get("CI") == "true":
@@ -571,42 +679,324 @@ def test_report_opens_in_headless_chromium(release, tmp_path):
         pytest.fail("selenium is missing: .venv/bin/python -m pip install -e '.[dev]'",
                     pytrace=False)
 
+    folder = tmp_path_factory.mktemp("chromium")
     options = Options()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,1000"):
+                 f"--user-data-dir={folder / 'chromium-profile'}", "--window-size=1280,1000"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
+    service = Service(str(CHROMEDRIVER), log_output=str(folder / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(30)
     try:
-        driver.set_page_load_timeout(30)
-        driver.get((release.out / "report.html").resolve().as_uri())
-        assert driver.execute_script("return document.readyState") == "complete"
-        assert driver.title.startswith(labels().text("report_title"))
-        images = driver.execute_script(
-            "return Array.from(document.images, i => [i.complete, i.naturalWidth,"
-            " i.src.slice(0, 22)])")
-        charts = sorted((release.out / "charts").glob("*.png"))
-        assert len(images) == len(charts) == len(TABLE_IDS)
-        assert all(complete and width > 0 for complete, width, _ in images), images
-        assert {src for _, _, src in images} == {"data:image/png;base64,"}
-        # self-contained: the page fetched nothing beyond itself
-        assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
-        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert severe == []
-        # the log does catch errors (so the check above is not vacuous)
-        driver.execute_script("console.error('m3-profiles probe')")
-        assert any("m3-profiles probe" in e["message"] for e in driver.get_log("browser")
-                   if e["level"] == "SEVERE")
-        shot = tmp_path / "report.png"
-        assert driver.save_screenshot(str(shot))
-        width = driver.execute_script("return window.innerWidth * window.devicePixelRatio")
+        yield driver
     finally:
         driver.quit()
+
+
+def open_page(driver, release, width: int, media: str = "screen") -> None:  # noqa: ANN001
+    """The report in a viewport `width` CSS pixels wide, laid out for the screen (with a
+    scroll bar, as a reader has) or for print (on paper, none)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": media})
+    driver.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": media == "print"})
+    driver.get((release.out / "report.html").resolve().as_uri())
+    assert driver.execute_script("return document.readyState") == "complete"
+    assert driver.execute_script("return window.innerWidth") == width
+
+
+def test_report_opens_in_headless_chromium(release, chromium, tmp_path):
+    driver = chromium
+    driver.get_log("browser")  # what earlier pages logged
+    open_page(driver, release, 1280)
+    assert driver.title.startswith(labels().text("report_title"))
+    images = driver.execute_script(
+        "return Array.from(document.images, i => [i.complete, i.naturalWidth,"
+        " i.src.slice(0, 22)])")
+    charts = sorted((release.out / "charts").glob("*.png"))
+    assert len(images) == len(charts) == len(TABLE_IDS)
+    assert all(complete and width > 0 for complete, width, _ in images), images
+    assert {src for _, _, src in images} == {"data:image/png;base64,"}
+    # self-contained: the page fetched nothing beyond itself
+    assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+    # the log does catch errors (so the check above is not vacuous)
+    driver.execute_script("console.error('m3-profiles probe')")
+    assert any("m3-profiles probe" in e["message"] for e in driver.get_log("browser")
+               if e["level"] == "SEVERE")
+    shot = tmp_path / "report.png"
+    assert driver.save_screenshot(str(shot))
+    width = driver.execute_script("return window.innerWidth * window.devicePixelRatio")
     data = shot.read_bytes()
     assert len(data) > 0
     assert data.startswith(PNG_SIGNATURE)
     assert int.from_bytes(data[16:20], "big") == width  # IHDR: the viewport's width
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_the_page_never_scrolls_sideways(release, chromium, width):
+    # a table wider than the page (case focus at 800 px) scrolls in its own box
+    open_page(chromium, release, width)
+    scroll_width, client_width = chromium.execute_script(
+        "const e = document.scrollingElement; return [e.scrollWidth, e.clientWidth]")
+    assert width - 20 <= client_width <= width  # less the vertical scroll bar
+    assert scroll_width <= client_width
+    # not vacuous: at 800 px the case-focus table is wider than its box, which scrolls
+    wider = chromium.execute_script(
+        "return Array.from(document.querySelectorAll('section.table .scroll'),"
+        " b => [b.closest('section').id, b.scrollWidth > b.clientWidth])")
+    assert len(wider) == len(TABLE_IDS)
+    if width == 800:
+        assert ["case_focus", True] in wider
+
+
+# a number followed by a unit, or a sign and its number, with any white space between them
+SPLIT_UNIT_JS = r"""
+const parts = /\d[\s\u00a0]+(år|years?|dage|days)(?!\p{L})|[<>≤≥][\s\u00a0]+\d/gu;
+const found = [], broken = [];
+for (const el of document.querySelectorAll('table.stat thead th, section.table h3')) {
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+    for (const m of node.data.matchAll(parts)) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const tops = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+      found.push(m[0]);
+      if (tops.size !== 1) broken.push(el.textContent);
+    }
+  }
+}
+return [found, broken];
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_no_heading_breaks_between_a_number_and_its_unit(release, chromium, width):
+    open_page(chromium, release, width)
+    found, broken = chromium.execute_script(SPLIT_UNIT_JS)
+    # not vacuous: "> 3 år", "≤ 3 år", the age bands, the M3 bands
+    assert len(found) >= 10, found
+    assert broken == []
+
+
+UNIT_AFTER_NUMBER = re.compile(r"(\d|[<>≤≥])[ \t]+(\d|år|years?|dage|days)(?!\w)")
+
+
+@pytest.mark.parametrize("lang", ["da", "en"])
+def test_labels_join_units_to_their_numbers(lang):
+    # every column label and table heading, in both languages: a number and its unit (or a
+    # sign and its number) are joined by a no-break space, so no browser, spreadsheet or
+    # chart breaks a line between them
+    from pipeline.labels import heading
+    from pipeline.release import PublishedTable
+    from pipeline.vocabulary import COURSE_CLASSES, M3_BANDS, TABLES, age_band_codes
+
+    lb = Labels(lang, load_rules(None))
+    texts = [lb.col(c) for c in (*COURSE_CLASSES, *M3_BANDS,
+                                 *age_band_codes(Config().age_bands), "unknown")]
+    texts += [heading(PublishedTable(t.id, t.row_dim, t.multi_response, (), (), {}), n, lb)
+              for n, t in enumerate(TABLES, start=1)]
+    texts += [lb.text(k) for k in ("m3_over_1y", "long_continuous")]
+    assert [t for t in texts if UNIT_AFTER_NUMBER.search(t)] == []
+    joined = [t for t in texts if re.search(r"\d\u00a0(år|years?)", t)]
+    assert len(joined) >= (9 if lang == "da" else 5), texts
+
+
+# A4 less the page's @page margins (14 mm top and bottom, 12 mm left and right), in CSS px
+A4_WIDTH_PX = round((210 - 2 * 12) / 25.4 * 96)
+A4_HEIGHT_PX = round((297 - 2 * 14) / 25.4 * 96)
+
+
+def test_print_layout(release, chromium):
+    # laid out for print at the width of an A4 page: no table is cut at the page's edge, the
+    # charts take the full width (the heat maps' labels stay legible), and the run section
+    # fits on one page and may not be split
+    open_page(chromium, release, A4_WIDTH_PX, media="print")
+    try:
+        scroll_width, client_width = chromium.execute_script(
+            "const e = document.scrollingElement; return [e.scrollWidth, e.clientWidth]")
+        assert client_width == A4_WIDTH_PX
+        assert scroll_width <= client_width
+        tables = chromium.execute_script(
+            "return Array.from(document.querySelectorAll('table.stat'),"
+            " t => [t.closest('section').id, t.getBoundingClientRect().right])")
+        assert len(tables) == len(TABLE_IDS)
+        assert [t for t in tables if t[1] > A4_WIDTH_PX + 0.5] == []
+        charts = chromium.execute_script(
+            "return Array.from(document.querySelectorAll('img.chart'), i =>"
+            " [i.getBoundingClientRect().width, i.closest('section').clientWidth])")
+        assert all(abs(w - full) <= 1 for w, full in charts), charts
+        height, avoid = chromium.execute_script(
+            "const s = document.querySelector('section.run');"
+            " return [s.getBoundingClientRect().height, getComputedStyle(s).breakInside]")
+        assert avoid == "avoid"
+        assert 0 < height <= A4_HEIGHT_PX
+    finally:
+        chromium.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+        chromium.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": False})
+
+
+def pdf_pages(pdf: Path) -> list[str] | None:
+    """The text of each page of a PDF, with poppler's pdftotext or pypdf, whichever is here;
+    None when neither is."""
+    if shutil.which("pdftotext"):
+        out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], check=True,
+                             capture_output=True).stdout.decode("utf-8")
+        return out.split("\f")[:-1]  # a form feed ends every page
+    try:
+        import pypdf
+    except ImportError:
+        return None
+    return [page.extract_text() for page in pypdf.PdfReader(pdf).pages]
+
+
+def test_printed_page(release, chromium, page, tmp_path):
+    # printed as Chromium prints it (Page.printToPDF, the page's own A4 size and margins):
+    # page 1 is not a headline alone, "Om kørslen" is not split, and the page count is sane
+    open_page(chromium, release, 1280)
+    printed = chromium.execute_cdp_cmd("Page.printToPDF", {
+        "printBackground": True, "preferCSSPageSize": True})
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(base64.b64decode(printed["data"]))
+    count = len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf.read_bytes()))
+    # about a page per table with its chart, and the headline and the notes
+    assert 3 <= count <= len(TABLE_IDS) + 3, count
+    pages = pdf_pages(pdf)
+    if pages is None:
+        pytest.skip("neither pdftotext (apt: poppler-utils) nor pypdf is installed: the"
+                    " printed page's text is not checked")
+    assert len(pages) == count
+    flat = [" ".join(p.split()).casefold() for p in pages]
+    lb = labels()
+    first = f"{lb.text('table')} 1.".casefold()
+    assert first in flat[0], "page 1 holds the headline only"
+    run_keys = [lb.text(k) for k in ("about_run", "reference_date", "rules_version",
+                                     "config_hash", "min_cell")]
+    run_keys.append(lb.text("generated_by", version=pipeline.__version__))
+    on = [i for i, p in enumerate(flat) if lb.text("about_run").casefold() in p]
+    assert len(on) == 1, on
+    assert [k for k in run_keys if k.casefold() not in flat[on[0]]] == []
+
+
+# ---------------------------------------------------------------------------------------
+# 8. the words: what a manager reads on the page (and in the spreadsheet, which prints the
+# same notes)
+
+
+@pytest.mark.parametrize(("lang", "min_cell", "note"), [
+    ("da", 5, "c: fortroligt. Antal fra 1 til 4 skjules, og det samme gør de tal, som et skjult"
+              " antal ellers ville kunne regnes ud fra (diskretionering). Nul vises. En andel"
+              " vises kun, når både dens antal og det antal, den er en andel af, vises."),
+    ("en", 5, "c: confidential. Counts from 1 to 4 are hidden, and so are the numbers from"
+              " which a hidden count could otherwise be worked out (disclosure control). Zeros"
+              " are shown. A share is shown only when both its count and the count it is a"
+              " share of are shown."),
+    ("da", 10, "c: fortroligt. Antal fra 1 til 9 skjules, og det samme gør de tal, som et skjult"
+               " antal ellers ville kunne regnes ud fra (diskretionering). Nul vises. En andel"
+               " vises kun, når både dens antal og det antal, den er en andel af, vises."),
+    ("da", 2, "c: fortroligt. Antal på 1 skjules, og det samme gør de tal, som et skjult"
+              " antal ellers ville kunne regnes ud fra (diskretionering). Nul vises. En andel"
+              " vises kun, når både dens antal og det antal, den er en andel af, vises."),
+    ("en", 1, "No small counts are hidden (min_cell = 1)."),
+    ("da", 0, "Diskretionering er slået fra (min_cell = 0): tabellerne er kun til intern brug."),
+])  # fmt: skip
+def test_the_c_footnote_says_which_counts_are_hidden(lang, min_cell, note):
+    # definitions §6: counts from 1 to min_cell - 1 are hidden; zero is shown
+    from pipeline.labels import hidden_note
+
+    assert hidden_note(Labels(lang, load_rules(None)), Config(min_cell=min_cell)) == note
+
+
+def test_the_page_prints_the_c_footnote_of_its_run(release, page):
+    from pipeline.labels import hidden_note
+
+    text = "\n".join(page.text)
+    assert hidden_note(labels(), CFG) in text
+    assert "Tal under" not in text and "rækkens i alt" not in text
+
+
+FAXE_TABLES = {  # definitions §5, "source in the Faxe report"
+    "profile_distribution": ("Faxe-rapportens hovedtal", "the Faxe report's headline shares"),
+    "course_history": ("tabel 1, 5 og 6 i Faxe-rapporten", "Tables 1, 5 and 6 of the Faxe report"),
+    "age_groups": ("tabel 2 i Faxe-rapporten", "Table 2 of the Faxe report"),
+    "case_focus": ("tabel 3 i Faxe-rapporten", "Table 3 of the Faxe report"),
+    "misuse": ("tabel 4 og 7 i Faxe-rapporten", "Tables 4 and 7 of the Faxe report"),
+    "motivation": ("tabel 8 i Faxe-rapporten", "Table 8 of the Faxe report"),
+    "m3_duration": ("halvdelen havde været der i mere end 1\u00a0år",
+                    "about half had been in it for more than 1\u00a0year"),
+    "barriers": ("Faxe-rapporten, men til dens helhedssyn", "Faxe report but to its holistic view"),
+}  # fmt: skip
+
+
+def test_each_table_says_which_table_of_the_faxe_report_it_is(release):
+    import html
+
+    page_html = (release.out / "report.html").read_text(encoding="utf-8")
+    under_heading = dict(re.findall(
+        r'<section class="table" id="(\w+)">\s*<div class="lead-in">\s*<h3>[^<]*</h3>\s*'
+        r'<p class="faxe">([^<]*)</p>', page_html))
+    assert set(under_heading) == set(TABLE_IDS)
+    english = Labels("en", load_rules(None))
+    for table_id, (da, en) in FAXE_TABLES.items():
+        assert da in html.unescape(under_heading[table_id]), table_id
+        assert en in english.table(table_id, "faxe"), table_id
+
+
+def test_the_sea_is_explained_where_it_is_first_used(page):
+    # "havet" is the Faxe report's figure: a reader of the page has not read the report
+    first = next(t for t in page.text if re.search(r"\bhav(et)?\b", t))
+    assert "Faxe-rapporten bruger billedet af et hav: jo dybere nede en profil ligger, jo" \
+           " længere er vejen tilbage til arbejde." in first
+
+
+def test_a_barrier_label_says_what_it_means():
+    # the barrier is a lack of a network, not "isolation and network"
+    assert labels().col("barrier_isolation") == "Isolation, manglende netværk"
+    assert Labels("en", load_rules(None)).col("barrier_isolation") == "Isolation, no network"
+
+
+def test_an_all_zero_not_in_m3_column_is_left_out(release, page):
+    # definitions §5: "not in M3 on the reference date" is shown only when non-zero; under the
+    # default scope nobody tabulated here is out of M3
+    con = duckdb.connect(str(release.out / "warehouse.duckdb"), read_only=True)
+    try:
+        (out_of_m3,) = con.execute(
+            "select count(*) from marts.citizens where in_scope and m3_band = 'not_in_m3'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert CFG.scope == "m3" and out_of_m3 == 0
+    _, cols, _ = release.grid("m3_duration")
+    assert cols == ["under_1y", "1_to_2y", "2y_plus", TOTAL]
+    assert labels().col("not_in_m3") not in page.tables["m3_duration"]["columns"]
+
+
+def test_without_disclosure_control_the_page_says_so_at_the_top(release, pub):
+    # min_cell = 0 (internal work): the first thing on the page says it must not leave the
+    # building, not only a bullet near the bottom
+    from pipeline.page import RunInfo, render_html
+    from pipeline.release import Profiles, headline
+
+    con = duckdb.connect(str(release.out / "warehouse.duckdb"), read_only=True)
+    try:
+        tables = tuple(pub.values())
+        head, profiles = headline(con, tables, CFG), Profiles.from_warehouse(con)
+    finally:
+        con.close()
+    info = RunInfo(REF, profiles.version, profiles.source, profiles.sha256, "0" * 64, None, (),
+                   {}, None)
+    charts = {t.id: b"" for t in tables}
+    lb = labels()
+    for min_cell, banner in [(0, True), (MIN_CELL, False)]:
+        cfg = Config(reference_date=REF, min_cell=min_cell)
+        body = ReportPage(render_html(tables, head, info, charts, lb, cfg, profiles)).text
+        body = [t.strip() for t in body if t.strip()]
+        top = f"{lb.text('internal_only')}: {lb.text('no_suppression')}"
+        before_h1 = body[body.index(lb.text("report_title")) - 1]
+        assert (before_h1 == top) is banner, before_h1[:100]
