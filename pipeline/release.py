@@ -231,7 +231,8 @@ def suppressed_cells_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.T
     once, with every relation the rules in use imply between them (`relations`), and
     audited again before anything is written (§6)."""
     tables = counted_tables(con)
-    known = relations(con, ctx.cfg, tables)
+    # min_cell 0 or 1 hides nothing (§6: internal work): no relations to derive
+    known = relations(con, ctx.cfg, tables) if ctx.cfg.min_cell > 1 else None
     pattern = solve(tables, ctx.cfg.min_cell, relations=known).pattern
     problems = audit(tables, pattern.keys(), ctx.cfg.min_cell, relations=known)
     if problems:
