@@ -270,6 +270,10 @@ _NONE_COLUMN = {"misuse": "misuse_no", "motivation": "motivation_not_stated"}
 # coalesce("name" <op> <whole number>, false) (pipeline.rules._Compiler)
 _COMPARISON = re.compile(r'coalesce\("([a-z_]+)" (?:>=|>|<=|<|=|<>) (\d+), false\)')
 _SHIPPED_RULES = "pipeline/rules.toml"
+# beyond these, the rule classes are taken from the data (see `relations`): 2^24 rows of
+# the grid take about a second; a few thousand classes keep the suppression model small
+_MAX_GRID = 2**24
+_MAX_CLASSES = 4096
 
 
 def rules_in_use(con: duckdb.DuckDBPyConnection) -> Rules:
@@ -346,9 +350,20 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
     if age_linked:
         ref_year = cfg.reference_date.year
         ints["birth_year"].update(ref_year - edge for edge in cfg.age_bands)
-    classes = _rule_classes(con, cfg, rules, sorted(tested | set(linked)), ints, linked,
-                            age_linked)
     counts = _class_counts(con, linked, age_linked)
+    grid = 2 ** len(tested | set(linked))
+    for values in ints.values():
+        grid *= 3 * len(values) + 1
+    if grid <= _MAX_GRID:
+        classes = _rule_classes(con, cfg, rules, sorted(tested | set(linked)), ints, linked,
+                                age_linked)
+    else:
+        classes = []
+    if not classes or len(classes) > _MAX_CLASSES:
+        # rules that test very many flags: the classes present in the data instead of every
+        # class the rules can make. The attacker then also "knows" the empty classes are
+        # empty: stronger than the real one, so a pattern safe against it is safe
+        classes = sorted(counts)
     dims = ["profile", "base_profile", *linked, *(["age_band"] if age_linked else [])]
     unknown = set(counts) - set(classes)
     if unknown:
