@@ -39,6 +39,10 @@ report: $(STAMP) ## run the pipeline on INPUT (default data/raw, demo data if em
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q
 
+.PHONY: faults
+faults: $(STAMP) ## stop real runs at every fault point with every signal, fill a disk, cap memory; print the table (~10 min; mounts need root)
+	$(BIN)/python tests/faults.py
+
 .PHONY: lint
 lint: $(STAMP) ## check style with ruff
 	$(BIN)/ruff check pipeline tests bench

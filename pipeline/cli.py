@@ -1,12 +1,19 @@
 """The `m3-profiles` command line: parse options, call one library function, map the
 library's named errors to exit codes (interface: 0 ok, 1 internal error, 2 usage, 3 input
-rejected, 4 locked). Diagnostics go to stderr; the summary to stdout.
+rejected, 4 locked; README *When a run fails*: 5 the environment — disk full, permission
+denied, out of memory —, 130 / 143 stopped by SIGINT / SIGTERM). Diagnostics go to stderr,
+one line for every failure but an internal error; the summary to stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import os
+import signal
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,7 +25,14 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.config import Config, ConfigError, load_config
-from pipeline.errors import InputError, LockedError, RejectedError
+from pipeline.errors import (
+    EnvironmentFault,
+    InputError,
+    LockedError,
+    OutputError,
+    RejectedError,
+    Stopped,
+)
 from pipeline.privacy import PseudonymKeyError
 
 if TYPE_CHECKING:
@@ -33,7 +47,8 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_LOCKED = 1, 2, 3, 4
+EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_LOCKED, EXIT_ENVIRONMENT = 1, 2, 3, 4, 5
+EXIT_SIGNAL = 128  # + the signal's number: 130 SIGINT, 143 SIGTERM (the shell's convention)
 
 
 class Lang(StrEnum):
@@ -123,6 +138,21 @@ def _fail(code: int, message: str) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+@contextlib.contextmanager
+def _environment() -> Iterator[None]:
+    """A disk full, a file that may not be read or written, memory running out: one line and
+    exit 5, never a traceback (the run's own commands get this from the runner)."""
+    try:
+        yield
+    except (OSError, MemoryError, RuntimeError) as e:
+        from pipeline.runner import environment_fault
+
+        fault = environment_fault(e)
+        if fault is None:
+            raise
+        raise _fail(EXIT_ENVIRONMENT, str(fault)) from None
+
+
 def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
     t = Table(title="Rows per table (read = loaded + quarantined)")
     for c in ("table", "file", "read", "loaded", "quarantined", "CPR masked"):
@@ -156,13 +186,120 @@ def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
         console.print(line, highlight=False, soft_wrap=True)
 
 
+def _supervisable() -> bool:
+    """Whether this command is a process of its own with a terminal or files for its output
+    (not a CliRunner in a test's process) on a platform with fork."""
+    if not hasattr(os, "fork") or os.environ.get("M3_SUPERVISE") == "0":
+        return False
+    try:
+        sys.stdout.fileno(), sys.stderr.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _supervise() -> None:
+    """Fork: the child returns and runs the command; this process waits for it and exits
+    with its code. The run can die where it cannot say so itself — the kernel's out-of-memory
+    killer sends SIGKILL, a library aborts when memory runs out — and then this small
+    process says what happened in one line, keeps the run's log as `<out>.failed/run.log`
+    and removes its work folder (`runner.after_killed`), so no stray folder of personal data
+    waits for the next run. SIGTERM and SIGINT sent here are passed on to the run."""
+    read, write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        from pipeline import runner
+
+        os.close(read)
+        runner.announce_to(write)
+        return
+    os.close(write)
+
+    def pass_on(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):  # it has just ended
+            os.kill(pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, pass_on)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code in _EXIT_CODES:
+        raise typer.Exit(code=code)
+    with os.fdopen(read, encoding="utf-8") as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    _died(code, json.loads(lines[-1]) if lines else None)
+
+
+# what the command itself exits with (typer's usage errors are 2): any other end is a death
+_EXIT_CODES = {0, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_LOCKED, EXIT_ENVIRONMENT,
+               EXIT_SIGNAL + signal.SIGINT, EXIT_SIGNAL + signal.SIGTERM}
+
+
+def _died(code: int, announced: dict | None) -> None:
+    """The run's process died (`code` < 0: by that signal; else an exit code the command never
+    gives, e.g. glibc's 127 when it cannot allocate a thread): say so in one line, after
+    `runner.after_killed` kept its log and removed its work folder."""
+    from pipeline.runner import after_killed
+
+    if code < 0:
+        how = f"was killed by {signal.Signals(-code).name}"
+        cause = (
+            "the kernel's out-of-memory killer (see dmesg) or kill -9"
+            if -code == signal.SIGKILL
+            else "a library aborted, most often as memory ran out: see the lines above"
+        )
+    else:
+        how = f"ended abruptly with exit code {code}"
+        cause = "a library gave up, most often as memory ran out: see the lines above"
+    published = False
+    where = ""
+    if announced is not None:
+        try:
+            done, published = after_killed(announced, how)
+        except Exception as e:  # noqa: BLE001 - the next run puts it right; say so
+            done = [f"could not clean up ({type(e).__name__}: {e}); the next run will"]
+        for line in done:
+            print(f"{dt.datetime.now():%H:%M:%S} {line}", file=sys.stderr, flush=True)
+        log = "/run.log" if published else ".failed/run.log"
+        where = f"; the run's log is in {announced['out']}{log}"
+    state = (
+        "the new output was already in place"
+        if published
+        else "nothing was published, the previous output is untouched"
+    )
+    exit_code = EXIT_SIGNAL - code if code < 0 else code
+    raise _fail(exit_code, f"the run {how} ({cause}): {state}{where}")
+
+
 def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # noqa: ANN003
+    if _supervisable():
+        _supervise()  # returns in the run's process only; before the heavy imports
     from pipeline.rules import RulesError
     from pipeline.runner import run_stages
 
     try:
         with _Steps() as steps:
             st = run_stages(stages, out_dir, cfg, step=steps, **kw)
+    except Stopped as e:
+        if e.published:
+            raise _fail(
+                EXIT_SIGNAL + e.signum,
+                f"stopped by {e.name} after the new output was in place: {out_dir} holds "
+                "this run's output",
+            ) from None
+        raise _fail(
+            EXIT_SIGNAL + e.signum,
+            f"stopped by {e.name}: nothing was published, the previous output is untouched; "
+            f"the run's log is in {out_dir}.failed/run.log",
+        ) from None
+    except EnvironmentFault as e:
+        raise _fail(
+            EXIT_ENVIRONMENT, f"{e}. Nothing was published; the previous output is untouched."
+        ) from None
+    except OutputError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
     except LockedError as e:
         raise _fail(EXIT_LOCKED, str(e)) from None
     except RejectedError as e:
@@ -324,7 +461,8 @@ def validate(
 
     cfg = _checked_config(config, reference_date=reference_date)
     try:
-        result, rows = validate_input(cfg, input)
+        with _environment():
+            result, rows = validate_input(cfg, input)
     except RejectedError as e:
         if e.result is not None:
             _print_counts(e.result)
@@ -375,7 +513,7 @@ def demo(
     if scenario != "faxe":
         raise _fail(EXIT_USAGE, f"unknown scenario {scenario!r}; expected faxe")
     ref = reference_date.date() if reference_date else dt.date.today()
-    with _Steps() as steps:
+    with _Steps() as steps, _environment():
         steps(f"generating {citizens:,} citizens (seed {seed}, reference date {ref})")
         result = write_demo(
             out,

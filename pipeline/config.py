@@ -57,8 +57,10 @@ class Config:
     max_reject_share: float = 0.05
     # Warehouse file; empty = `<out>/warehouse.duckdb`.
     database: str = ""
-    # DuckDB's memory limit (e.g. "1.5GB"); empty = DuckDB's default, 80 % of the memory.
-    memory_limit: str = ""
+    # DuckDB's memory limit (e.g. "1.5GB"); past it DuckDB spills to temp_directory. 1GB
+    # keeps a 1,000,000-citizen run under 2 GB in all (the readers' Arrow tables come on
+    # top); empty = DuckDB's default, 80 % of the machine's memory, whatever else runs.
+    memory_limit: str = "1GB"
     # DuckDB's worker threads; 0 = DuckDB's default, one per core.
     threads: int = 0
     # Where DuckDB spills what does not fit in memory_limit; empty = DuckDB's default (a

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import fcntl
+import json
 import math
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from filelock import FileLock, Timeout
 
-from pipeline.errors import LockedError
+from pipeline.errors import LockedError, OutputError
 from pipeline.registry import BY_NAME, Context, Model, stage_models
 
 LAYERS = ("raw", "staging", "quarantine", "marts", "meta")
@@ -273,21 +277,74 @@ def copy_to(
 
 
 @contextlib.contextmanager
-def locked(paths: Sequence[Path]) -> Iterator[None]:
-    """Hold the run lock on every path (kernel `flock` through filelock: a killed holder's
-    lock frees itself), or raise LockedError at once if another run holds one."""
-    held: list[FileLock] = []
+def locked(paths: Sequence[Path], holder: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Hold the run lock on every path, or raise LockedError at once naming the run that
+    holds one. The lock is the kernel's `flock` on a plain file (a killed holder's lock frees
+    itself); while it is held the file names its holder (`holder`: pid, run id, start time,
+    host). A symlink, a hard link or anything but a plain file at a lock path is refused
+    (OutputError): the lock is never taken through a link, so nothing at its target is
+    truncated or written."""
+    held: list[int] = []
     try:
         for path in paths:
-            lock = FileLock(str(path), timeout=0)
+            fd = _open_lock(path)
             try:
-                lock.acquire()
-            except Timeout:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                who = _lock_holder(fd)
+                os.close(fd)
                 raise LockedError(
                     f"{path}: another run holds the lock on this output folder or warehouse"
+                    + (f" ({who})" if who else "")
                 ) from None
-            held.append(lock)
+            held.append(fd)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(dict(holder or {}), default=str) + "\n").encode(), 0)
         yield
     finally:
-        for lock in reversed(held):
-            lock.release()
+        for fd in reversed(held):
+            with contextlib.suppress(OSError):  # a stale name in a free lock misleads no one
+                os.ftruncate(fd, 0)
+            os.close(fd)  # releases the flock
+
+
+def _open_lock(path: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OutputError(
+                f"{path}: the lock path is a symbolic link. m3-profiles takes its run lock "
+                "only on a plain file of its own; remove the link and run again"
+            ) from None
+        if e.errno == errno.EISDIR:
+            raise OutputError(
+                f"{path}: the lock path is a folder, not the run's lock file; remove it and "
+                "run again"
+            ) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "is not a plain file" if not stat.S_ISREG(st.st_mode) else "is a hard link"
+        raise OutputError(
+            f"{path}: the lock path {what}. m3-profiles takes its run lock only on a plain "
+            "file of its own; remove it and run again"
+        )
+    return fd
+
+
+def _lock_holder(fd: int) -> str:
+    """What the lock file says of its holder: "run <id>, pid <pid> on <host>, started <time>";
+    empty while the holder has not written it yet."""
+    try:
+        who = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(who, dict) or not who:
+        return ""
+    return (
+        f"held by run {who.get('run_id', '?')}, pid {who.get('pid', '?')} on "
+        f"{who.get('host', '?')}, started {who.get('started', '?')}"
+    )

@@ -42,6 +42,7 @@ def test_ingest_writes_warehouse_quarantine_log_and_manifest(tmp_path):
     out = tmp_path / "out"
     st = run_stages(["ingest"], out, CFG, input_dir=export(tmp_path / "in"))
     assert sorted(p.name for p in out.iterdir()) == [
+        ".m3-profiles-output",  # issue 12: the folder is marked as an m3-profiles output
         "quarantine.csv",
         "run.json",
         "run.log",
