@@ -647,7 +647,8 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
     # the report's own temporary folder is gone and no report file was half-written
     assert sorted(p.name for p in failed.iterdir()) == [
         "citizens.parquet", "quarantine.csv", "run.json", "run.log", "warehouse.duckdb"]
-    assert "failed: RuntimeError: " + message in (failed / "run.log").read_text("utf-8")
+    assert ("failed during stage report: RuntimeError: " + message
+            in (failed / "run.log").read_text("utf-8"))
     con = duckdb.connect(str(failed / "warehouse.duckdb"), read_only=True)
     try:  # the report's transaction was rolled back: segment's marts, no table marts
         marts = {t for (t,) in con.execute(
@@ -702,7 +703,9 @@ def open_page(driver, release, width: int, media: str = "screen") -> None:  # no
     scroll bar, as a reader has) or for print (on paper, none)."""
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
         "width": width, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
-    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": media})
+    # "screen": no emulated media at all, so that printing still prints with the print style
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "" if media == "screen"
+                                                          else media})
     driver.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": media == "print"})
     driver.get((release.out / "report.html").resolve().as_uri())
     assert driver.execute_script("return document.readyState") == "complete"
@@ -842,24 +845,33 @@ def test_print_layout(release, chromium):
         chromium.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": False})
 
 
-def pdf_pages(pdf: Path) -> list[str] | None:
-    """The text of each page of a PDF, with poppler's pdftotext or pypdf, whichever is here;
-    None when neither is."""
-    if shutil.which("pdftotext"):
-        out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], check=True,
-                             capture_output=True).stdout.decode("utf-8")
-        return out.split("\f")[:-1]  # a form feed ends every page
+def pdf_pages(pdf: Path) -> list[tuple[str, int]] | None:
+    """The text and the number of images of each page of a PDF, with poppler's pdftotext and
+    pdfimages or with pypdf, whichever is here; None when neither is."""
+    if shutil.which("pdftotext") and shutil.which("pdfimages"):
+        def run(*args: str) -> str:
+            return subprocess.run([*args, str(pdf), "-"] if args[0] == "pdftotext" else
+                                  [*args, str(pdf)], check=True, capture_output=True
+                                  ).stdout.decode("utf-8")
+
+        texts = run("pdftotext", "-enc", "UTF-8").split("\f")[:-1]  # a form feed ends a page
+        # pdfimages -list: two header lines, then one line per image, its page first
+        pages = [int(line.split()[0]) for line in run("pdfimages", "-list").splitlines()[2:]]
+        return [(text, pages.count(i)) for i, text in enumerate(texts, start=1)]
     try:
         import pypdf
     except ImportError:
         return None
-    return [page.extract_text() for page in pypdf.PdfReader(pdf).pages]
+    return [(page.extract_text(), len(page.images)) for page in pypdf.PdfReader(pdf).pages]
 
 
 def test_printed_page(release, chromium, page, tmp_path):
     # printed as Chromium prints it (Page.printToPDF, the page's own A4 size and margins):
     # page 1 is not a headline alone, "Om kørslen" is not split, and the page count is sane
     open_page(chromium, release, 1280)
+    # as a reader's browser prints: no emulated screen (an emulated width would lay the page
+    # out at that width on paper too)
+    chromium.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     printed = chromium.execute_cdp_cmd("Page.printToPDF", {
         "printBackground": True, "preferCSSPageSize": True})
     pdf = tmp_path / "report.pdf"
@@ -869,13 +881,16 @@ def test_printed_page(release, chromium, page, tmp_path):
     assert 3 <= count <= len(TABLE_IDS) + 3, count
     pages = pdf_pages(pdf)
     if pages is None:
-        pytest.skip("neither pdftotext (apt: poppler-utils) nor pypdf is installed: the"
+        pytest.skip("neither poppler-utils (pdftotext, pdfimages) nor pypdf is installed: the"
                     " printed page's text is not checked")
     assert len(pages) == count
-    flat = [" ".join(p.split()).casefold() for p in pages]
+    flat = [" ".join(text.split()).casefold() for text, _ in pages]
     lb = labels()
+    # page 1: the headline, and table 1's heading with its chart (the page's first image)
     first = f"{lb.text('table')} 1.".casefold()
     assert first in flat[0], "page 1 holds the headline only"
+    assert pages[0][1] == 1, "table 1's chart is not on page 1"
+    assert sum(images for _, images in pages) == len(TABLE_IDS)
     run_keys = [lb.text(k) for k in ("about_run", "reference_date", "rules_version",
                                      "config_hash", "min_cell")]
     run_keys.append(lb.text("generated_by", version=pipeline.__version__))
