@@ -267,7 +267,7 @@ def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: 
     shown[("headline", "complex_case", T)] = h.complex_case.n
     shown[("headline", "m3_over_1y", T)] = h.m3_over_1y.n
     cur = con.execute(
-        """select c.profile, c.base_profile as base, c.course_class,
+        """select c.citizen_id as id, c.profile, c.base_profile as base, c.course_class,
                   coalesce(c.age_band, 'unknown') as age_band, c.m3_band,
                   c.complex_case as complex, s.* exclude (citizen_id)
            from marts.citizens c join staging.citizens s using (citizen_id)
@@ -306,6 +306,24 @@ def _add(*terms: Mapping[int, float], signs: Iterable[float] | None = None) -> d
     return {k: v for k, v in out.items() if v}
 
 
+def record(c: Mapping[str, Any], rc: RuleClasses, cfg: Config) -> list[tuple]:
+    """The variables one citizen counts in: its rule class first, then one per dimension."""
+    out: list[tuple] = [("K", rc.key(c))]
+    if c["complex"] and not rc.complex_linked:
+        out.append(("complex",))
+    for tid, td in table_defs(cfg).items():
+        r = c[td.row_dim]
+        if td.kind == "cat" and td.dim not in rc.linked:
+            out.append(("cat", td.dim, r, c[td.dim]))
+        elif td.kind == "flags":
+            out.extend(("flag", f, r) for f in td.flags if f not in rc.linked and c[f])
+        elif td.kind == "block":
+            linked = tuple(bool(c[f]) for f in td.flags if f in rc.linked)
+            pattern = tuple(bool(c[f]) for f in td.flags if f not in rc.linked)
+            out.append(("pattern", tid, r, linked, pattern))
+    return out
+
+
 def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
     """The program and the true value of each variable (from the citizens)."""
     cfg, rc = kn.cfg, RuleClasses(kn.rules, kn.cfg)
@@ -321,10 +339,10 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
         true.setdefault(v, 0)
     # the true classes; the pipeline's profile and base must be what the rules give here
     for c in kn.citizens:
-        k = rc.key(c)
-        assert k[:2] == (c["profile"], c["base"]), (k, c["profile"], c["base"])
-        assert k in n_k, f"class {k} is not one the rules can produce"
-        count(("K", k))
+        k = record(c, rc, cfg)[0]
+        assert k[1][:2] == (c["profile"], c["base"]), (k, c["profile"], c["base"])
+        assert k[1] in n_k, f"class {k} is not one the rules can produce"
+        count(k)
 
     def members(row_dim: str, row: str, linked: Mapping[str, Any] | None = None) -> dict:
         pos = 0 if row_dim == "profile" else 1
@@ -418,20 +436,8 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
         prog.expr[("m3_duration", T, "1_to_2y")], prog.expr[("m3_duration", T, "2y_plus")])
     # the true citizens' other dimensions
     for c in kn.citizens:
-        if c["complex"] and not rc.complex_linked:
-            count(("complex",))
-        for tid, td in table_defs(cfg).items():
-            r = c[td.row_dim]
-            if td.kind == "cat" and td.dim not in rc.linked:
-                count(("cat", td.dim, r, c[td.dim]))
-            elif td.kind == "flags":
-                for f in td.flags:
-                    if f not in rc.linked and c[f]:
-                        count(("flag", f, r))
-            elif td.kind == "block":
-                linked = tuple(bool(c[f]) for f in td.flags if f in rc.linked)
-                pattern = tuple(bool(c[f]) for f in td.flags if f not in rc.linked)
-                count(("pattern", tid, r, linked, pattern))
+        for name in record(c, rc, cfg)[1:]:
+            count(name)
     true[uv] = kn.unreviewed
     return prog, true
 
@@ -578,3 +584,137 @@ def attack(kn: Knowledge, min_cell: int | None = None, exact: bool = False) -> A
     cells = sum(1 for k in kn.shown if k[0] != "headline")
     hidden_cells = sum(1 for k, v in kn.shown.items() if k[0] != "headline" and v is None)
     return Attack(kn.label, ranges, findings, hidden_cells, cells)
+
+
+# ---------------------------------------------------------------------------------------
+# two releases of overlapping populations (definitions §6: earlier releases, differencing)
+
+
+@dataclass
+class PairAttack:
+    """What an attacker holding two releases learns: hidden numbers of either release
+    (`findings`, as `attack`), and the cells a leaver or an entrant is proven to be in
+    (`flows`: (release label, cell key, "left" | "entered"))."""
+
+    findings: list[Finding]
+    flows: list[tuple[str, Key, str]]
+
+    @property
+    def safe(self) -> bool:
+        return not self.findings and not self.flows
+
+
+def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None) -> PairAttack:
+    """The attacker with both releases who also knows how many citizens left and how many
+    entered (the worst case: e.g. "one citizen left"). Class counts of the new population
+    are those of the old one minus the leavers plus the entrants, class by class (the
+    per-dimension counts too: a leaver leaves every dimension of its class; dealing the
+    dimensions out independently stays exact for the flows, as for the counts). The true
+    flows come from the citizens of both releases (matched by id): a citizen whose record
+    changed counts as one leaver and one entrant."""
+    min_cell = new.cfg.min_cell if min_cell is None else min_cell
+    p_old, t_old = build_program(old)
+    p_new, t_new = build_program(new)
+    names = sorted(set(p_old.names) | set(p_new.names), key=repr)
+    n = len(names)
+    pos = {nm: i for i, nm in enumerate(names)}
+    blocks = {"x": 0, "y": n, "L": 2 * n, "E": 3 * n}  # old, new, leavers, entrants
+
+    def lift(prog: Program, part: str, e: Mapping[int, float]) -> dict[int, float]:
+        return {blocks[part] + pos[prog.names[v]]: c for v, c in e.items()}
+
+    x = np.zeros(n)
+    y = np.zeros(n)
+    for v, val in t_old.items():
+        x[pos[p_old.names[v]]] = val
+    for v, val in t_new.items():
+        y[pos[p_new.names[v]]] = val
+    # the true flows: who left or changed (their old record), who entered or changed
+    rc_old, rc_new = RuleClasses(old.rules, old.cfg), RuleClasses(new.rules, new.cfg)
+    before = {c["id"]: record(c, rc_old, old.cfg) for c in old.citizens}
+    after = {c["id"]: record(c, rc_new, new.cfg) for c in new.citizens}
+    flow_l, flow_e = np.zeros(n), np.zeros(n)
+    for cid in before.keys() | after.keys():
+        if before.get(cid) == after.get(cid):
+            continue
+        for nm in before.get(cid, []):
+            flow_l[pos[nm]] += 1
+        for nm in after.get(cid, []):
+            flow_e[pos[nm]] += 1
+    unreviewed = pos[("unreviewed",)]
+    flow_l[unreviewed] = max(x[unreviewed] - y[unreviewed], 0)
+    flow_e[unreviewed] = max(y[unreviewed] - x[unreviewed], 0)
+    truth = np.concatenate([x, y, flow_l, flow_e])
+    eq_rows: list[dict[int, float]] = []
+    eq_rhs: list[float] = []
+    ub_rows: list[dict[int, float]] = []
+    ub_rhs: list[float] = []
+    for prog, part in ((p_old, "x"), (p_new, "y"), (p_new, "L"), (p_new, "E")):
+        eq_rows.extend(lift(prog, part, r) for r in prog.eq)
+        eq_rhs.extend([0.0] * len(prog.eq))
+        ub_rows.extend(lift(prog, part, r) for r in prog.le)
+        ub_rhs.extend([0.0] * len(prog.le))
+    for i in range(n):  # y = x - L + E, class by class and dimension by dimension
+        eq_rows.append({blocks["y"] + i: 1.0, blocks["x"] + i: -1.0, blocks["L"] + i: 1.0,
+                        blocks["E"] + i: -1.0})
+        eq_rhs.append(0.0)
+    classes = [pos[nm] for nm in names if nm[0] == "K"]
+    for part in ("L", "E"):  # how many left, how many entered
+        eq_rows.append({blocks[part] + i: 1.0 for i in classes})
+        eq_rhs.append(float(sum(truth[blocks[part] + i] for i in classes)))
+    hidden: list[tuple[str, Key, dict[int, float], int]] = []
+    for kn, prog, part in ((old, p_old, "x"), (new, p_new, "y")):
+        for key, value in kn.shown.items():
+            if key not in prog.expr or (key[0] == "headline" and key[1] == "m3_over_1y"
+                                        and value is None):
+                continue
+            e = lift(prog, part, prog.expr[key])
+            if value is None:
+                ub_rows.append({v: -c for v, c in e.items()})
+                ub_rhs.append(-1.0)
+                hidden.append((kn.label, key, e, kn.truth[key]))
+            else:
+                eq_rows.append(e)
+                eq_rhs.append(float(value))
+    nv = 4 * n
+    a_eq, b_eq = _matrix(eq_rows, nv), np.array(eq_rhs)
+    a_ub, b_ub = _matrix(ub_rows, nv), np.array(ub_rhs)
+    assert np.allclose(a_eq @ truth, b_eq) and np.all(a_ub @ truth <= b_ub + 1e-9)
+    cons = [LinearConstraint(a_eq, b_eq, b_eq), LinearConstraint(a_ub, -np.inf, b_ub)]
+
+    def extreme(e: Mapping[int, float], sign: float) -> float:
+        c = np.zeros(nv)
+        for v, k in e.items():
+            c[v] = -sign * k
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
+                      method="highs")
+        if res.status == 3:
+            return np.inf
+        assert res.status == 0, res.message
+        if not np.all(np.abs(res.x - np.rint(res.x)) < 1e-7):
+            res = milp(c, constraints=cons, integrality=np.ones(nv), bounds=Bounds(0, np.inf),
+                       options={"mip_rel_gap": 0.0})
+            assert res.status == 0, res.message
+        return float(np.rint(-res.fun))
+
+    findings = []
+    for label, key, e, value in hidden:
+        hi = extreme(e, +1.0)
+        lo = -extreme(e, -1.0)
+        if lo == hi:
+            findings.append(Finding((label, *key), value, lo, hi, "exact"))
+        elif 1 <= value < min_cell and hi < min_cell:
+            findings.append(Finding((label, *key), value, lo, hi, "small"))
+    flows = []
+    seen: set[tuple] = set()
+    for part, what in (("L", "left"), ("E", "entered")):
+        for key, e in p_new.expr.items():
+            le = lift(p_new, part, e)
+            true_flow = sum(truth[v] * c for v, c in le.items())
+            sig = (part, tuple(sorted(le.items())))
+            if not 1 <= true_flow < min_cell or sig in seen:
+                continue
+            seen.add(sig)
+            if -extreme(le, -1.0) >= 1:  # proven: someone who left / entered is in it
+                flows.append((new.label, key, what))
+    return PairAttack(findings, flows)
