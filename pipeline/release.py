@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -37,9 +36,7 @@ from pipeline.rules import (
     BaseRule,
     Rule,
     Rules,
-    RulesError,
     compile_condition,
-    load_rules,
 )
 from pipeline.suppression import TOTAL, Relations, Table, audit, solve
 from pipeline.vocabulary import TABLES, age_band_codes
@@ -269,7 +266,6 @@ _NONE_COLUMN = {"misuse": "misuse_no", "motivation": "motivation_not_stated"}
 # the compiled condition of a rule tests a boolean column as "name", an integer one as
 # coalesce("name" <op> <whole number>, false) (pipeline.rules._Compiler)
 _COMPARISON = re.compile(r'coalesce\("([a-z_]+)" (?:>=|>|<=|<|=|<>) (\d+), false\)')
-_SHIPPED_RULES = "pipeline/rules.toml"
 # beyond these, the rule classes are taken from the data (see `relations`): 2^24 rows of
 # the grid take about a second; a few thousand classes keep the suppression model small
 _MAX_GRID = 2**24
@@ -277,32 +273,22 @@ _MAX_CLASSES = 4096
 
 
 def rules_in_use(con: duckdb.DuckDBPyConnection) -> Rules:
-    """The rules segment used. marts.profiles keeps the profile rules; the base rules'
-    conditions, which the relations between the tables need too, are read from a
-    `base_condition` column when segment stores one, else from the rules file it names
-    (checked against the SHA-256 it recorded)."""
+    """The rules segment used, as marts.profiles keeps them (the profile rules' and the base
+    rules' conditions), so the report needs no rules file to know how its tables are linked."""
     rows = warehouse.records(con, "select * from marts.profiles order by precedence")
-    if rows and "base_condition" in rows[0]:
-        based = sorted((r for r in rows if r["base_precedence"] is not None),
-                       key=lambda r: r["base_precedence"])
-        return Rules(
-            rows[0]["rules_version"],
-            tuple(Rule(r["code"], r["label_da"], r["label_en"], r["depth"],
-                       compile_condition(r["condition"], f"rule '{r['code']}'")) for r in rows),
-            tuple(BaseRule(r["code"], compile_condition(r["base_condition"],
-                                                        f"base_rule '{r['code']}'"))
-                  for r in based),
-            rows[0]["rules_sha256"], rows[0]["rules_source"])
-    source, sha256 = rows[0]["rules_source"], rows[0]["rules_sha256"]
-    try:
-        rules = load_rules(None if source == _SHIPPED_RULES else Path(source))
-    except RulesError as e:
-        raise ReportError(f"the rules segment used are needed to protect the tables (§6) and"
-                          f" cannot be read: {e}; run segment again") from None
-    if rules.sha256 != sha256:
-        raise ReportError(f"{source} has changed since segment used it (SHA-256 differs);"
-                          " run segment again with the rules you mean")
-    return rules
+    if not rows or "base_condition" not in rows[0]:
+        raise ReportError("marts.profiles does not hold the rules' conditions (a warehouse"
+                          " segmented by an older version): run segment again")
+    based = sorted((r for r in rows if r["base_precedence"] is not None),
+                   key=lambda r: r["base_precedence"])
+    return Rules(
+        rows[0]["rules_version"],
+        tuple(Rule(r["code"], r["label_da"], r["label_en"], r["depth"],
+                   compile_condition(r["condition"], f"rule '{r['code']}'")) for r in rows),
+        tuple(BaseRule(r["code"], compile_condition(r["base_condition"],
+                                                    f"base_rule '{r['code']}'"))
+              for r in based),
+        rows[0]["rules_sha256"], rows[0]["rules_source"])
 
 
 @dataclass(frozen=True)

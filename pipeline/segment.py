@@ -123,6 +123,7 @@ def model_params(cfg: Config, rules: Rules) -> dict[str, Any]:
         "rule_depths": [r.depth for r in rules.rules],
         "rule_conditions": [r.condition.text for r in rules.rules],
         "base_rule_codes": [r.code for r in rules.base_rules],
+        "base_rule_conditions": [r.condition.text for r in rules.base_rules],
     }
 
 
