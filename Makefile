@@ -36,8 +36,24 @@ report: $(STAMP) ## run the pipeline on INPUT (default data/raw, demo data if em
 	$(BIN)/m3-profiles run --input $(INPUT) --out $(OUT)
 
 .PHONY: test
-test: $(STAMP) ## run the test suite
+test: $(STAMP) browser ## run the test suite
 	$(BIN)/python -m pytest -q
+
+# The page tests drive Debian's headless Chromium through its driver, and read the printed
+# page with poppler's pdftotext. Installed where this machine allows it (apt, as root or with
+# sudo); elsewhere the page tests skip, saying how to install them (in CI they fail instead).
+BROWSER_PACKAGES := chromium chromium-driver poppler-utils
+.PHONY: browser
+browser: ## install the headless browser the page tests use (apt, as root or with sudo)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v pdftotext >/dev/null; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "browser: no apt-get here; the page tests will skip (install Chromium, chromedriver and poppler-utils)"; exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo"; else \
+		echo "browser: not root and no sudo; the page tests will skip (sudo apt-get install $(BROWSER_PACKAGES))"; exit 0; fi; \
+	echo "browser: installing $(BROWSER_PACKAGES) with apt-get"; \
+	{ $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); } >/dev/null 2>&1 || \
+		echo "browser: apt-get could not install $(BROWSER_PACKAGES); the page tests will skip"
 
 .PHONY: faults
 faults: $(STAMP) ## stop real runs at every fault point with every signal, fill a disk, cap memory; print the table (~10 min; mounts need root)
