@@ -723,14 +723,14 @@ def _fault(point: str) -> None:
     for h in log.handlers:
         h.flush()
     if point == "ingest-query":
-        _signal_during_query(spec[1])
+        _signal_during_query(spec[1], spec[2])
     elif spec[2]:
         os.killpg(os.getpgrp(), spec[1])
     else:
         os.kill(os.getpid(), spec[1])
 
 
-def _signal_during_query(signum: int) -> None:
+def _signal_during_query(signum: int, group: bool) -> None:
     """Send `signum` from a thread once the main thread is inside a DuckDB call of the
     warehouse's model builders (the signal lands while DuckDB works, not between calls)."""
     main, pid = threading.main_thread().ident, os.getpid()
@@ -744,7 +744,7 @@ def _signal_during_query(signum: int) -> None:
             if frame.f_code.co_name in builders and frame.f_code.co_filename.endswith(
                 "warehouse.py"
             ):
-                os.kill(pid, signum)
+                os.killpg(os.getpgrp(), signum) if group else os.kill(pid, signum)
                 return
             time.sleep(0.0005)
 
