@@ -990,6 +990,8 @@ def _run_locked(
     except BaseException as e:
         signals.deferred = True  # nothing stops the cleanup half-way
         err = _classify(e, signals, str(out_dir.parent))
+        if isinstance(err, EnvironmentFault) and err is not e and st.current:
+            err = EnvironmentFault(f"stage {st.current}: {err}")  # where it ran out
         _fail(st, err, con, handler, workdir, work_db if external else None, out_dir, e)
         if err is e:
             raise

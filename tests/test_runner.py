@@ -322,3 +322,41 @@ def test_paths_with_quotes_spaces_and_danish_letters_work(tmp_path, name):
     runs = con.execute("select run_id from meta.runs order by started").fetchall()
     con.close()
     assert len(runs) == 2 and runs[-1][0] == st.run_id
+
+
+def test_leftovers_of_an_interrupted_run_from_before_the_marker_are_put_right(tmp_path):
+    # issue 12: today's two-rename swap, killed between its renames, left no `out` and
+    # yesterday's output only in `.out.old-<8 hex>`; killed runs left `.out.tmp-<run id>`
+    # with a whole warehouse. The next start restores the one, removes the other, says so,
+    # and leaves alone a folder with the pipeline's name holding files a run never writes.
+    import shutil
+
+    out = tmp_path / "out"
+    run_stages(["ingest"], out, CFG, input_dir=export(tmp_path / "good"))
+    (out / ".m3-profiles-output").unlink()  # as an output of the version before the marker
+    before = snapshot(out)
+    out.rename(tmp_path / ".out.old-0a1b2c3d")
+    work = tmp_path / ".out.tmp-20261201T020000-0a1b2c3d"
+    work.mkdir()
+    shutil.copyfile(tmp_path / ".out.old-0a1b2c3d" / "warehouse.duckdb", work / "warehouse.duckdb")
+    (work / "run.log").write_text("2026-12-01 02:00:00,000 INFO stage ingest\n")
+    foreign = tmp_path / ".out.tmp-20261201T030000-0a1b2c3d"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"\xff\xd8")
+    steps: list[str] = []
+    with pytest.raises(InputError, match="missing required column 'birth_year'"):
+        run_stages(["ingest"], out, CFG, input_dir=export(tmp_path / "bad", "citizen_id\nC1\n"),
+                   step=steps.append)
+    assert snapshot(out) == before
+    said = [
+        f"restored the previous output {out} from .out.old-0a1b2c3d, where a run was stopped"
+        " in the middle of its swap",
+        f"removed {work.name}, left by an interrupted run",
+        f"left {foreign.name} alone: it holds files a run does not write",
+    ]
+    assert steps[:3] == said
+    log = (tmp_path / "out.failed" / "run.log").read_text("utf-8")
+    assert all(line in log for line in said)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.lock", foreign.name, "bad", "good", "out", "out.failed"]
+    assert (foreign / "holiday.jpg").read_bytes() == b"\xff\xd8"
