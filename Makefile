@@ -56,7 +56,7 @@ browser: ## install the headless browser the page tests use (apt, as root or wit
 		echo "browser: apt-get could not install $(BROWSER_PACKAGES); the page tests will skip"
 
 .PHONY: faults
-faults: $(STAMP) ## stop real runs at every fault point with every signal, fill a disk, cap memory; print the table (~10 min; mounts need root)
+faults: $(STAMP) ## stop real runs at every fault point with every signal, fill a disk, cap memory; print the table (~15 min; mounts need root)
 	$(BIN)/python tests/faults.py
 
 .PHONY: lint
