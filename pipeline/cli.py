@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline import privacy
 from pipeline.config import Config, ConfigError, load_config
 from pipeline.errors import (
     EnvironmentFault,
@@ -133,8 +134,10 @@ class _Steps:
 
 
 def _fail(code: int, message: str) -> typer.Exit:
-    # the message is text, not markup: "[[rule]]" or "[columns.citizens]" must show as written
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    # the message is text, not markup: "[[rule]]" or "[columns.citizens]" must show as written;
+    # a path or a header in it may hold a CPR number (a folder's name): masked like notes
+    err.print(f"[bold red]error:[/] {escape(privacy.mask_name(message))}", highlight=False,
+              soft_wrap=True)
     return typer.Exit(code=code)
 
 
@@ -316,7 +319,8 @@ def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # 
         raise _fail(EXIT_USAGE, str(e)) from None
     _print_summary(st)
     console.print(
-        f"Output in {out_dir} (run {st.run_id}, reference date {st.cfg.reference_date}).",
+        f"Output in {privacy.mask_name(str(out_dir))} (run {st.run_id}, reference date"
+        f" {st.cfg.reference_date}).",
         highlight=False,
     )
 
@@ -448,7 +452,8 @@ def validate(
     checked = _check_rules(rules)
     if checked is not None:
         console.print(
-            f"The rules file {escape(str(rules))} is valid: version {checked.version}, "
+            f"The rules file {escape(privacy.mask_name(str(rules)))} is valid: version"
+            f" {checked.version}, "
             f"{len(checked.rules)} rules, {len(checked.base_rules)} base rules.",
             highlight=False,
             soft_wrap=True,

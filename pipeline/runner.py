@@ -49,7 +49,7 @@ from typing import Any
 import duckdb
 
 import pipeline
-from pipeline import chart_workers, warehouse
+from pipeline import chart_workers, privacy, warehouse
 from pipeline.config import Config
 from pipeline.errors import (
     EnvironmentFault,
@@ -107,11 +107,13 @@ def _sha256(path: Path | None) -> str | None:
 
 
 def _config_digest(cfg: Config, path: Path | None) -> dict[str, Any]:
+    # paths and export column names may hold a CPR number: the manifest keeps them masked,
+    # the hash covers the settings as given
     return {
-        "file": str(path) if path else None,
+        "file": privacy.mask_name(str(path)) if path else None,
         "file_sha256": _sha256(path),
         "effective_sha256": cfg.effective_sha256(),
-        "effective": json.loads(cfg.effective_json()),
+        "effective": json.loads(privacy.mask_name(cfg.effective_json())),
     }
 
 
@@ -194,7 +196,7 @@ def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
     }
     if st.rules is not None:
         m["rules"] = {
-            "file": str(st.rules_path) if st.rules_path else "(shipped)",
+            "file": privacy.mask_name(str(st.rules_path)) if st.rules_path else "(shipped)",
             "version": st.rules.version,
             "sha256": st.rules.sha256,
         }
@@ -228,7 +230,7 @@ def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
     if st.report is not None:
         m["report"] = st.report.as_dict()
     if error:
-        m["error"] = error
+        m["error"] = privacy.mask_name(error)
     return m
 
 
@@ -821,7 +823,11 @@ def after_killed(announced: dict[str, str], how: str) -> tuple[list[str], bool]:
 
 class _RunLog(logging.FileHandler):
     """run.log: a write that fails (a full disk) is dropped, never printed as a traceback;
-    the error that ends the run says what happened."""
+    the error that ends the run says what happened. Every line is masked: a path or an
+    error's text may hold a CPR number (a folder's name)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return privacy.mask_name(super().format(record))
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         pass
@@ -919,7 +925,7 @@ def _run_locked(
         for line in recovered:
             step(line)
         raise InputError(
-            f"{db_path}: no warehouse from an earlier stage; run "
+            f"{privacy.mask_name(str(db_path))}: no warehouse from an earlier stage; run "
             f"'m3-profiles ingest' (or 'run') first"
         )
     workdir.mkdir()

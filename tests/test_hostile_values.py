@@ -97,7 +97,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     input_dir = root / f"export-{CPR}"
     first = hostile_export(input_dir)
     out = root / "out"
-    run_stages(STAGES, out, CFG, input_dir=input_dir, rules_path=hostile_rules(root / "rules"))
+    # the rules file in a folder whose name holds the number too: its path is in the
+    # manifest, the log and marts.profiles
+    run_stages(STAGES, out, CFG, input_dir=input_dir,
+               rules_path=hostile_rules(root / f"rules-{CPR}"))
     return Run(input_dir, out, first)
 
 
@@ -179,6 +182,8 @@ def test_no_cpr_from_a_folder_name_or_header_reaches_any_output(run: Run) -> Non
         assert_no_cpr(runs, "meta.runs")
         (paths,) = con.execute("select string_agg(path, ' ') from meta.input_files").fetchone()
         assert_no_cpr(paths, "meta.input_files")
+        (source,) = con.execute("select any_value(rules_source) from marts.profiles").fetchone()
+        assert source.endswith("/rules-[CPR]/hostile-rules.toml"), source
         columns = [c for (c,) in con.execute(
             "select column_name from information_schema.columns order by all").fetchall()]
         assert_no_cpr(" ".join(columns), "the warehouse's column names")
@@ -188,17 +193,16 @@ def test_no_cpr_from_a_folder_name_or_header_reaches_any_output(run: Run) -> Non
         con.close()
 
 
-def _failed_run(tmp_path: Path, input_dir: Path, cfg: Config = CFG, manifest: bool = True
-                ) -> str:
+def _failed_run(tmp_path: Path, input_dir: Path, cfg: Config = CFG) -> str:
     """Ingest `input_dir`, which must be refused; the message, with what the failed run
-    kept (its log; its manifest unless `manifest` is False), all checked for the CPR."""
+    kept (its log and its manifest), all checked for the CPR."""
     out = tmp_path / "out"
     with pytest.raises(InputError) as e:
         run_stages(["ingest"], out, cfg, input_dir=input_dir)
     message = str(e.value)
     assert_no_cpr(message, "the message")
     failed = tmp_path / "out.failed"
-    for name in ("run.log", "run.json") if manifest else ("run.log",):
+    for name in ("run.log", "run.json"):
         assert_no_cpr((failed / name).read_text("utf-8"), f"out.failed/{name}")
     cli = CliRunner().invoke(app, ["validate", "--input", str(input_dir),
                                    "--reference-date", REF.isoformat()])
@@ -239,8 +243,8 @@ def test_a_repeated_cpr_header_is_named_masked(tmp_path: Path) -> None:
 def test_a_mapped_cpr_header_is_named_masked(tmp_path: Path) -> None:
     folder = _csv(tmp_path / "export", "citizen_id;year\nC1;1980\n", EPISODES)
     cfg = Config(reference_date=REF, columns={"citizens": {"birth_year": CPR}})
-    # the manifest records the config as given, mapping included: the runner's part
-    message = _failed_run(tmp_path, folder, cfg, manifest=False)
+    # the manifest records the config's mapping masked (its hash is of the config as given)
+    message = _failed_run(tmp_path, folder, cfg)
     assert message.startswith(
         "citizens.csv: missing required column 'birth_year' (mapped from '[CPR]' in the config)")
 
