@@ -101,6 +101,11 @@ def find_inputs(input_dir: Path) -> dict[str, Path]:
     """The one file per table in `input_dir` (data contract: two candidates is an error).
     Messages name the folder masked: its name may hold a CPR number."""
     shown = privacy.mask_name(str(input_dir))
+    if input_dir.is_file():
+        raise InputError(
+            f"{shown}: this is a file, and --input takes a folder: the one holding the "
+            "citizens and episodes files"
+        )
     if not input_dir.is_dir():
         raise InputError(
             f"{shown}: input folder not found; expected a folder holding "
@@ -161,9 +166,12 @@ def canonical_table(
         elif canon in REQUIRED_COLUMNS[table]:
             hint = (f" (mapped from {privacy.mask_name(mapping[canon])!r} in the config)"
                     if canon in mapping else "")
+            found = ", ".join(repr(privacy.mask_name(c)) for c in by_key.values())
             raise InputError(
                 f"{name}: missing required column {canon!r}{hint}; expected "
-                f"columns {', '.join(REQUIRED_COLUMNS[table])} at least"
+                f"columns {', '.join(REQUIRED_COLUMNS[table])} at least, found {found}."
+                f" If the export names it otherwise, map it in a config file:"
+                f' [columns.{table}] {canon} = "<its name in the export>"'
             )
         else:
             columns[canon] = pa.nulls(n, pa.string())

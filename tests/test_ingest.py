@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pipeline import privacy, readers, warehouse
 from pipeline.config import Config
 from pipeline.errors import InputError, RejectedError
-from pipeline.ingest import define_macros, ingest
+from pipeline.ingest import define_macros, find_inputs, ingest
 
 REF = dt.date(2024, 6, 30)
 CFG = Config(reference_date=REF, max_reject_share=1.0)
@@ -850,3 +850,23 @@ def test_windows_1252_decoding_has_one_meaning(data):
             readers._to_utf8("x.csv", data)
         return
     assert readers._to_utf8("x.csv", data) == ("cp1252", expected)
+
+
+def test_missing_required_column_lists_the_columns_found_and_the_mapping(tmp_path):
+    # issue 14: an export with Danish headings must be told what was found and what to do
+    write_csv(tmp_path, "citizens.csv", "citizen_id;Fødselsår;Køn\nA1;1980;K\n")
+    write_csv(tmp_path, "episodes.csv", "citizen_id;start_date;benefit\nA1;2020-01-01;dagpenge\n")
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert str(e.value) == (
+        "citizens.csv: missing required column 'birth_year'; expected columns citizen_id,"
+        " birth_year at least, found 'citizen_id', 'Fødselsår', 'Køn'. If the export names it"
+        ' otherwise, map it in a config file: [columns.citizens] birth_year = "<its name in the'
+        ' export>"'
+    )
+
+
+def test_an_input_that_is_a_file_is_named_as_such(tmp_path):
+    path = write_csv(tmp_path, "citizens.csv", "citizen_id;birth_year\nA1;1980\n")
+    with pytest.raises(InputError, match=r"citizens.csv: this is a file, and --input takes a"):
+        find_inputs(path)
