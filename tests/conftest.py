@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -78,3 +80,12 @@ def load_staging(
 def staging() -> StagingFactory:
     """Factory: `staging(citizens, episodes)` -> connection to a new in-memory warehouse."""
     return load_staging
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under `folder`, by relative path: "left byte for byte"."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -5,7 +5,6 @@ file on its own. Real files, a real process and typer's CliRunner; no mocks."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from conftest import snapshot
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -48,14 +48,6 @@ def small_export(folder: Path) -> Path:
     (folder / "citizens.csv").write_text(GOOD_C, encoding="utf-8")
     (folder / "episodes.csv").write_text(GOOD_E, encoding="utf-8")
     return folder
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

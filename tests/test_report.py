@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
-import hashlib
 import io
 import itertools
 import json
@@ -28,6 +27,7 @@ import duckdb
 import numpy as np
 import openpyxl
 import pytest
+from conftest import snapshot
 
 import pipeline.charts
 import pipeline.workbook
@@ -87,14 +87,6 @@ def denominator(row: str, col: str) -> tuple[str, str]:
     """table_cells.sql: a cell's share is of its row total; a total-column cell's share is of
     the grand total."""
     return (row, TOTAL) if col != TOTAL else (TOTAL, TOTAL)
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def labels() -> Labels:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import snapshot
 from filelock import FileLock
 from typer.testing import CliRunner
 
@@ -28,14 +29,6 @@ def export(folder: Path, citizens: str = GOOD_C, episodes: str = GOOD_E) -> Path
     (folder / "citizens.csv").write_text(citizens, encoding="utf-8")
     (folder / "episodes.csv").write_text(episodes, encoding="utf-8")
     return folder
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_ingest_writes_warehouse_quarantine_log_and_manifest(tmp_path):
