@@ -180,7 +180,7 @@ def draw_charts(pub: Sequence[PublishedTable], labels: Labels, reference_date: d
 
 
 def _row_labels(table: PublishedTable, labels: Labels) -> list[str]:
-    return [_wrap(labels.row(r), 30) for r in table.all_rows]
+    return [_wrap(labels.row(r, table.row_dim), 30) for r in table.all_rows]
 
 
 def _row_mark(ax, y: float, text: str, fontsize: float = 9) -> None:  # noqa: ANN001 - Axes

@@ -53,10 +53,19 @@ class Labels:
     def table(self, table_id: str, field: str) -> str:
         return self.cat["table"][table_id][f"{field}_{self.lang}"]
 
-    def row(self, code: str) -> str:
+    def row(self, code: str, row_dim: str = "profile") -> str:
+        """A row's label. A base profile's (the misuse table's rows) says so: it counts more
+        citizens than the profile of the same name, and a reader must not see one name with
+        two numbers."""
         if code == TOTAL:
             return self.col(TOTAL)
-        return self.profiles.label(code, self.lang)
+        label = self.profiles.label(code, self.lang)
+        return self.text("base_row", label=label) if row_dim == "base_profile" else label
+
+    def benefit(self, code: str) -> str:
+        """A benefit's name (data contract codes); a code the catalogue lacks as it is."""
+        names = self.cat.get("benefit", {})
+        return names[code][self.lang] if code in names else code
 
     def col(self, code: str) -> str:
         if code in self.cat["column"]:

@@ -105,7 +105,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
                                            "totalcol" if c == TOTAL else "") if x)
                 cells.append({"n": lb.n(cell.n), "css": css,
                               "share": None if cell.hidden else lb.share_of(cell)})
-            rows.append({"label": lb.row(r), "total": r == TOTAL, "cells": cells})
+            rows.append({"label": lb.row(r, t.row_dim), "total": r == TOTAL, "cells": cells})
         tables.append({
             "id": t.id,
             "heading": heading(t, number, lb),
@@ -142,7 +142,7 @@ def _definitions(lb: Labels, cfg: Config, profiles: Profiles) -> list[str]:
         lb.text("def_profiles", order=" → ".join(lb.row(c) for c in profiles.codes),
                 rules=profiles.version),
         lb.text("def_base"),
-        lb.text("def_course", excluded=", ".join(cfg.support_excluded),
+        lb.text("def_course", excluded=", ".join(lb.benefit(b) for b in cfg.support_excluded),
                 gap=cfg.course_gap_days, long=lb.n(cfg.long_course_days)),
         lb.text("def_m3", groups=groups),
         lb.text("def_age"),

@@ -122,7 +122,7 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
         for i, r in enumerate(t.all_rows):
             total_row = r == TOTAL
             # a profile's label: the rules file's free text
-            text = labels.row(r)
+            text = labels.row(r, t.row_dim)
             kind = "quoted_label" if looks_like_formula(text) else "label"
             ws.write_string(first + i, 0, text, formats[(total_row, kind)])
             for j, c in enumerate(t.all_cols):

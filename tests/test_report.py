@@ -1007,3 +1007,25 @@ def test_without_disclosure_control_the_page_says_so_at_the_top(release, pub):
         top = f"{lb.text('internal_only')}: {lb.text('no_suppression')}"
         before_h1 = body[body.index(lb.text("report_title")) - 1]
         assert (before_h1 == top) is banner, before_h1[:100]
+
+
+def test_a_base_profile_row_says_it_is_one(release):
+    # issue 14: "De måske egnede" was 2,640 in Tabel 1 and 3,348 in the misuse table, which
+    # counts base profiles: one name with two numbers. The base-profile rows say what they are
+    lb = labels()
+    assert lb.row("maybe_suitable") == "De måske egnede"
+    assert lb.row("maybe_suitable", "base_profile") == "De måske egnede (basisprofil)"
+    assert Labels("en", load_rules(None)).row("maybe_suitable", "base_profile") == (
+        "Maybe suitable (base profile)")
+    assert lb.row("total", "base_profile") == lb.col("total")
+    page = (release.out / "report.html").read_text("utf-8")
+    assert page.count("De måske egnede (basisprofil)") == 1  # the misuse table's row
+    book = openpyxl.load_workbook(release.out / "tables.xlsx", read_only=True)
+    sheet = book[lb.table("misuse", "sheet")[:31]]
+    assert "De måske egnede (basisprofil)" in {row[0] for row in sheet.values}
+
+
+def test_the_definitions_name_benefits_not_codes(release):
+    page = (release.out / "report.html").read_text("utf-8")
+    assert "foertidspension" not in page
+    assert "alle ydelser undtagen fleksjob, førtidspension" in page
