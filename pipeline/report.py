@@ -253,7 +253,7 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
     for t in pub:
         workbook.write_csv(t, tmp / "tables" / f"{t.id}.csv")
         files.append(f"tables/{t.id}.csv")
-    workbook.write_xlsx(tmp / "tables.xlsx", pub, labels, cfg)
+    workbook.write_xlsx(tmp / "tables.xlsx", pub, labels, cfg, info)
     files.append("tables.xlsx")
     page_charts: dict[str, bytes] = {}
     drawn = charts.draw_charts(pub, labels, cfg.reference_date, cfg.min_cell)

@@ -28,6 +28,7 @@ import xlsxwriter
 import pipeline
 from pipeline.config import Config
 from pipeline.labels import HIDDEN, Labels, heading, hidden_note, population, row_header
+from pipeline.page import RunInfo
 from pipeline.privacy import looks_like_formula
 from pipeline.release import PublishedTable
 from pipeline.suppression import TOTAL
@@ -53,10 +54,13 @@ def write_csv(table: PublishedTable, path: Path) -> None:
                 ])
 
 
-def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: Config) -> None:
+def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: Config,
+               info: RunInfo | None = None) -> None:
     """One formatted sheet per table (labels, frozen header, number formats, `c` with a
-    footnote) after an overview sheet. Same input, same bytes: the created date is fixed to
-    the reference date."""
+    footnote) after an overview sheet, which says what the tables were made from (`info`:
+    run id, reference date, rules, config). Each table prints one page wide, landscape A4,
+    with its row labels and column headings repeated on every page. Same input, same bytes:
+    the created date is fixed to the reference date."""
     # no guessing from text: a string is never turned into a formula, number or link
     wb = xlsxwriter.Workbook(str(path), {
         "strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False,
@@ -104,6 +108,21 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
     for i, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
         overview.write_url(3 + i, 0, f"internal:'{name}'!A1", f_link,
                            string=heading(t, i, labels))
+    # provenance: a workbook passed on alone still says which run, date and rules it shows
+    if info is not None:
+        facts = [
+            (labels.text("reference_date"), f"{labels.date(info.reference_date)}"
+                                             f" ({info.reference_date.isoformat()})"),
+            (labels.text("rules_version"), f"{info.rules_version} ({info.rules_source}),"
+                                           f" SHA-256 {info.rules_sha256}"),
+            (labels.text("config_hash"), info.config_sha256),
+            (labels.text("min_cell"), str(cfg.min_cell)),
+        ]
+        if info.run_id:
+            facts.insert(0, (labels.text("run_id"), info.run_id))
+        top = 5 + len(pub)
+        for k, (what, value) in enumerate(facts):
+            overview.write_string(top + k, 0, f"{what}: {value}", f_note)
 
     for number, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
         ws = wb.add_worksheet(name)
@@ -146,6 +165,13 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
         ws.set_column(1, 2 * len(t.all_cols), 10)
         ws.set_row(header_row, 60)
         ws.freeze_panes(first, 1)
+        # paper: landscape A4, one page wide, the row labels and headings on every page
+        ws.set_landscape()
+        ws.set_paper(9)
+        ws.fit_to_pages(1, 0)
+        ws.repeat_rows(header_row, sub_row)
+        ws.repeat_columns(0)
+        ws.print_area(0, 0, last + 3, 2 * len(t.all_cols))
     wb.close()
 
 

@@ -37,10 +37,11 @@ from pipeline.release import published
 from pipeline.report import OUTPUTS
 from pipeline.rules import load_rules
 from pipeline.runner import RunState, run_stages
-from pipeline.vocabulary import TABLE_IDS
+from pipeline.vocabulary import TABLE_IDS, TABLES
 from pipeline.workbook import CSV_COLUMNS
 
 REF = dt.date(2026, 11, 25)
+ROW_DIMS = {t.id: t.row_dim for t in TABLES}  # what a table's rows are (base profiles or not)
 # small enough that cells are below min_cell, and that two profiles' totals are hidden (so
 # some shown counts have a hidden denominator)
 CITIZENS, SEED = 800, 3
@@ -369,7 +370,7 @@ def test_spreadsheet_matches_the_tidy_csvs(release):
             assert ws.cell(5, 2 + 2 * j).value == lb.text("count")
             assert ws.cell(5, 3 + 2 * j).value == lb.text("share")
         for i, r in enumerate(rows):  # data from row 6, one row per row code
-            assert ws.cell(6 + i, 1).value == lb.row(r), (table_id, r)
+            assert ws.cell(6 + i, 1).value == lb.row(r, ROW_DIMS[table_id]), (table_id, r)
             for j, c in enumerate(cols):
                 rec = cells[(r, c)]
                 den = cells[denominator(r, c)]
@@ -399,7 +400,8 @@ def test_report_page_tables_match_the_tidy_csvs(release, page):
         rows, cols, cells = release.grid(table_id)
         tab = page.tables[table_id]
         assert tab["columns"] == [lb.col(c) for c in cols], table_id
-        assert [row["label"] for row in tab["rows"]] == [lb.row(r) for r in rows], table_id
+        assert [row["label"] for row in tab["rows"]] == [
+            lb.row(r, ROW_DIMS[table_id]) for r in rows], table_id
         assert [row["total"] for row in tab["rows"]] == [r == TOTAL for r in rows]
         for i, r in enumerate(rows):
             assert len(tab["rows"][i]["cells"]) == len(cols), (table_id, r)
@@ -1029,3 +1031,23 @@ def test_the_definitions_name_benefits_not_codes(release):
     page = (release.out / "report.html").read_text("utf-8")
     assert "foertidspension" not in page
     assert "alle ydelser undtagen fleksjob, førtidspension" in page
+
+
+def test_the_workbook_prints_one_page_wide_and_says_what_it_was_made_from(release):
+    # issue 14: tables.xlsx printed as 25 pages for 8 tables, continuation pages without row
+    # labels, and carried no run id, reference date or rules version
+    book = openpyxl.load_workbook(release.out / "tables.xlsx")
+    lb = labels()
+    for table_id in TABLE_IDS:
+        ws = book[lb.table(table_id, "sheet")[:31]]
+        setup = ws.page_setup
+        assert (setup.orientation, setup.paperSize) == ("landscape", 9)  # A4
+        assert ws.sheet_properties.pageSetUpPr.fitToPage
+        # one page wide (OOXML's default width 1 is left out of the file), as long as needed
+        assert (setup.fitToWidth or 1, setup.fitToHeight) == (1, 0)
+        assert ws.print_title_rows == "$4:$5" and ws.print_title_cols == "$A:$A"
+    overview = [v for (v,) in book[lb.text("tables")[:31]].iter_rows(values_only=True) if v]
+    manifest = json.loads((release.out / "run.json").read_text("utf-8"))
+    assert f"Kørsel: {manifest['run_id']}" in overview
+    assert "Opgørelsesdag: 25. november 2026 (2026-11-25)" in overview
+    assert any(v.startswith("Profilregler: faxe-2013.1 (rules.toml), SHA-256 ") for v in overview)
