@@ -70,12 +70,23 @@ ConfigOpt = Annotated[
 RulesOpt = Annotated[
     Path | None, typer.Option("--rules", help="Profile rules file replacing the shipped one.")
 ]
+def _reference_date(text: str) -> dt.date:
+    """--reference-date: a calendar date written year-month-day, said plainly when not."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a date written YYYY-MM-DD (year-month-day), e.g. 2024-06-30"
+        ) from None
+
+
 RefOpt = Annotated[
-    dt.datetime | None,
+    dt.date | None,
     typer.Option(
         "--reference-date",
-        formats=["%Y-%m-%d"],
-        help="Day the analysis describes [default: config, else today].",
+        parser=_reference_date,
+        metavar="YYYY-MM-DD",
+        help="Day the analysis describes (default: the config's reference_date, else today).",
     ),
 ]
 MinCellOpt = Annotated[
@@ -87,13 +98,13 @@ LangOpt = Annotated[Lang | None, typer.Option("--lang", help="Language of labels
 
 def _config(
     config: Path | None,
-    reference_date: dt.datetime | None = None,
+    reference_date: dt.date | None = None,
     min_cell: int | None = None,
     lang: Lang | None = None,
 ) -> Config:
     cfg = load_config(config)
     return cfg.with_overrides(
-        reference_date=reference_date.date() if reference_date else None,
+        reference_date=reference_date,
         min_cell=min_cell,
         lang=lang.value if lang else None,
     ).resolved()
@@ -517,7 +528,7 @@ def demo(
 
     if scenario != "faxe":
         raise _fail(EXIT_USAGE, f"unknown scenario {scenario!r}; expected faxe")
-    ref = reference_date.date() if reference_date else dt.date.today()
+    ref = reference_date or dt.date.today()
     with _Steps() as steps, _environment():
         steps(f"generating {citizens:,} citizens (seed {seed}, reference date {ref})")
         result = write_demo(

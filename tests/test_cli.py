@@ -186,3 +186,16 @@ def test_the_terminal_headline_is_the_page_headline(tmp_path):
     assert f"in scope {in_scope}," in line
     # and no unsuppressed share is printed beside it
     assert "Of the " not in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "demo"])
+def test_a_bad_reference_date_says_how_to_write_one(tmp_path, command):
+    # issue 14: "--reference-date 2024-13-01" said "does not match the formats '%Y-%m-%d'"
+    args = {"run": ["--input", str(tmp_path), "--out", str(tmp_path / "o")],
+            "validate": ["--input", str(tmp_path)], "demo": ["--out", str(tmp_path / "d")]}
+    result = CliRunner().invoke(app, [command, *args[command], "--reference-date", "2024-13-01"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split()).replace("│", "").replace("  ", " ")
+    assert "'2024-13-01' is not a date written YYYY-MM-DD (year-month-day), e.g. 2024-06-30" in (
+        " ".join(text.split()))
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
