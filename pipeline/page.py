@@ -152,7 +152,9 @@ def _definitions(lb: Labels, cfg: Config, profiles: Profiles) -> list[str]:
     ]
 
 
-def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tuple[str, str]]:
+def provenance(lb: Labels, info: RunInfo, cfg: Config) -> list[tuple[str, str]]:
+    """What a published file was made from (run id, reference date, rules, config): the
+    page's run section starts with it, and the workbook's overview sheet carries it."""
     rows = [
         (lb.text("reference_date"), f"{lb.date(info.reference_date)} "
                                     f"({info.reference_date.isoformat()})"),
@@ -163,6 +165,11 @@ def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tu
     ]
     if info.run_id:
         rows.insert(0, (lb.text("run_id"), info.run_id))
+    return rows
+
+
+def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tuple[str, str]]:
+    rows = provenance(lb, info, cfg)
     for name, sha in info.input_files:
         rows.append((lb.text("input_file"), name + (f", SHA-256 {sha}" if sha else "")))
     for table, (read, loaded, quarantined) in info.rows.items():

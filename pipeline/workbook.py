@@ -28,7 +28,7 @@ import xlsxwriter
 import pipeline
 from pipeline.config import Config
 from pipeline.labels import HIDDEN, Labels, heading, hidden_note, population, row_header
-from pipeline.page import RunInfo
+from pipeline.page import RunInfo, provenance
 from pipeline.privacy import looks_like_formula
 from pipeline.release import PublishedTable
 from pipeline.suppression import TOTAL
@@ -110,18 +110,8 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
                            string=heading(t, i, labels))
     # provenance: a workbook passed on alone still says which run, date and rules it shows
     if info is not None:
-        facts = [
-            (labels.text("reference_date"), f"{labels.date(info.reference_date)}"
-                                             f" ({info.reference_date.isoformat()})"),
-            (labels.text("rules_version"), f"{info.rules_version} ({info.rules_source}),"
-                                           f" SHA-256 {info.rules_sha256}"),
-            (labels.text("config_hash"), info.config_sha256),
-            (labels.text("min_cell"), str(cfg.min_cell)),
-        ]
-        if info.run_id:
-            facts.insert(0, (labels.text("run_id"), info.run_id))
         top = 5 + len(pub)
-        for k, (what, value) in enumerate(facts):
+        for k, (what, value) in enumerate(provenance(labels, info, cfg)):
             overview.write_string(top + k, 0, f"{what}: {value}", f_note)
 
     for number, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
