@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from pipeline import demo_notes
 from pipeline.config import Config
 from pipeline.vocabulary import (
     BENEFITS,
@@ -200,83 +201,6 @@ _PRE_FIRST, _PRE_OTHER, _M3_BLOCK, _EARLIER = range(4)
 # CPR number, no double quotes, no line breaks; some contain ';' and ',' on purpose)
 # ---------------------------------------------------------------------------------------------
 
-_PROFILE_NOTES: tuple[tuple[str, ...], ...] = (
-    (  # maybe_suitable
-        "Borger vurderes at være tæt på arbejdsmarkedet og kan formentlig matches 2.",
-        "Ingen væsentlige helbredsmæssige begrænsninger; har brug for hjælp til jobsøgning.",
-        "Borger har tidligere haft ufaglært arbejde på et lager og vil gerne tilbage.",
-        "Har afbrudt en erhvervsuddannelse og overvejer at genoptage den.",
-        "Sagsbehandler vurderer, at borger kan deltage i virksomhedspraktik.",
-        "Borger fremstår ressourcestærk, men mangler erhvervserfaring og netværk.",
-        "Er matchet 3, fordi der ikke har været et relevant tilbud; kunne godt deltage.",
-        "Mangler struktur i hverdagen, men der er ingen dokumenterede helbredsproblemer.",
-        "Borger møder stabilt op og virker klar til en mere aktiv indsats.",
-        "Har været parkeret i matchgruppe 3 længe uden en egentlig begrundelse.",
-    ),
-    (  # physically_ill
-        "Borger har kroniske rygsmerter og kan ikke løfte eller stå i længere tid.",
-        "Diskusprolaps i lænden, venter på operation.",
-        "Borger har gigt i hænder og knæ, hvilket begrænser arbejdsevnen.",
-        "Har KOL og bliver hurtigt forpustet ved fysisk aktivitet.",
-        "Borger er diabetiker med følgesygdomme og har haft flere indlæggelser.",
-        "Piskesmæld efter et trafikuheld; konstant hovedpine og svimmelhed.",
-        "Borger har hjerteproblemer og følges af egen læge og kardiolog.",
-        "Fibromyalgi med smerter i hele kroppen, kan ikke sidde ned ret længe.",
-        "Nedslidt efter mange år som rengøringsassistent, skulder- og nakkesmerter.",
-        "Overvægt giver store fysiske begrænsninger i hverdagen.",
-        "Har fået konstateret sklerose; sygdommen er i udvikling.",
-    ),
-    (  # diffuse_psychiatric
-        "Borgeren oplever stress og angst, afventer udredning.",
-        "Borger fortæller om nedtrykthed og søvnproblemer, men der er ingen diagnose.",
-        "Der er mistanke om depression; borger er henvist til psykolog.",
-        "Borger beskriver sig selv som udbrændt og har svært ved at overskue hverdagen.",
-        "Psykiske problemer efter en skilsmisse, endnu ikke udredt.",
-        "Borger har angst for at forlade hjemmet og venter på udredning i psykiatrien.",
-        "Egen læge beskriver tegn på depression, men der er ikke stillet en diagnose.",
-        "Har haft flere perioder med stress og lavt selvværd.",
-        "Borgeren virker psykisk skrøbelig, og der er behov for en psykologisk vurdering.",
-    ),
-    (  # diagnosed
-        "Borger har diagnosticeret PTSD og er i behandling i psykiatrien.",
-        "Diagnosen skizofreni er stillet; borger er tilknyttet distriktspsykiatrien.",
-        "Borger har en bipolar lidelse og er i medicinsk behandling.",
-        "Diagnosticeret med svær depression og følges af psykiater.",
-        "Borger har en ADHD-diagnose og har svært ved at fastholde aftaler.",
-        "Traumatiseret flygtning med PTSD, i behandling hos psykolog.",
-        "Har en personlighedsforstyrrelse og er tilknyttet et ambulant psykiatrisk tilbud.",
-        "Diagnosen OCD er stillet, og borger går i kognitiv terapi.",
-        "Borger har en autismespektrumforstyrrelse og har brug for faste rammer.",
-        "Tilbagevendende depression diagnosticeret af psykiater, medicinsk behandlet.",
-    ),
-)
-_PHYSICAL_SIDE_NOTES = (
-    "Har desuden ondt i ryggen.",
-    "Har også problemer med knæene.",
-    "Døjer samtidig med migræne.",
-    "Er desuden overvægtig, hvilket giver fysiske gener.",
-)
-_ALCOHOL_NOTES = (
-    "Har et dagligt forbrug af alkohol.",
-    "Borger erkender et alkoholproblem og har tidligere fået Antabus.",
-    "Drikker meget i weekenderne ifølge egne oplysninger.",
-    "Lugtede af alkohol ved samtalen.",
-    "Alkoholmisbrug gennem mange år; ønsker ikke behandling.",
-)
-_SOFT_NOTES = (
-    "Ryger hash dagligt.",
-    "Borger oplyser et forbrug af hash for at kunne sove.",
-    "Har et forbrug af cannabis og er henvist til misbrugscentret.",
-)
-_HARD_NOTES = (
-    "Misbrug af kokain og amfetamin i perioder.",
-    "Borger er i substitutionsbehandling med metadon.",
-    "Har tidligere brugt heroin, nu i behandling.",
-)
-_BROAD_NOTES = (
-    "Blandingsmisbrug af hash, kokain og piller.",
-    "Bredt misbrug af både hash og hårde stoffer.",
-)
 _BARRIER_NOTES: tuple[tuple[str, ...], ...] = (
     ("Borger er boligløs og bor midlertidigt hos en ven.",
      "Har problemer med boligen og risikerer at blive sat ud."),
@@ -316,18 +240,6 @@ _FOCUS_NOTES = (
     ("Det er aftalt at give borger ro i en periode.", "focus_rest"),
     ("Der planlægges et opkvalificerende forløb.", "focus_upskilling"),
     ("Der søges om mentorstøtte.", "focus_support_scheme"),
-)
-_FILLER_NOTES = (
-    "Samtale afholdt telefonisk.",
-    "Borger udeblev fra seneste samtale.",
-    "Ny sagsbehandler på sagen.",
-    "Borger deltog i samtalen med en bisidder.",
-    "Statusattest indhentet fra egen læge.",
-    "Ingen ændringer siden sidste opfølgning.",
-    "Opfølgning om tre måneder.",
-    "Der er lavet en ny plan sammen med borger.",
-    "Borger har det svært for tiden.",
-    "Klager over træthed og hovedpine.",
 )
 
 
@@ -694,32 +606,21 @@ def _histories(rng: np.random.Generator, lat: dict, ref: dt.date) -> dict:
 
 
 def _notes(rng: np.random.Generator, lat: dict, chunk: int = 200_000) -> pa.Array:
-    """Danish case notes from the latent profile and flags (also for unreviewed citizens):
-    sentences chosen by vectorised indexing, joined in chunks to bound memory."""
+    """Danish case notes from the latent flags (also for unreviewed citizens), composed per
+    citizen by `pipeline.demo_notes` (many phrasings, misspellings, negations, misuse that is
+    over, relatives' problems, flags left unsaid, noise); the barrier, focus and motivation
+    sentences are added here. `rng` is the notes' own stream (`_typed`)."""
     n = len(lat["profile"])
-    f, profile = lat["flags"], lat["profile"]
-    parts: list[tuple[tuple[str, ...], np.ndarray]] = []  # (sentences, index or -1 = none)
+    f = lat["flags"]
+    extra: list[tuple[tuple[str, ...], np.ndarray]] = []
 
     def pick(options: tuple[str, ...], present: np.ndarray) -> None:
-        idx = rng.integers(0, len(options), n, dtype=np.int16)
-        parts.append((options, np.where(present, idx, -1).astype(np.int16)))
+        idx = rng.integers(0, len(options), n, dtype=np.int32)
+        extra.append((options, np.where(present, idx, -1).astype(np.int32)))
 
     def bern(p: float) -> np.ndarray:
         return rng.random(n) < p
 
-    pick(_FILLER_NOTES, bern(0.3))
-    # The profile sentence; 12 % of notes leave it unsaid, so a text model must use the rest.
-    flat = tuple(t for group in _PROFILE_NOTES for t in group)
-    counts = np.array([len(g) for g in _PROFILE_NOTES])
-    offsets = np.r_[0, np.cumsum(counts)[:-1]]
-    idx = offsets[profile] + (rng.random(n) * counts[profile]).astype(np.int64)
-    parts.append((flat, np.where(bern(0.88), idx, -1).astype(np.int16)))
-    pick(_PHYSICAL_SIDE_NOTES, f["physical_illness"] & (profile != _PHYS) & bern(0.7))
-    pick(_ALCOHOL_NOTES, f["alcohol"] & bern(0.85))
-    both = f["soft_drugs"] & f["hard_drugs"]
-    pick(_BROAD_NOTES, both & bern(0.85))
-    pick(_SOFT_NOTES, f["soft_drugs"] & ~both & bern(0.85))
-    pick(_HARD_NOTES, f["hard_drugs"] & ~both & bern(0.85))
     barriers = ("barrier_housing", "barrier_economy", "barrier_transport", "barrier_children",
                 "barrier_language", "barrier_isolation")  # fmt: skip
     for name, texts in zip(barriers, _BARRIER_NOTES, strict=True):
@@ -730,18 +631,7 @@ def _notes(rng: np.random.Generator, lat: dict, chunk: int = 200_000) -> pa.Arra
                    "motivation_none", "motivation_pension")  # fmt: skip
     for name, texts in zip(motivations, _MOTIVATION_NOTES, strict=True):
         pick(texts, f[name] & bern(0.8))
-    pick(_FILLER_NOTES, bern(0.25))
-
-    dictionaries = [pa.array(options, pa.string()) for options, _ in parts]
-    chunks = []
-    for lo in range(0, n, chunk):
-        arrays = [
-            d.take(pa.array(i[lo : lo + chunk].astype(np.int32), mask=i[lo : lo + chunk] < 0))
-            for d, (_, i) in zip(dictionaries, parts, strict=True)
-        ]
-        joined = pc.binary_join_element_wise(*arrays, " ", null_handling="skip")
-        chunks.append(pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined))
-    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+    return demo_notes.compose(rng, lat, extra, chunk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -770,7 +660,9 @@ def _typed(n: int, seed: int, ref: dt.date, unreviewed_share: float):
     rng = np.random.default_rng(seed)
     lat = _latent(rng, n, ref, unreviewed_share)
     hist = _histories(rng, lat, ref)
-    notes = _to_str_series(_notes(rng, lat))
+    # the notes have a stream of their own: how they are composed changes no other column
+    notes_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6E6F746573]))
+    notes = _to_str_series(_notes(notes_rng, lat))
     ids = _citizen_ids(np.arange(1, n + 1), _id_width(n))
 
     reviewed = lat["reviewed"]
