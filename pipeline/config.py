@@ -66,6 +66,15 @@ class Config:
     # Where DuckDB spills what does not fit in memory_limit; empty = DuckDB's default (a
     # `.tmp` folder beside the warehouse file).
     temp_directory: str = ""
+    # definitions §1 (issue 15): the profile model. Fewer reviewed citizens than this with,
+    # or without, any flag the rules test: no model, the unreviewed stay unreviewed.
+    model_min_reviewed_per_flag: int = 30
+    # A model-assigned profile less probable than this is `uncertain` (left to a caseworker).
+    model_min_probability: float = 0.6
+    # The model's seed (cross-validation folds, solver): same data and seed, same predictions.
+    model_seed: int = 15
+    # Folds of the evaluation's stratified cross-validation on the reviewed.
+    model_cv_folds: int = 5
     # Language of labels in the spreadsheet and report: "da" or "en".
     lang: str = "da"
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).

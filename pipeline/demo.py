@@ -1055,6 +1055,19 @@ def generate(
     return cit.to_pandas(), ep.to_pandas()
 
 
+def true_flags(
+    n: int, seed: int, reference_date: dt.date, unreviewed_share: float = 0.2
+) -> pd.DataFrame:
+    """Every citizen's latent case-review flags, also the unreviewed citizens' (whose export
+    leaves them empty): what a model's predictions for the unreviewed are measured against.
+    Columns: citizen_id, reviewed and the flags, in the order of `generate`."""
+    rng = np.random.default_rng(seed)
+    lat = _latent(rng, n, reference_date, unreviewed_share)
+    ids = _to_str_series(_citizen_ids(np.arange(1, n + 1), _id_width(n)))
+    return pd.DataFrame({"citizen_id": ids, "reviewed": lat["reviewed"],
+                         **{f: lat["flags"][f] for f in FLAG_COLUMNS}})  # fmt: skip
+
+
 def _with_dirty(table: pa.Table, dirty: pa.Table) -> pa.Table:
     return pa.concat_tables([table, dirty.cast(table.schema)])
 

@@ -91,7 +91,8 @@ DIAG_POS = _bank(("{o}diagnosticeret med {t}.", "Har en {t}-diagnose.",
                   "Psykiater har diagnosticeret {t}, i medicinsk behandling."),
                  _DIAG_TERMS)  # fmt: skip
 DIAG_NEG = _bank(("Ingen psykiatrisk diagnose.", "{o}ingen kendt psykisk lidelse.",
-                  "Er ikke diagnosticeret med {t}.", "Udredt for {t}, men diagnosen blev afkræftet."),
+                  "Er ikke diagnosticeret med {t}.",
+                  "Udredt for {t}, men diagnosen blev afkræftet."),
                  _DIAG_TERMS[:5])  # fmt: skip
 DIAG_REL = _bank(("{r} har {t}.", "{r} er diagnosticeret med {t}."), _DIAG_TERMS[:6])
 
@@ -112,7 +113,8 @@ _ALC_TERMS = ("alkohol", "øl", "spiritus", "vin", "sprut")
 ALC_POS = _bank(("{o}drikker dagligt.", "{o}dagligt forbrug af {t}.",
                  "Erkender et alkoholproblem.", "Lugtede af {t} ved samtalen.",
                  "{o}alkoholmisbrug gennem mange år.", "Drikker {k} øl om dagen.",
-                 "Har tidligere fået Antabus, drikker stadig.", "Alk.misbrug, ønsker ikke behandling.",
+                 "Har tidligere fået Antabus, drikker stadig.",
+                 "Alk.misbrug, ønsker ikke behandling.",
                  "Drikker for meget iflg. egen læge.", "{o}drikker meget i weekenderne."),
                 _ALC_TERMS)  # fmt: skip
 ALC_NEG = _bank(("{o}drikker ikke.", "Ingen tegn på alkoholmisbrug.", "Intet alkoholforbrug.",
@@ -120,11 +122,14 @@ ALC_NEG = _bank(("{o}drikker ikke.", "Ingen tegn på alkoholmisbrug.", "Intet al
                 _ALC_TERMS)  # fmt: skip
 ALC_REL = _bank(("{r} drikker.", "{r} er alkoholiker.", "{r} har et alkoholproblem.",
                  "Vokset op med {r}, der drak."))  # fmt: skip
-ALC_OVER = _bank(("Tidligere alkoholmisbrug, ædru i {k} år.", "Har ikke drukket i {k} år; går til AA.",
-                  "Stoppede med at drikke for {k} år siden.", "Tørlagt alkoholiker, ædru i {k} år."))
+ALC_OVER = _bank(("Tidligere alkoholmisbrug, ædru i {k} år.",
+                  "Har ikke drukket i {k} år; går til AA.",
+                  "Stoppede med at drikke for {k} år siden.",
+                  "Tørlagt alkoholiker, ædru i {k} år."))
 _SOFT_TERMS = ("hash", "cannabis", "pot", "joints")
 SOFT_POS = _bank(("{o}ryger {t} dagligt.", "{o}forbrug af {t}.", "Ryger {t} for at kunne sove.",
-                  "Henvist til misbrugscentret pga. {t}.", "Hashmisbrug, ryger flere gange om dagen."),
+                  "Henvist til misbrugscentret pga. {t}.",
+                  "Hashmisbrug, ryger flere gange om dagen."),
                  _SOFT_TERMS)  # fmt: skip
 _HARD_TERMS = ("kokain", "amfetamin", "heroin", "metadon", "piller", "ecstasy")
 HARD_POS = _bank(("{o}misbrug af {t}.", "I substitutionsbehandling med metadon.",
@@ -140,7 +145,8 @@ DRUG_OVER = _bank(("Stoffri i {k} år.", "Tidligere misbrug af {t}, stoffri i {k
                    " stoffri."), _SOFT_TERMS[:2] + _HARD_TERMS[:3])  # fmt: skip
 
 # ---- no problems (maybe suitable) and noise ---------------------------------------------------
-FIT = _bank(("{o}vurderes tæt på arbejdsmarkedet.", "Ingen væsentlige helbredsmæssige begrænsninger.",
+FIT = _bank(("{o}vurderes tæt på arbejdsmarkedet.",
+             "Ingen væsentlige helbredsmæssige begrænsninger.",
              "Har brug for hjælp til jobsøgning.", "Fremstår ressourcestærk, mangler netværk.",
              "Møder stabilt op og virker klar til en aktiv indsats.",
              "{o}kan deltage i virksomhedspraktik.", "Har afbrudt en erhvervsuddannelse."))

@@ -97,6 +97,17 @@ MODELS: tuple[Model, ...] = (
         "marts.m3_stretches", "segment", view=True, tested=("marts__m3_stretches__no_overlap",)
     ),
     Model("marts.profiles", "segment"),
+    # the rules' profiles of the reviewed, and every measure; the model (issue 15) learns the
+    # flags of the unreviewed from them, and marts.citizens joins its predictions back
+    Model("marts.citizens_ruled", "segment"),
+    Model(
+        "marts.predictions",
+        "segment",
+        python="pipeline.model:predictions_model",
+        checks=("marts__predictions__probabilities_in_range",),
+    ),
+    # the AI Act's record-keeping: every prediction of the run, with the model's version
+    Model("marts.prediction_log", "segment"),
     Model(
         "marts.citizens",
         "segment",
@@ -106,6 +117,8 @@ MODELS: tuple[Model, ...] = (
             "marts__citizens__consistent_measures",
         ),
     ),
+    # the flags the tables count: recorded, or predicted for a model-assigned citizen
+    Model("marts.case_flags", "segment", view=True),
     # report: the citizens are scanned once, into the profile groups; every table is counted
     # from their few hundred rows. profile_distribution has no model of its own: its one
     # column is the total column of every table.

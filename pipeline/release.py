@@ -447,7 +447,7 @@ def _class_counts(con: duckdb.DuckDBPyConnection, linked: Sequence[str],
         flags = "".join(f', reviews."{f}"' for f in linked)
         rows = con.execute(
             f"select profile, base_profile{flags}{age}, count(*)"
-            " from marts.citizens join staging.citizens as reviews using (citizen_id)"
+            " from marts.citizens join marts.case_flags as reviews using (citizen_id)"
             " where tabulated group by all").fetchall()
     return {tuple(r[:-1]): int(r[-1]) for r in rows}
 

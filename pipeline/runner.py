@@ -141,7 +141,7 @@ def _stage_segment(
     if "report" in st.stages:
         threading.Thread(target=_preload_report, name="preload-report", daemon=True).start()
     step("segmenting: courses, time in M3, profiles")
-    st.segment = segment_mod.segment(con, st.cfg, st.rules)
+    st.segment = segment_mod.segment(con, st.cfg, st.rules, st.run_id)
     step("writing citizens.parquet")
     segment_mod.export_citizens(con, st.workdir / "citizens.parquet")
 

@@ -11,6 +11,7 @@ the rule and flags that made it; the views `marts.episode_marks`, `marts.courses
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from pipeline import privacy, warehouse
 from pipeline.config import Config, ConfigError
 from pipeline.registry import Context
 from pipeline.rules import Rules
-from pipeline.vocabulary import EXPORT_COLUMNS, PROFILE_SOURCES, age_band_codes
+from pipeline.vocabulary import EXPORT_COLUMNS, FLAG_COLUMNS, PROFILE_SOURCES, age_band_codes
 
 
 @dataclass(frozen=True)
@@ -129,23 +130,48 @@ def model_params(cfg: Config, rules: Rules) -> dict[str, Any]:
 
 def rule_placeholders(rules: Rules) -> dict[str, str]:
     """SQL expressions compiled from the validated rules, for the model's placeholders."""
+    rule, base = rules.rule_sql(), rules.base_profile_sql()
     return {
-        "rule": rules.rule_sql(),
-        "base_profile": rules.base_profile_sql(),
+        "rule": rule,
+        "base_profile": base,
         "matched_flags": rules.matched_flags_sql('"rule"'),
+        **case_flag_placeholders(rule + base),
     }
 
 
-def context(cfg: Config, rules: Rules) -> Context:
-    """What the segment models are built with."""
-    return Context(cfg, model_params(cfg, rules), rule_placeholders(rules))
+def case_flag_placeholders(rule_sql: str) -> dict[str, str]:
+    """marts/case_flags.sql's placeholders: every flag column of the contract, for a
+    model-assigned citizen the predicted value of a flag the rules test (the model's targets,
+    `pipeline.model.target_flags`) and false for the others (data contract: not recorded =
+    false; the motivation table counts them as not stated). Names from the vocabulary only."""
+    tested = set(re.findall(r'"(\w+)"', rule_sql))
+    items = []
+    for f in FLAG_COLUMNS:
+        predicted = f'predictions."{f}"' if f in tested else "false"
+        items.append(
+            f'case when predictions.citizen_id is null then case_reviews."{f}"'
+            f' else {predicted} end as "{f}"'
+        )
+    return {
+        "flag_list": ", ".join(f'"{f}"' for f in FLAG_COLUMNS),
+        "case_flags": ",\n        ".join(items),
+    }
 
 
-def segment(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> SegmentResult:
+def context(cfg: Config, rules: Rules, run_id: str | None = None) -> Context:
+    """What the segment models are built with (`run_id`: for the prediction log)."""
+    return Context(
+        cfg, {**model_params(cfg, rules), "run_id": run_id}, rule_placeholders(rules)
+    )
+
+
+def segment(
+    con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules, run_id: str | None = None
+) -> SegmentResult:
     """Build the marts from staging in one transaction, check them, return the headline."""
     cfg = cfg.resolved()
     with warehouse.transaction(con):
-        warehouse.build_stage(con, "segment", context(cfg, rules))
+        warehouse.build_stage(con, "segment", context(cfg, rules, run_id))
         return _summarise(con, cfg, rules)
 
 

@@ -62,12 +62,12 @@ COURSE_CLASSES: tuple[str, ...] = (
 # definitions §3: time-in-M3 bands (config `m3_band_days` holds the two edges)
 M3_BANDS: tuple[str, ...] = ("under_1y", "1_to_2y", "2y_plus", "not_in_m3")
 # interface: where a citizen's profile comes from
-PROFILE_SOURCES: tuple[str, ...] = ("rules", "model", "unreviewed")
+PROFILE_SOURCES: tuple[str, ...] = ("rules", "model", "uncertain", "unreviewed")
 # interface: the columns of citizens.parquet, in this order
 EXPORT_COLUMNS: tuple[str, ...] = (
     "citizen_id", "profile", "base_profile", "rule", "profile_source", "profile_probability",
     "age", "age_band", "course_class", "current_course_days", "support_days_total",
-    "m3_days", "m3_band", "misuse_any", "complex_case",
+    "m3_days", "m3_band", "misuse_any", "complex_case", "top_reasons",
 )  # fmt: skip
 # the languages of labels (pipeline/labels.toml, the rules file's label_da / label_en)
 LANGS: tuple[str, ...] = ("da", "en")

@@ -257,7 +257,7 @@ def test_unreviewed_citizens_get_no_profile():
     assert (u["profile"], u["base_profile"], u["rule"], u["matched_flags"]) == (None,) * 4
     assert u["profile_source"] == "unreviewed"
     assert u["misuse_any"] is True  # the flags are still there for counting
-    assert result.by_profile_source == {"rules": 1, "model": 0, "unreviewed": 1}
+    assert result.by_profile_source == {"rules": 1, "model": 0, "uncertain": 0, "unreviewed": 1}
     assert result.unreviewed == 1
     assert result.profile_counts["maybe_suitable"] == 1
     assert result.profile_shares["maybe_suitable"] == 1.0  # unreviewed counted apart
@@ -286,7 +286,7 @@ def test_headline_figures():
         "later": ({**m3}, [ep(D(2024, 7, 1)), ep(D(2025, 1, 1))]),
     })  # fmt: skip
     assert (result.citizens, result.in_scope) == (6, 5)
-    assert result.by_profile_source == {"rules": 4, "model": 0, "unreviewed": 1}
+    assert result.by_profile_source == {"rules": 4, "model": 0, "uncertain": 0, "unreviewed": 1}
     assert result.episodes == 6 and result.episodes_after_reference == 2
     # a, b, c and out have one course each; a, b, c one M3 stretch (later's start after it)
     assert (result.courses, result.m3_stretches) == (4, 3)
@@ -403,7 +403,7 @@ def test_export_citizens(tmp_path):
         "rule": "substance_misuse", "profile_source": "rules", "profile_probability": None,
         "age": 44, "age_band": "40_49", "course_class": "short_continuous",
         "current_course_days": 182, "support_days_total": 182, "m3_days": 182,
-        "m3_band": "under_1y", "misuse_any": True, "complex_case": False,
+        "m3_band": "under_1y", "misuse_any": True, "complex_case": False, "top_reasons": None,
     }  # fmt: skip
     assert got[0]["profile_source"] == "unreviewed" and got[0]["profile"] is None
 

@@ -1,5 +1,7 @@
--- marts.citizens: a reviewed citizen has a profile from the rules; an unreviewed one has no
--- profile, base profile, rule or flags (definitions §1: never guessed); returns the others.
+-- marts.citizens: a reviewed citizen has a profile from the rules; a model-assigned one
+-- (unreviewed) has the model's profile, rule and probability; an uncertain or unreviewed one
+-- has no profile, base profile, rule or flags (definitions §1: never guessed); returns the
+-- others.
 with
 
 marts_citizens as (
@@ -23,7 +25,17 @@ offending as (
         )
     )
     or (
-        profile_source = 'unreviewed'
+        profile_source = 'model'
+        and not (
+            not reviewed
+            and profile is not null
+            and base_profile is not null
+            and "rule" is not null
+            and profile_probability is not null
+        )
+    )
+    or (
+        profile_source in ('uncertain', 'unreviewed')
         and not (
             not reviewed
             and profile is null
@@ -33,7 +45,7 @@ offending as (
         )
     )
     or profile_source is null
-    or profile_source not in ('rules', 'model', 'unreviewed')
+    or profile_source not in ('rules', 'model', 'uncertain', 'unreviewed')
 
 )
 

@@ -20,7 +20,8 @@ citizens as (
 
 case_reviews as (
 
-    select * from staging.citizens
+    -- recorded flags, or the model's for a model-assigned citizen (issue 15)
+    select * from marts.case_flags
 
 ),
 

@@ -1,0 +1,584 @@
+"""The profile model (issue 15): the rule flags of the unreviewed citizens, learned from the
+reviewed citizens of the same run.
+
+Reads `marts.citizens_ruled` (history measures, scope, the rules' profile of the reviewed),
+`staging.citizens` (ONLY the columns named in `_CASE_COLUMNS`: the targets, sex, birth year,
+departments involved, the notes; never origin, nationality, citizenship, language,
+`barrier_language` or any column outside the contract) and `staging.episodes` (benefit mix).
+Writes, as registry Python models of the segment stage:
+
+- `marts.predictions` (`predictions_model`): one row per unreviewed citizen in scope: the
+  predicted flags and their calibrated probabilities, the profile the SAME rules give for the
+  predicted flags, its probability, the source (`model`, or `uncertain` below
+  `model_min_probability`), the top reasons, the model version and the inputs hash.
+- `marts.model_evaluation` (`evaluation_model`, internal): cross-validated metrics on the
+  reviewed, in long form (see `pipeline.model_eval`).
+
+How a flag is learned: per flag a logistic regression over (a) TF-IDF of the note's word
+stems and stem bigrams (Danish snowball stemmer), where words in a negated clause ("ingen
+tegn på misbrug"), a clause about a relative ("moderen drikker") or a clause about the past
+("stoffri i 4 år") are marked as such (`neg_`, `rel_`, `past_`) so they are not the word
+itself, (b) TF-IDF of character 3-5-grams of the unmarked words (misspellings and
+abbreviations share n-grams), (c) the structured history (standardised). Calibrated by
+`CalibratedClassifierCV` (sigmoid, 3 folds, `ensemble=False`: one final estimator, so an
+explanation is its coefficients times the citizen's features). Everything is seeded.
+
+The profile's probability: the flags' probabilities taken as independent given the inputs,
+the probability of every combination of the flags (2^k, k = the flags the rules test) is
+their product; the rules map each combination to a profile; the profile's probability is
+the summed probability of the combinations that give it. The profile itself is the rules'
+profile of the flags predicted (probability >= 0.5), so a consultant's rules file decides
+both, and a profile probability below one half says the flags are unsure where the rules
+look.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from pipeline.registry import Context
+from pipeline.rules import BOOLEAN_COLUMNS, INTEGER_COLUMNS
+from pipeline.vocabulary import BENEFITS, COURSE_CLASSES
+
+MODEL_CODE_VERSION = "profile-model-1"
+MISUSE_FLAGS = ("alcohol", "soft_drugs", "hard_drugs")  # definitions §1: misuse_any
+# the only case-review columns the model may read besides the rule flags (its targets)
+_CASE_COLUMNS = ("citizen_id", "sex", "birth_year", "departments_involved", "notes")
+# structured history: what the model sees besides the note (definitions §2-§4 measures)
+HISTORY_FEATURES = (
+    "age", "male", "sex_unknown", "departments_involved", "courses", "m3_stretches",
+    "log_current_course_days", "log_support_days_total", "log_m3_days",
+    *(f"course_{c}" for c in COURSE_CLASSES),
+    *(f"benefit_share_{b}" for b in BENEFITS),
+)  # fmt: skip
+# note words about origin, nationality, citizenship and language are dropped before the
+# model sees the note (stems, Danish snowball): the note must not carry what the columns may
+# not (a partial guard; the report says so)
+EXCLUDED_STEMS = frozenset({
+    "tolk", "sprog", "sproget", "dansk", "danskuddannels", "flygtning", "indvandr",
+    "indvandrer", "efterkomm", "etnisk", "statsborg", "statsborgerskab", "nationalitet",
+    "herkomst", "oprindels", "udland", "asyl", "asylansøg", "religion", "muslim",
+    "modersmål", "integration", "integrationsprogram",
+})  # fmt: skip
+_NEGATION = frozenset({"ingen", "ikke", "intet", "aldrig", "afvis", "afviser", "benægt",
+                       "benægter", "uden", "hverk"})  # fmt: skip
+_NEGATION_AFTER = frozenset({"afkræftet", "afkræft", "udelukket", "udeluk"})
+_RELATIVES = frozenset({"moderen", "moder", "mor", "faderen", "fader", "far", "broderen",
+                        "broder", "bror", "søsteren", "søster", "kæresten", "kærest",
+                        "ægtefællen", "ægtefæll", "sønnen", "søn", "datteren", "datter",
+                        "eks-manden", "manden", "konen", "forældr", "forældrene",
+                        "familien", "partner", "partneren", "samlever"})  # fmt: skip
+_PAST = frozenset({"tidliger", "tidligere", "stoffri", "ædru", "stoppede", "stoppet",
+                   "ophørt", "ophørte", "afsluttet", "tørlagt", "siden"})  # fmt: skip
+_CLAUSE = re.compile(r"[.;:!?,]+|\s+men\s+|\s+-\s+")
+_WORD = re.compile(r"[a-zæøåéü0-9]+(?:-[a-zæøåéü0-9]+)*")
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+# ---------------------------------------------------------------------------------------------
+
+
+class NoteAnalyzer:
+    """Note -> (marked stem tokens, text of the unmarked words for char n-grams).
+
+    A clause (split at . , ; : ! ? and 'men') is about a relative, about the past, or negated
+    from its cue on; its stems are then prefixed rel_ / past_ / neg_. Stems are cached: a
+    municipality's notes use some thousands of words."""
+
+    def __init__(self) -> None:
+        import snowballstemmer
+
+        self._stemmer = snowballstemmer.stemmer("danish")
+        self._cache: dict[str, str] = {}
+        # notes repeat their clauses ("Ingen ændringer siden sidst"): each is analysed once
+        self._clauses: dict[str, tuple[list[str], list[str]]] = {}
+
+    def stem(self, word: str) -> str:
+        s = self._cache.get(word)
+        if s is None:
+            s = self._stemmer.stemWord(word)
+            self._cache[word] = s
+        return s
+
+    def analyse(self, note: str | None) -> tuple[list[str], list[str]]:
+        """(marked stem tokens and their bigrams, the unmarked words)."""
+        tokens: list[str] = []
+        plain: list[str] = []
+        if not note:
+            return tokens, plain
+        for clause in _CLAUSE.split(note.lower()):
+            done = self._clauses.get(clause)
+            if done is None:
+                done = self._clause(clause)
+                self._clauses[clause] = done
+            tokens += done[0]
+            plain += done[1]
+        return tokens, plain
+
+    def _clause(self, clause: str) -> tuple[list[str], list[str]]:
+        words = _WORD.findall(clause)
+        keep = [(w, s) for w in words if (s := self.stem(w)) not in EXCLUDED_STEMS
+                and w not in EXCLUDED_STEMS]  # fmt: skip
+        if not keep:
+            return [], []
+        present = {w for w, _ in keep} | {s for _, s in keep}
+        for cue, mark in ((_RELATIVES, "rel_"), (_PAST, "past_"), (_NEGATION_AFTER, "neg_")):
+            if present & cue:
+                return [mark + s for _, s in keep], []
+        negated = False
+        out: list[str] = []
+        plain: list[str] = []
+        for w, s in keep:
+            if w in _NEGATION or s in _NEGATION:
+                negated = True
+                out.append("neg")
+                continue
+            out.append(("neg_" + s) if negated else s)
+            if not negated:
+                plain.append(w)
+        return out + [f"{a} {b}" for a, b in zip(out, out[1:], strict=False)], plain
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def target_flags(rule_sql: str) -> tuple[str, ...]:
+    """The boolean columns the compiled rules test, in the contract's order: what the model
+    predicts (the shipped rules: the six flags of definitions §1)."""
+    named = set(re.findall(r'"(\w+)"', rule_sql))
+    return tuple(c for c in BOOLEAN_COLUMNS if c in named)
+
+
+def load_frame(con: duckdb.DuckDBPyConnection, params: dict[str, Any],
+               flags: tuple[str, ...]) -> pd.DataFrame:
+    """One row per citizen: measures, the named case-review columns, the benefit mix."""
+    cols = ", ".join(f'c."{x}"' for x in (*_CASE_COLUMNS[1:], *flags))
+    frame = con.execute(
+        f"""
+        select r.citizen_id, r.in_scope, r.reviewed, r.profile as rules_profile, r.age,
+               r.age_band, r.course_class, r.courses, r.m3_stretches,
+               r.current_course_days, r.support_days_total, r.m3_days, {cols}
+        from marts.citizens_ruled r join staging.citizens c using (citizen_id)
+        order by r.citizen_id
+        """
+    ).df()
+    mix = con.execute(
+        """
+        select citizen_id, benefit,
+               sum(least(coalesce(end_date, $reference_date), $reference_date)
+                   - start_date + 1)::double as days
+        from staging.episodes
+        where start_date <= $reference_date
+        group by all
+        """,
+        {"reference_date": params["reference_date"]},
+    ).df()
+    wide = mix.pivot_table(index="citizen_id", columns="benefit", values="days", aggfunc="sum")
+    wide = wide.reindex(columns=list(BENEFITS), fill_value=0.0).fillna(0.0)
+    total = wide.sum(axis=1).replace(0, np.nan)
+    shares = wide.div(total, axis=0).fillna(0.0)
+    shares.columns = [f"benefit_share_{b}" for b in shares.columns]
+    frame = frame.merge(shares, left_on="citizen_id", right_index=True, how="left")
+    for c in shares.columns:
+        frame[c] = frame[c].fillna(0.0)
+    return frame
+
+
+def history_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The structured history as a dense float matrix (columns = HISTORY_FEATURES)."""
+    sex = frame["sex"].astype("object")
+    cols = {
+        "age": frame["age"].astype("float64").fillna(45.0),
+        "male": (sex == "M").astype(float),
+        "sex_unknown": (~sex.isin(["M", "K"])).astype(float),
+        "departments_involved": frame["departments_involved"].astype("float64").fillna(1.0),
+        "courses": frame["courses"].astype("float64"),
+        "m3_stretches": frame["m3_stretches"].astype("float64"),
+        "log_current_course_days": np.log1p(frame["current_course_days"].astype("float64")),
+        "log_support_days_total": np.log1p(frame["support_days_total"].astype("float64")),
+        "log_m3_days": np.log1p(frame["m3_days"].astype("float64")),
+    }
+    for c in COURSE_CLASSES:
+        cols[f"course_{c}"] = (frame["course_class"] == c).astype(float)
+    for b in BENEFITS:
+        cols[f"benefit_share_{b}"] = frame[f"benefit_share_{b}"].astype("float64")
+    return np.column_stack([np.asarray(cols[k], dtype=float) for k in HISTORY_FEATURES])
+
+
+@dataclass
+class Featurizer:
+    """Fitted on the training rows: the vocabularies, the idf weights and the history's
+    scaling. The character n-grams (3-5, within words, as scikit-learn's `char_wb`) of a note
+    are the sum of its words' n-grams, so they are computed once per distinct word and
+    multiplied out (a sparse product), never once per note."""
+
+    seed: int
+    use_notes: bool = True
+    max_char_features: int = 20_000
+
+    def fit_transform(self, notes: Iterable[str | None], history: np.ndarray) -> sp.csr_matrix:
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+        from sklearn.preprocessing import StandardScaler
+
+        self.analyzer = NoteAnalyzer()
+        self.scaler = StandardScaler().fit(history)
+        blocks = [sp.csr_matrix(self.scaler.transform(history))]
+        self.names = [f"history:{h}" for h in HISTORY_FEATURES]
+        if self.use_notes:
+            tokens, plain = self._analyse(notes)
+            self.words = CountVectorizer(analyzer=_identity, min_df=2, dtype=np.float32)
+            self.word_idf = TfidfTransformer(sublinear_tf=True)
+            blocks.append(self.word_idf.fit_transform(self.words.fit_transform(tokens)))
+            self.chars = CountVectorizer(analyzer="char_wb", ngram_range=(3, 5), dtype=np.float32)
+            counts = self._char_counts(plain, fit=True)
+            df = np.asarray((counts > 0).sum(axis=0)).ravel()
+            keep = np.flatnonzero(df >= 3)
+            keep = keep[np.argsort(-df[keep], kind="stable")][: self.max_char_features]
+            self.char_keep = np.sort(keep)
+            self.char_idf = TfidfTransformer(sublinear_tf=True)
+            blocks.append(self.char_idf.fit_transform(counts[:, self.char_keep]))
+            self.names += [f"note:{w}" for w in self.words.get_feature_names_out()]
+            grams = self.chars.get_feature_names_out()[self.char_keep]
+            self.names += [f"spelling:{c.strip()}" for c in grams]
+        return sp.hstack(blocks, format="csr")
+
+    def transform(self, notes: Iterable[str | None], history: np.ndarray) -> sp.csr_matrix:
+        blocks = [sp.csr_matrix(self.scaler.transform(history))]
+        if self.use_notes:
+            tokens, plain = self._analyse(notes)
+            blocks.append(self.word_idf.transform(self.words.transform(tokens)))
+            counts = self._char_counts(plain, fit=False)
+            blocks.append(self.char_idf.transform(counts[:, self.char_keep]))
+        return sp.hstack(blocks, format="csr")
+
+    def _char_counts(self, plain: list[list[str]], fit: bool) -> sp.csr_matrix:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        per_doc = CountVectorizer(analyzer=_identity, dtype=np.float32)
+        docs_words = per_doc.fit_transform(plain) if any(plain) else None
+        if docs_words is None:
+            return sp.csr_matrix((len(plain), len(self.chars.vocabulary_)), dtype=np.float32)
+        vocab = list(per_doc.get_feature_names_out())
+        grams = self.chars.fit_transform(vocab) if fit else self.chars.transform(vocab)
+        return (docs_words @ grams).tocsr()
+
+    def _analyse(self, notes: Iterable[str | None]) -> tuple[list[list[str]], list[list[str]]]:
+        tokens, plain = [], []
+        for note in notes:
+            t, p = self.analyzer.analyse(note if isinstance(note, str) else None)
+            tokens.append(t)
+            plain.append(p)
+        return tokens, plain
+
+
+def _identity(tokens: list[str]) -> list[str]:
+    return tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting and predicting
+# ---------------------------------------------------------------------------------------------
+
+
+def new_classifier(seed: int):
+    """One flag's classifier: logistic regression, sigmoid-calibrated on 3 folds."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    return CalibratedClassifierCV(
+        LogisticRegression(C=2.0, solver="liblinear", max_iter=200, random_state=seed),
+        method="sigmoid",
+        cv=StratifiedKFold(3, shuffle=True, random_state=seed),
+        ensemble=False,
+    )
+
+
+@dataclass
+class FlagModels:
+    """The fitted featurizer and one calibrated classifier per flag."""
+
+    featurizer: Featurizer
+    flags: tuple[str, ...]
+    classifiers: dict[str, Any]
+
+    def probabilities(self, x: sp.csr_matrix) -> np.ndarray:
+        """(rows, flags) calibrated probabilities."""
+        return np.column_stack([self.classifiers[f].predict_proba(x)[:, 1] for f in self.flags])
+
+    def coefficients(self, flag: str) -> np.ndarray:
+        """The final (not cross-fitted) estimator's coefficients: what an explanation shows."""
+        return self.classifiers[flag].calibrated_classifiers_[0].estimator.coef_.ravel()
+
+
+def fit(frame: pd.DataFrame, flags: tuple[str, ...], seed: int,
+        use_notes: bool = True) -> tuple[FlagModels, sp.csr_matrix]:
+    """Fit on the rows of `frame` (reviewed citizens); returns the models and their X."""
+    feat = Featurizer(seed, use_notes)
+    x = feat.fit_transform(frame["notes"], history_matrix(frame))
+    classifiers = {}
+    for f in flags:
+        y = frame[f].fillna(False).to_numpy(dtype=bool)
+        classifiers[f] = new_classifier(seed).fit(x, y)
+    return FlagModels(feat, flags, classifiers), x
+
+
+def flag_counts(frame: pd.DataFrame, flags: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Per flag: (reviewed citizens with it set, without it)."""
+    out = {}
+    for f in flags:
+        y = frame[f].fillna(False).to_numpy(dtype=bool)
+        out[f] = (int(y.sum()), int((~y).sum()))
+    return out
+
+
+def too_few(counts: dict[str, tuple[int, int]], minimum: int) -> list[str]:
+    """The flags with fewer than `minimum` reviewed citizens on either side."""
+    return [f for f, (pos, neg) in counts.items() if min(pos, neg) < minimum]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules over predicted flags
+# ---------------------------------------------------------------------------------------------
+
+
+def combinations(flags: tuple[str, ...]) -> np.ndarray:
+    """(2^k, k) booleans: every combination of the flags."""
+    k = len(flags)
+    return ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+
+
+def rule_of_combinations(con: duckdb.DuckDBPyConnection, rule_sql: str,
+                         flags: tuple[str, ...]) -> np.ndarray:
+    """The profile code the compiled rules give each combination of `combinations(flags)`
+    (the other boolean columns false, the integer columns unknown). Evaluated by DuckDB with
+    the rules' own compiled SQL, so the model's profiles follow the rules file."""
+    import pyarrow as pa
+
+    combos = combinations(flags)
+    table = {c: pa.array(np.zeros(len(combos), bool)) for c in BOOLEAN_COLUMNS}
+    for j, f in enumerate(flags):
+        table[f] = pa.array(combos[:, j])
+    for c in INTEGER_COLUMNS:
+        table[c] = pa.array([None] * len(combos), pa.int64())
+    table["_combo"] = pa.array(np.arange(len(combos)))
+    rel = pa.table(table)  # noqa: F841 - read by name below (DuckDB's replacement scan)
+    cur = con.cursor()
+    try:
+        cur.register("_m3_model_combinations", rel)
+        rows = cur.execute(
+            f"select {rule_sql} as code from _m3_model_combinations order by _combo"
+        ).fetchall()
+        cur.unregister("_m3_model_combinations")
+    finally:
+        cur.close()
+    return np.array([r[0] for r in rows], dtype=object)
+
+
+def profile_probabilities(p: np.ndarray, combo_rule: np.ndarray,
+                          codes: tuple[str, ...], chunk: int = 100_000) -> np.ndarray:
+    """(rows, profiles): the probability of each profile, from independent flag
+    probabilities `p` (rows, k) summed over the combinations the rules map to it."""
+    combos = combinations(tuple(range(p.shape[1])))
+    member = np.stack([combo_rule == c for c in codes], axis=1).astype(np.float64)
+    out = np.empty((len(p), len(codes)))
+    for lo in range(0, len(p), chunk):
+        q = np.clip(p[lo : lo + chunk], 0.0, 1.0)
+        # log-space product over flags: (rows, combos)
+        logp = np.log(np.maximum(q, 1e-300)) @ combos.T + np.log(
+            np.maximum(1 - q, 1e-300)
+        ) @ (~combos).T
+        out[lo : lo + chunk] = np.exp(logp) @ member
+    return out
+
+
+def assign_profiles(p: np.ndarray, combo_rule: np.ndarray,
+                    codes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(profile of the predicted flags, its probability) per row."""
+    k = p.shape[1]
+    index = ((p >= 0.5).astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
+    profile = combo_rule[index]
+    probs = profile_probabilities(p, combo_rule, codes)
+    col = np.array([codes.index(c) for c in profile], dtype=np.int64)
+    return profile, probs[np.arange(len(p)), col]
+
+
+# ---------------------------------------------------------------------------------------------
+# Explanations
+# ---------------------------------------------------------------------------------------------
+
+
+def explanations(models: FlagModels, x: sp.csr_matrix, predicted: np.ndarray,
+                 top: int = 5) -> list[str]:
+    """Per row, JSON: for each flag predicted set, the features that weighed most for it
+    (coefficient x feature value, largest first), with their weights; for a row with no
+    flag set, what weighed most against each flag."""
+    names = np.array(models.featurizer.names, dtype=object)
+    coefs = {f: models.coefficients(f) for f in models.flags}
+    out = []
+    x = x.tocsr()
+    for i in range(x.shape[0]):
+        row = x.getrow(i)
+        idx, val = row.indices, row.data
+        reasons: dict[str, list[list[Any]]] = {}
+        for j, f in enumerate(models.flags):
+            contrib = coefs[f][idx] * val
+            sign = 1.0 if predicted[i, j] else -1.0
+            if not predicted[i, j] and predicted[i].any():
+                continue
+            order = np.argsort(-sign * contrib, kind="stable")[:top]
+            reasons[f] = [[names[idx[o]], round(float(contrib[o]), 3)] for o in order
+                          if sign * contrib[o] > 0]  # fmt: skip
+        out.append(json.dumps(reasons, ensure_ascii=False, sort_keys=True))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry's Python models
+# ---------------------------------------------------------------------------------------------
+
+
+def _hash(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _frame_hash(frame: pd.DataFrame, columns: list[str]) -> str:
+    return hashlib.sha256(
+        pd.util.hash_pandas_object(frame[columns], index=False).to_numpy().tobytes()
+    ).hexdigest()[:16]
+
+
+PREDICTION_COLUMNS = ("citizen_id", "profile", "profile_probability", "profile_source",
+                      "top_reasons", "model_version", "inputs_hash")  # fmt: skip
+
+
+def _empty_predictions(flags: tuple[str, ...]) -> pd.DataFrame:
+    cols: dict[str, Any] = {
+        "citizen_id": pd.Series([], dtype="object"),
+        "profile": pd.Series([], dtype="object"),
+        "profile_probability": pd.Series([], dtype="float64"),
+        "profile_source": pd.Series([], dtype="object"),
+        "top_reasons": pd.Series([], dtype="object"),
+        "model_version": pd.Series([], dtype="object"),
+        "inputs_hash": pd.Series([], dtype="object"),
+        "misuse_any": pd.Series([], dtype="bool"),
+        "flags_json": pd.Series([], dtype="object"),
+    }
+    for f in flags:
+        cols[f] = pd.Series([], dtype="bool")
+        cols[f"p_{f}"] = pd.Series([], dtype="float64")
+    return pd.DataFrame(cols)
+
+
+@dataclass
+class Trained:
+    """What one run's model step learned (or why it learned nothing)."""
+
+    flags: tuple[str, ...]
+    frame: pd.DataFrame
+    models: FlagModels | None
+    version: str
+    message: str
+
+
+def train(con: duckdb.DuckDBPyConnection, ctx: Context) -> Trained:
+    """Fit the flag models on the run's reviewed citizens (or say why not)."""
+    cfg = ctx.cfg
+    rule_sql = ctx.placeholders["rule"]
+    flags = target_flags(rule_sql + ctx.placeholders["base_profile"])
+    frame = load_frame(con, dict(ctx.params), flags)
+    reviewed = frame[frame["reviewed"].fillna(False).astype(bool)]
+    version = _hash(
+        MODEL_CODE_VERSION,
+        _frame_hash(reviewed, ["citizen_id", *_CASE_COLUMNS[1:], *flags])
+        if len(reviewed) else "",
+        cfg.model_seed, cfg.model_min_reviewed_per_flag, cfg.model_min_probability, rule_sql,
+    )
+    if not flags:
+        return Trained(flags, frame, None, version, "The rules test no flag: no model.")
+    counts = flag_counts(reviewed, flags)
+    short = too_few(counts, cfg.model_min_reviewed_per_flag)
+    if short:
+        detail = ", ".join(f"{f} ({counts[f][0]} with, {counts[f][1]} without)" for f in short)
+        return Trained(
+            flags, frame, None, version,
+            f"No model: too few reviewed citizens to learn from (at least"
+            f" {cfg.model_min_reviewed_per_flag} with and without each flag are needed;"
+            f" {detail}). The unreviewed citizens stay unreviewed.",
+        )  # fmt: skip
+    models, _ = fit(reviewed, flags, cfg.model_seed)
+    return Trained(flags, frame, models, version,
+                   f"Model trained on {len(reviewed):,} reviewed citizens.")
+
+
+def predictions_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pd.DataFrame:
+    """marts.predictions: one row per unreviewed citizen in scope (none when no model)."""
+    trained = train(con, ctx)
+    _LAST_MESSAGE[id(con)] = trained.message
+    flags = trained.flags
+    if trained.models is None:
+        return _empty_predictions(flags)
+    frame = trained.frame
+    todo = frame[~frame["reviewed"].fillna(False).astype(bool) & frame["in_scope"].fillna(False)]
+    todo = todo.reset_index(drop=True)
+    if todo.empty:
+        return _empty_predictions(flags)
+    models = trained.models
+    x = models.featurizer.transform(todo["notes"], history_matrix(todo))
+    p = models.probabilities(x)
+    codes = tuple(ctx.params["rule_codes"])
+    combo_rule = rule_of_combinations(con, ctx.placeholders["rule"], flags)
+    profile, prob = assign_profiles(p, combo_rule, codes)
+    predicted = p >= 0.5
+    source = np.where(prob >= ctx.cfg.model_min_probability, "model", "uncertain")
+    input_cols = list(_CASE_COLUMNS[1:]) + [
+        "age", "course_class", "courses", "m3_stretches", "current_course_days",
+        "support_days_total", "m3_days", *(f"benefit_share_{b}" for b in BENEFITS),
+    ]  # fmt: skip
+    row_hash = pd.util.hash_pandas_object(todo[input_cols], index=False).to_numpy()
+    out = {
+        "citizen_id": todo["citizen_id"].astype("object"),
+        "profile": pd.Series(profile, dtype="object"),
+        "profile_probability": pd.Series(np.round(prob, 6)),
+        "profile_source": pd.Series(source, dtype="object"),
+        "top_reasons": pd.Series(explanations(models, x, predicted), dtype="object"),
+        "model_version": trained.version,
+        "inputs_hash": pd.Series([f"{h:016x}" for h in row_hash], dtype="object"),
+    }
+    out["flags_json"] = pd.Series([
+        json.dumps({f: {"set": bool(predicted[i, j]), "probability": round(float(p[i, j]), 6)}
+                    for j, f in enumerate(flags)}, sort_keys=True)
+        for i in range(len(p))
+    ], dtype="object")  # fmt: skip
+    misuse = [j for j, f in enumerate(flags) if f in MISUSE_FLAGS]
+    out["misuse_any"] = pd.Series(predicted[:, misuse].any(axis=1))
+    for j, f in enumerate(flags):
+        out[f] = pd.Series(predicted[:, j])
+        out[f"p_{f}"] = pd.Series(np.round(p[:, j], 6))
+    return pd.DataFrame(out)
+
+
+# the model step's plain message of the last run on a connection (for the run summary)
+_LAST_MESSAGE: dict[int, str] = {}
+
+
+def last_message(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The model step's message for the last segment run on `con` (None: none ran)."""
+    return _LAST_MESSAGE.get(id(con))
