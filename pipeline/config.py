@@ -75,6 +75,8 @@ class Config:
     model_seed: int = 15
     # Folds of the evaluation's stratified cross-validation on the reviewed.
     model_cv_folds: int = 5
+    # The evaluation takes at most this many reviewed citizens (seeded, stratified sample).
+    model_eval_max_citizens: int = 3000
     # Language of labels in the spreadsheet and report: "da" or "en".
     lang: str = "da"
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).

@@ -18,10 +18,11 @@ How a flag is learned: per flag a logistic regression over (a) TF-IDF of the not
 stems and stem bigrams (Danish snowball stemmer), where words in a negated clause ("ingen
 tegn på misbrug"), a clause about a relative ("moderen drikker") or a clause about the past
 ("stoffri i 4 år") are marked as such (`neg_`, `rel_`, `past_`) so they are not the word
-itself, (b) TF-IDF of character 3-5-grams of the unmarked words (misspellings and
-abbreviations share n-grams), (c) the structured history (standardised). Calibrated by
-`CalibratedClassifierCV` (sigmoid, 3 folds, `ensemble=False`: one final estimator, so an
-explanation is its coefficients times the citizen's features). Everything is seeded.
+itself, (b) TF-IDF of character 3-5-grams of the unmarked rare words (misspellings and
+abbreviations share n-grams with the word they misspell), (c) the structured history
+(standardised). Calibrated by `CalibratedClassifierCV` (sigmoid, 3 folds,
+`ensemble=False`: one final estimator, so an explanation is its coefficients times the
+citizen's features). Everything is seeded.
 
 The profile's probability: the flags' probabilities taken as independent given the inputs,
 the probability of every combination of the flags (2^k, k = the flags the rules test) is
@@ -52,6 +53,10 @@ from pipeline.vocabulary import BENEFITS, COURSE_CLASSES
 
 MODEL_CODE_VERSION = "profile-model-1"
 MISUSE_FLAGS = ("alcohol", "soft_drugs", "hard_drugs")  # definitions §1: misuse_any
+# a note word in fewer training notes than this is "rare": only rare words get character
+# n-gram features (the common ones are learnt as words; n-grams for every word cost ten
+# times the fitting time for one to nine points of F1 on the demo)
+RARE_WORD_DF = 20
 # the only case-review columns the model may read besides the rule flags (its targets)
 _CASE_COLUMNS = ("citizen_id", "sex", "birth_year", "departments_involved", "notes")
 # structured history: what the model sees besides the note (definitions §2-§4 measures)
@@ -221,9 +226,9 @@ def history_matrix(frame: pd.DataFrame) -> np.ndarray:
 @dataclass
 class Featurizer:
     """Fitted on the training rows: the vocabularies, the idf weights and the history's
-    scaling. The character n-grams (3-5, within words, as scikit-learn's `char_wb`) of a note
-    are the sum of its words' n-grams, so they are computed once per distinct word and
-    multiplied out (a sparse product), never once per note."""
+    scaling. The character n-grams (3-5, within words, as scikit-learn's `char_wb`) are those
+    of the note's rare words (`RARE_WORD_DF`), the sum of its words' n-grams, so they are
+    computed once per distinct word and multiplied out (a sparse product)."""
 
     seed: int
     use_notes: bool = True
@@ -267,6 +272,15 @@ class Featurizer:
     def _char_counts(self, plain: list[list[str]], fit: bool) -> sp.csr_matrix:
         from sklearn.feature_extraction.text import CountVectorizer
 
+        if fit:
+            df: dict[str, int] = {}
+            for words in plain:
+                for w in set(words):
+                    df[w] = df.get(w, 0) + 1
+            self.common = frozenset(w for w, k in df.items() if k >= RARE_WORD_DF)
+        # the words the word features know well need no spelling features: only the rare
+        # ones (misspellings, abbreviations, new words) are split into n-grams
+        plain = [[w for w in words if w not in self.common] for words in plain]
         per_doc = CountVectorizer(analyzer=_identity, dtype=np.float32)
         docs_words = per_doc.fit_transform(plain) if any(plain) else None
         if docs_words is None:
@@ -531,7 +545,7 @@ def train(con: duckdb.DuckDBPyConnection, ctx: Context) -> Trained:
 def predictions_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pd.DataFrame:
     """marts.predictions: one row per unreviewed citizen in scope (none when no model)."""
     trained = train(con, ctx)
-    _LAST_MESSAGE[id(con)] = trained.message
+    _TRAINED[id(con)] = trained  # for the evaluation, built next in the same transaction
     flags = trained.flags
     if trained.models is None:
         return _empty_predictions(flags)
@@ -575,10 +589,11 @@ def predictions_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pd.DataFr
     return pd.DataFrame(out)
 
 
-# the model step's plain message of the last run on a connection (for the run summary)
-_LAST_MESSAGE: dict[int, str] = {}
+# what `predictions_model` learned, handed to `pipeline.model_eval.evaluation_model` (the next
+# model of the stage, on the same connection) so the models are fitted once per run
+_TRAINED: dict[int, Trained] = {}
 
 
-def last_message(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The model step's message for the last segment run on `con` (None: none ran)."""
-    return _LAST_MESSAGE.get(id(con))
+def trained_for(con: duckdb.DuckDBPyConnection, ctx: Context) -> Trained:
+    """The model `predictions_model` just trained on `con` (taken), else trained now."""
+    return _TRAINED.pop(id(con), None) or train(con, ctx)

@@ -106,6 +106,8 @@ MODELS: tuple[Model, ...] = (
         python="pipeline.model:predictions_model",
         checks=("marts__predictions__probabilities_in_range",),
     ),
+    # the model's cross-validated evaluation on the reviewed (internal)
+    Model("marts.model_evaluation", "segment", python="pipeline.model_eval:evaluation_model"),
     # the AI Act's record-keeping: every prediction of the run, with the model's version
     Model("marts.prediction_log", "segment"),
     Model(

@@ -54,6 +54,9 @@ class SegmentResult:
     share_m3_over_1y: float | None
     share_long_continuous: float | None
     share_complex_case: float | None
+    # the profile model's plain message (trained on how many, or why no model); None: the
+    # model step did not run
+    model_message: str | None = None
 
     @property
     def unreviewed(self) -> int:
@@ -73,10 +76,13 @@ class SegmentResult:
             f"Citizens: {self.citizens:,}; in scope: {self.in_scope:,}"
             f" (with a profile from the rules: {self.by_profile_source['rules']:,},"
             f" model: {self.by_profile_source['model']:,},"
+            f" uncertain: {self.by_profile_source.get('uncertain', 0):,},"
             f" unreviewed: {self.unreviewed:,}).",
             f"Episodes: {self.episodes:,}; ignored, starting after the reference date:"
             f" {self.episodes_after_reference:,}.",
         ]
+        if self.model_message:
+            lines.append(self.model_message)
         if shares:
             lines.append(
                 f"Of the {self.tabulated:,} in scope with a profile: "
@@ -201,7 +207,11 @@ def _summarise(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules) -> Seg
         " from staging.episodes",
         {"reference_date": cfg.reference_date},
     ).fetchall()[0]
+    message = con.execute(
+        "select note from marts.model_evaluation where section = 'status' and metric = 'message'"
+    ).fetchall()
     return SegmentResult(
+        model_message=message[0][0] if message else None,
         reference_date=cfg.reference_date,
         rules_version=rules.version,
         rules_sha256=rules.sha256,
