@@ -436,6 +436,36 @@ def report(
 
 
 @app.command()
+def explain(
+    citizen_id: Annotated[str, typer.Argument(help="The citizen's id, as in citizens.parquet.")],
+    out: OutOpt,
+    config: ConfigOpt = None,
+    lang: LangOpt = None,
+) -> None:
+    """Say why a citizen has their profile: the rules' flags, or the model's evidence per flag
+    (the note's words and the history that weighed most, with their weights).
+
+    Example: m3-profiles explain B0000042 --out data/out --lang en
+    """
+    import duckdb
+
+    from pipeline import model
+    from pipeline.runner import DB_NAME
+
+    cfg = _checked_config(config, lang=lang)
+    db = Path(cfg.database) if cfg.database else Path(out) / DB_NAME
+    if not db.exists():
+        raise _fail(2, f"{db}: no warehouse here; run m3-profiles first")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        typer.echo(model.explain_text(con, citizen_id, cfg.lang), nl=False)
+    except KeyError as e:
+        raise _fail(1, e.args[0]) from None
+    finally:
+        con.close()
+
+
+@app.command()
 def validate(
     input: Annotated[
         Path | None,

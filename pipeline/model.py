@@ -597,3 +597,107 @@ _TRAINED: dict[int, Trained] = {}
 def trained_for(con: duckdb.DuckDBPyConnection, ctx: Context) -> Trained:
     """The model `predictions_model` just trained on `con` (taken), else trained now."""
     return _TRAINED.pop(id(con), None) or train(con, ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# A citizen's explanation in plain words (m3-profiles explain)
+# ---------------------------------------------------------------------------------------------
+
+_TEXT = {
+    "en": {
+        "head": "Citizen {cid}",
+        "purpose": "The model's profile is for statistics and for prioritising case review:"
+                   " it is never a decision about this person.",
+        "rules": "Profile {profile} from the case review (the rules file): rule {rule};"
+                 " the flags that made it match: {flags}.",
+        "model": "Profile {profile} predicted by the model, probability {prob}."
+                 " The same rules file turned the predicted flags into the profile.",
+        "uncertain": "The model is uncertain (profile probability {prob}, below the threshold):"
+                     " no profile is given; this citizen is listed for a caseworker's review."
+                     " The most likely profile was {profile}.",
+        "unreviewed": "Not reviewed, and no model could be trained in this run"
+                      " (or the citizen is out of scope): no profile.",
+        "flags": "Predicted flags (probability):",
+        "why": "What weighed most (weight: how much it moved the flag's score):",
+        "against": "Nothing points to any flag; what weighed most against each:",
+        "note": "the note says '{w}'", "neg": "the note says '{w}' in a negated sentence",
+        "rel": "the note says '{w}' about a relative", "past": "the note says '{w}' about the past",
+        "spelling": "a rare word in the note contains '{w}' (spelling)",
+        "history": "history: {w}", "set": "set", "not_set": "not set",
+        "missing": "no citizen {cid} in this run's warehouse",
+    },
+    "da": {
+        "head": "Borger {cid}",
+        "purpose": "Modellens profil er til statistik og til at prioritere sagsgennemgang:"
+                   " den er aldrig en afgørelse om personen.",
+        "rules": "Profil {profile} fra sagsgennemgangen (regelfilen): regel {rule};"
+                 " de markeringer der gav den: {flags}.",
+        "model": "Profil {profile} forudsagt af modellen, sandsynlighed {prob}."
+                 " Den samme regelfil gjorde de forudsagte markeringer til profilen.",
+        "uncertain": "Modellen er usikker (profilens sandsynlighed {prob}, under tærsklen):"
+                     " der gives ingen profil; borgeren står på listen til gennemgang."
+                     " Den mest sandsynlige profil var {profile}.",
+        "unreviewed": "Ikke gennemgået, og der kunne ikke trænes en model i denne kørsel"
+                      " (eller borgeren er uden for målgruppen): ingen profil.",
+        "flags": "Forudsagte markeringer (sandsynlighed):",
+        "why": "Det der vejede mest (vægt: hvor meget det flyttede markeringens score):",
+        "against": "Intet peger på en markering; det der vejede mest imod hver:",
+        "note": "notatet siger '{w}'", "neg": "notatet siger '{w}' i en benægtende sætning",
+        "rel": "notatet siger '{w}' om en pårørende", "past": "notatet siger '{w}' om fortiden",
+        "spelling": "et sjældent ord i notatet indeholder '{w}' (stavning)",
+        "history": "forløb: {w}", "set": "sat", "not_set": "ikke sat",
+        "missing": "ingen borger {cid} i denne kørsels database",
+    },
+}  # fmt: skip
+
+
+def _reason(name: str, lang: str) -> str:
+    t = _TEXT[lang]
+    kind, _, what = name.partition(":")
+    if kind == "note":
+        for mark in ("neg", "rel", "past"):
+            if what.startswith(mark + "_"):
+                return t[mark].format(w=what[len(mark) + 1:].replace(f" {mark}_", " "))
+        return t["note"].format(w=what)
+    return t.get(kind, "{w}").format(w=what)
+
+
+def explain_text(con: duckdb.DuckDBPyConnection, citizen_id: str, lang: str = "en") -> str:
+    """One citizen's profile and, for a model's, the evidence per flag, in plain words."""
+    t = _TEXT[lang]
+    row = con.execute(
+        "select profile_source, profile, \"rule\", matched_flags, profile_probability,"
+        " top_reasons from marts.citizens where citizen_id = $id", {"id": citizen_id}
+    ).fetchone()
+    if row is None:
+        raise KeyError(t["missing"].format(cid=citizen_id))
+    source, profile, rule, matched, prob, reasons = row
+    lines = [t["head"].format(cid=citizen_id)]
+    pct = "-" if prob is None else f"{100 * prob:.0f} %"
+    if source == "rules":
+        lines.append(t["rules"].format(profile=profile, rule=rule,
+                                       flags=", ".join(matched or []) or "-"))  # fmt: skip
+        return "\n".join(lines) + "\n"
+    if source == "unreviewed":
+        lines.append(t["unreviewed"])
+        return "\n".join(lines) + "\n"
+    pred = con.execute("select profile, flags_json from marts.predictions"
+                       " where citizen_id = $id", {"id": citizen_id}).fetchone()  # fmt: skip
+    lines.append(t["purpose"])
+    if source == "model":
+        lines.append(t["model"].format(profile=profile, prob=pct))
+    else:
+        lines.append(t["uncertain"].format(profile=pred[0], prob=pct))
+    flags = json.loads(pred[1])
+    lines.append(t["flags"])
+    for f, v in sorted(flags.items(), key=lambda kv: -kv[1]["probability"]):
+        state = t["set"] if v["set"] else t["not_set"]
+        lines.append(f"  {f}: {100 * v['probability']:.0f} % ({state})")
+    why = json.loads(reasons or "{}")
+    any_set = any(v["set"] for v in flags.values())
+    lines.append(t["why"] if any_set else t["against"])
+    for f, items in why.items():
+        lines.append(f"  {f}:")
+        for name, weight in items:
+            lines.append(f"    {weight:+.2f}  {_reason(name, lang)}")
+    return "\n".join(lines) + "\n"

@@ -226,3 +226,28 @@ def test_too_few_reviewed_citizens_no_model_a_message_exit_0(tmp_path):
     assert len(unreviewed) > 20
     assert set(citizens["profile_source"]) == {"rules", "unreviewed"}
     assert unreviewed["profile"].isna().all()
+
+
+# --- explain ---------------------------------------------------------------------------------
+
+
+def test_explain_says_why_in_plain_words(demo_run):
+    con = _connect(demo_run)
+    cid = con.execute("select citizen_id from marts.citizens where profile_source = 'model'"
+                      " order by citizen_id limit 1").fetchone()[0]  # fmt: skip
+    reviewed = con.execute("select citizen_id, \"rule\" from marts.citizens"
+                           " where profile_source = 'rules' order by citizen_id limit 1"
+                           ).fetchone()  # fmt: skip
+    con.close()
+    runner = CliRunner()
+    result = runner.invoke(app, ["explain", cid, "--out", str(demo_run / "out"), "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Citizen {cid}\n")
+    assert "never a decision about this person" in result.output
+    assert "predicted by the model, probability" in result.output
+    assert "What weighed most" in result.output
+    da = runner.invoke(app, ["explain", reviewed[0], "--out", str(demo_run / "out"),
+                             "--lang", "da"])  # fmt: skip
+    assert da.exit_code == 0 and f"regel {reviewed[1]}" in da.output
+    missing = runner.invoke(app, ["explain", "B9999999", "--out", str(demo_run / "out")])
+    assert missing.exit_code == 1 and "B9999999" in missing.stderr
