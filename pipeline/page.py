@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import jinja2
 
@@ -65,7 +66,7 @@ class _Text:
 
 def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
                 charts: Mapping[str, bytes], labels: Labels, cfg: Config,
-                profiles: Profiles) -> str:
+                profiles: Profiles, model_card: Mapping[str, Any] | None = None) -> str:
     """The self-contained report page: headline figures, each table with its chart and a
     reading aid, the definitions used, and what the run was made of."""
     lb = labels
@@ -132,6 +133,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
         definitions=_definitions(lb, cfg, profiles),
         run_info=_run_rows(lb, info, head, cfg),
         generated_by=lb.text("generated_by", version=pipeline.__version__),
+        model_card=model_card,
     )
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline import chart_workers, charts, page, privacy, warehouse, workbook
+from pipeline import chart_workers, charts, model_card, page, privacy, warehouse, workbook
 from pipeline.config import Config, ConfigError
 from pipeline.errors import InputError, ReportError
 from pipeline.ingest import IngestResult
@@ -129,7 +129,9 @@ def report(
             rel = publish(con, cfg, counted=counted)
             info = _run_info(con, cfg, rel.profiles, manifest)
             step("report: writing tables, spreadsheet, charts and report.html")
-            files = _write_outputs(tmp, rel, info, Labels(cfg.lang, rel.profiles), cfg)
+            labels = Labels(cfg.lang, rel.profiles)
+            card = model_card.card(con, cfg, labels)
+            files = _write_outputs(tmp, rel, info, labels, cfg, card)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -244,7 +246,7 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
 
 
 def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
-                   cfg: Config) -> tuple[str, ...]:
+                   cfg: Config, card: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """Every file of the release, into `tmp`; returns their paths relative to it."""
     pub = rel.tables
     (tmp / "tables").mkdir()
@@ -262,7 +264,8 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
         (tmp / "charts" / f"{t.id}.png").write_bytes(titled)
         files.append(f"charts/{t.id}.png")
         page_charts[t.id] = plain
-    html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles)
+    html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles,
+                            card)
     (tmp / "report.html").write_text(html, encoding="utf-8")
     files.append("report.html")
     return tuple(files)
