@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -113,8 +114,10 @@ def _config(
 class _Steps:
     """Progress: a spinner with elapsed time on a terminal, plain log lines otherwise."""
 
-    def __init__(self) -> None:
-        self.tty = err.is_terminal
+    def __init__(self, quiet: bool = False) -> None:
+        # quiet (cron, or JSON log lines that the runner writes to stderr itself): nothing
+        self.quiet = quiet
+        self.tty = err.is_terminal and not quiet
         self.progress: Progress | None = None
         self.task = None
 
@@ -132,6 +135,8 @@ class _Steps:
         return self
 
     def __call__(self, message: str) -> None:
+        if self.quiet:
+            return
         stamp = dt.datetime.now().strftime("%H:%M:%S")
         if self.progress is not None:
             self.progress.update(self.task, description=message)
@@ -144,9 +149,19 @@ class _Steps:
             self.progress.stop()
 
 
+# log_format = "json" (README, Scheduling): the error line is a JSON event like the log's
+_json_errors = False
+
+
 def _fail(code: int, message: str) -> typer.Exit:
     # the message is text, not markup: "[[rule]]" or "[columns.citizens]" must show as written;
     # a path or a header in it may hold a CPR number (a folder's name): masked like notes
+    if _json_errors:
+        event = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                 "level": "error", "run_id": None, "exit_code": code,
+                 "message": privacy.mask_name(message)}
+        print(json.dumps(event, ensure_ascii=False), file=sys.stderr, flush=True)
+        return typer.Exit(code=code)
     err.print(f"[bold red]error:[/] {escape(privacy.mask_name(message))}", highlight=False,
               soft_wrap=True)
     return typer.Exit(code=code)
@@ -287,14 +302,101 @@ def _died(code: int, announced: dict | None) -> None:
     raise _fail(exit_code, f"the run {how} ({cause}): {state}{where}")
 
 
-def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # noqa: ANN003
+class _Watch:
+    """What the operator watches besides the exit code (pipeline.operations): the dead man's
+    switch pinged at start and end, and the metrics file written at the end of every run,
+    success or failure. Both happen in the process that knows the exit code: the supervisor
+    when there is one (so a run killed by the kernel is reported too), else this one."""
+
+    def __init__(self, cfg: Config, out_dir: Path) -> None:
+        from pipeline import operations
+
+        self.ops = operations
+        self.metrics = Path(cfg.metrics_file) if cfg.metrics_file else None
+        if self.metrics is not None:
+            try:
+                operations.check_metrics_file(self.metrics)
+            except operations.MetricsFileError as e:
+                raise _fail(EXIT_USAGE, str(e)) from None
+        self.json_lines = cfg.log_format == "json"
+        self.heartbeat = operations.Heartbeat(cfg.ping_url, self.json_lines)
+        self.out_dir = out_dir.resolve()
+        self.started = time.time()
+        self.since = dt.datetime.now().replace(microsecond=0)
+
+    def start(self) -> None:
+        self.heartbeat.start()
+
+    def end(self, code: int) -> None:
+        manifest = self.ops.run_manifest(self.out_dir, since=self.since)
+        run_id = manifest.get("run_id") if manifest else None
+        if self.metrics is not None:
+            self.ops.write_metrics(
+                self.metrics, outcome="success" if code == 0 else "failed", exit_code=code,
+                started=self.started, manifest=manifest, json_lines=self.json_lines,
+            )
+        self.heartbeat.end(code, run_id)
+
+
+def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, *, quiet: bool = False,
+         **kw) -> None:  # noqa: ANN003
+    global _json_errors
+    _json_errors = cfg.log_format == "json"
+    watch = _Watch(cfg, out_dir)
+    watch.start()
     if _supervisable():
-        _supervise()  # returns in the run's process only; before the heavy imports
+        try:
+            _supervise()  # returns in the run's process only; before the heavy imports
+        except typer.Exit as e:  # the supervisor, with the run's exit code
+            watch.end(e.exit_code)
+            raise
+        _run_here(stages, out_dir, cfg, quiet, **kw)  # the run's process: its parent reports
+        return
+    try:
+        _run_here(stages, out_dir, cfg, quiet, **kw)
+    except typer.Exit as e:
+        watch.end(e.exit_code)
+        raise
+    except BaseException:
+        watch.end(EXIT_INTERNAL)
+        raise
+    watch.end(0)
+
+
+@contextlib.contextmanager
+def _json_stderr(cfg: Config, quiet: bool) -> Iterator[None]:
+    """log_format = "json": the run's events on stderr, one JSON object a line, masked like
+    run.log (a log collector or journald reads them); with --quiet only warnings and
+    errors (cron mails whatever is printed)."""
+    import logging
+
+    from pipeline.operations import JsonLines
+
+    class Masked(logging.StreamHandler):
+        def format(self, record: logging.LogRecord) -> str:
+            return privacy.mask_name(super().format(record))
+
+    if cfg.log_format != "json":
+        yield
+        return
+    handler = Masked(sys.stderr)
+    handler.setFormatter(JsonLines())
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger = logging.getLogger("m3_profiles")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _run_here(stages: tuple[str, ...], out_dir: Path, cfg: Config, quiet: bool,
+              **kw) -> None:  # noqa: ANN003
     from pipeline.rules import RulesError
     from pipeline.runner import run_stages
 
     try:
-        with _Steps() as steps:
+        with _Steps(quiet or cfg.log_format == "json") as steps, _json_stderr(cfg, quiet):
             st = run_stages(stages, out_dir, cfg, step=steps, **kw)
     except Stopped as e:
         if e.published:
@@ -328,6 +430,8 @@ def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # 
         raise _fail(EXIT_INPUT, f"input rejected: {e}") from None
     except (ConfigError, RulesError, PseudonymKeyError) as e:
         raise _fail(EXIT_USAGE, str(e)) from None
+    if quiet:
+        return
     _print_summary(st)
     console.print(
         f"Output in {privacy.mask_name(str(out_dir))} (run {st.run_id}, reference date"
@@ -366,6 +470,10 @@ def run(
     reference_date: RefOpt = None,
     min_cell: MinCellOpt = None,
     lang: LangOpt = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print nothing but errors (for cron and timers)."),
+    ] = False,
 ) -> None:
     """Run every stage: ingest -> segment -> report.
 
@@ -375,7 +483,7 @@ def run(
 
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
     _check_rules(rules)
-    _run(STAGES, out, cfg, input_dir=input, rules_path=rules, config_path=config)
+    _run(STAGES, out, cfg, quiet=quiet, input_dir=input, rules_path=rules, config_path=config)
 
 
 @app.command()

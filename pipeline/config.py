@@ -21,6 +21,8 @@ from pipeline.vocabulary import LANGS, TABLE_COLUMNS
 
 # how DuckDB runs, not what the analysis is (see Config.effective_json)
 RESOURCE_KEYS: tuple[str, ...] = ("memory_limit", "threads", "temp_directory")
+# how a run is watched, not what it finds: also left out of the config hash
+OPERATION_KEYS: tuple[str, ...] = ("metrics_file", "ping_url", "log_format")
 
 
 class ConfigError(ValueError):
@@ -70,6 +72,16 @@ class Config:
     lang: str = "da"
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).
     pseudonym_key_file: str = ""
+    # Operations (README, Scheduling). A Prometheus textfile written at the end of every run,
+    # success or failure (e.g. /var/lib/prometheus/node-exporter/m3_profiles.prom); empty =
+    # none.
+    metrics_file: str = ""
+    # A dead man's switch (healthchecks.io's protocol: <url>/start, <url>, <url>/<exit code>);
+    # empty = off. Pings say only the run id and the exit code.
+    ping_url: str = ""
+    # Log lines in run.log and on stderr: "text" (for people) or "json" (one event per line,
+    # with the run id, for a log collector).
+    log_format: str = "text"
     # [columns.citizens] / [columns.episodes]: canonical name -> name in the export.
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -79,7 +91,7 @@ class Config:
         they change how fast a run is, never what it finds, so two runs that differ only in
         them carry the same hash."""
         settings = dataclasses.asdict(self)
-        for key in RESOURCE_KEYS:
+        for key in (*RESOURCE_KEYS, *OPERATION_KEYS):
             del settings[key]
         return json.dumps(settings, default=str, sort_keys=True)
 
@@ -161,7 +173,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     raise AssertionError(f"no type rule for config key {key}")  # pragma: no cover
 
 
-_CHOICES = {"scope": ("m3", "all"), "lang": LANGS}
+_CHOICES = {"scope": ("m3", "all"), "lang": LANGS, "log_format": ("text", "json")}
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -49,7 +49,7 @@ from typing import Any
 import duckdb
 
 import pipeline
-from pipeline import chart_workers, privacy, warehouse
+from pipeline import chart_workers, operations, privacy, warehouse
 from pipeline.config import Config
 from pipeline.errors import (
     EnvironmentFault,
@@ -833,6 +833,12 @@ class _RunLog(logging.FileHandler):
         pass
 
 
+def _formatter(cfg: Config, run_id: str) -> logging.Formatter:
+    if cfg.log_format == "json":
+        return operations.JsonLines()
+    return logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+
+
 def run_stages(
     stages: Sequence[str],
     out_dir: Path,
@@ -860,7 +866,10 @@ def run_stages(
         keep.append(Path(cfg.pseudonym_key_file))
     check_paths(out_dir, db_path, input_dir, keep)
     run_id = _new_run_id()
-    with _Signals() as signals:
+    tag = operations.RunId(run_id)
+    log.addFilter(tag)
+    with _Signals() as signals, contextlib.ExitStack() as cleanup:
+        cleanup.callback(log.removeFilter, tag)
         try:
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             locks = [out_dir.with_name(f".{out_dir.name}.lock")]
@@ -953,7 +962,7 @@ def _run_locked(
             # a stage run alone continues the log of the runs that built its warehouse
             shutil.copyfile(out_dir / "run.log", workdir / "run.log")
         handler = _RunLog(workdir / "run.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(_formatter(cfg, run_id))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.info("run %s (pid %d) into %s", run_id, os.getpid(), out_dir)
@@ -1066,6 +1075,7 @@ def _close_log(handler: logging.Handler | None) -> None:
     if handler is not None:
         log.removeHandler(handler)
         handler.close()
+
 
 
 def _fail(
