@@ -609,6 +609,52 @@ def validate(
 
 
 @app.command()
+def history(
+    out: OutOpt,
+    config: ConfigOpt = None,
+) -> None:
+    """List the nights the history keeps, and the profile changes between the last two.
+
+    Internal: the counts are not suppressed (the history is per person). Reads the history
+    folder (config history_dir, default <out>.history) and writes nothing.
+
+    Example: m3-profiles history --out data/out
+    """
+    from pipeline import history as history_mod
+
+    cfg = _checked_config(config)
+    folder = history_mod.folder(cfg, out)
+    try:
+        history_mod.check(folder)
+    except OutputError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+    with _environment():
+        kept = history_mod.nights(folder)
+        moved = history_mod.changes(folder)
+    if not kept:
+        console.print(f"No nights in {escape(privacy.mask_name(str(folder)))} yet: each "
+                      "successful run adds its night.", highlight=False, soft_wrap=True)
+        return
+    t = Table(title=f"Nights kept in {privacy.mask_name(str(folder))} (internal)")
+    sources = sorted({k for n in kept for k in n.by_source})
+    for c in ("reference date", "run", "citizens", "in scope", *sources):
+        t.add_column(c, justify="left" if c in ("reference date", "run") else "right")
+    for n in kept:
+        t.add_row(n.reference_date.isoformat(), n.run_id, f"{n.citizens:,}", f"{n.in_scope:,}",
+                  *(f"{n.by_source.get(k, 0):,}" for k in sources))
+    console.print(t)
+    if moved is None:
+        return
+    before, after, rows = moved
+    t = Table(title=f"From {before} to {after}: citizens by profile (internal, unsuppressed)")
+    for c in ("from", "to", "citizens"):
+        t.add_column(c, justify="right" if c == "citizens" else "left")
+    for f, to, n in rows:
+        t.add_row(f, to, f"{n:,}", style=None if f != to else "dim")
+    console.print(t)
+
+
+@app.command()
 def demo(
     out: OutOpt,
     citizens: Annotated[int, typer.Option("--citizens", min=1, help="Citizens to make.")] = 10_000,

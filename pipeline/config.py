@@ -72,6 +72,9 @@ class Config:
     lang: str = "da"
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).
     pseudonym_key_file: str = ""
+    # The history across runs (README, History): one Parquet file per night, kept when the
+    # output folder is rebuilt; empty = `<out>.history` beside the output folder.
+    history_dir: str = ""
     # Operations (README, Scheduling). A Prometheus textfile written at the end of every run,
     # success or failure (e.g. /var/lib/prometheus/node-exporter/m3_profiles.prom); empty =
     # none.
