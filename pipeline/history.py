@@ -101,6 +101,8 @@ def append(history: Path, night: Path) -> bool:
         return False
     history.mkdir(parents=True, exist_ok=True)
     (history / MARKER).touch()
+    for stale in history.glob(".*.parquet.tmp-*"):  # a copy a killed run left (under the lock)
+        stale.unlink()
     tmp = history / f".{target.name}.tmp-{os.getpid()}"
     try:
         with open(night, "rb") as src, open(tmp, "wb") as dst:
