@@ -673,16 +673,31 @@ def demo(
     dirty: Annotated[
         bool, typer.Option("--dirty", help="Add a few bad rows of each kind in the data contract.")
     ] = False,
+    series: Annotated[
+        int,
+        typer.Option("--series", min=0, help="Write this many exports of one evolving "
+                     "population, one folder per reference date, the last on "
+                     "--reference-date (0: one export)."),
+    ] = 0,
+    every: Annotated[
+        int, typer.Option("--every", min=1, help="Days between the exports of --series.")
+    ] = 30,
 ) -> None:
     """Write a synthetic export calibrated to the Faxe report (citizens.csv, episodes.csv).
 
     Example: m3-profiles demo --out data/raw --citizens 10000 --seed 42
+
+    A series, for the history (README, History): m3-profiles demo --out data/series
+    --series 12 --every 30 writes data/series/<date>/ for 12 nights 30 days apart.
     """
     from pipeline.demo import write_demo
 
     if scenario != "faxe":
         raise _fail(EXIT_USAGE, f"unknown scenario {scenario!r}; expected faxe")
     ref = reference_date or dt.date.today()
+    if series:
+        _demo_series(out, citizens, seed, ref, series, every, unreviewed_share)
+        return
     with _Steps() as steps, _environment():
         steps(f"generating {citizens:,} citizens (seed {seed}, reference date {ref})")
         result = write_demo(
@@ -704,6 +719,24 @@ def demo(
         f"Wrote {result.n_citizens:,} citizens and {result.n_episodes:,} episodes to {out}.",
         highlight=False,
     )
+
+
+def _demo_series(out: Path, citizens: int, seed: int, ref: dt.date, nights: int, every: int,
+                 unreviewed_share: float) -> None:
+    from pipeline.demo_series import write_series
+
+    with _Steps() as steps, _environment():
+        steps(f"generating {nights} exports of {citizens:,} citizens, {every} days apart, the "
+              f"last on {ref} (seed {seed})")
+        written = write_series(out, citizens, seed, ref, nights, every, unreviewed_share)
+    t = Table(title="Demo series: one population over time")
+    for c in ("reference date", "in M3", "left M3", "entered", "reviewed", "diagnosed"):
+        t.add_column(c, justify="left" if c == "reference date" else "right")
+    for n in written:
+        t.add_row(n.reference_date.isoformat(), f"{n.in_m3:,}", f"{n.left:,}",
+                  f"{n.entered:,}", f"{n.reviewed:,}", f"{n.diagnosed:,}")
+    console.print(t)
+    console.print(f"Wrote {len(written)} exports to {out}/<reference date>/.", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point
