@@ -83,6 +83,10 @@ series: $(STAMP) ## an evolving demo (NIGHTS=12 exports EVERY=30 days) run night
 			--reference-date $$night --quiet || exit $$?; echo "night $$night done"; done && \
 	$(BIN)/m3-profiles history --out data/out-series
 
+.PHONY: bench-series
+bench-series: $(STAMP) ## the nightly batch over 30 nights of an evolving 100,000-citizen demo: per-night time and sizes into bench/results/
+	$(BIN)/python bench/series.py --citizens 100000 --nights 30 --every 1
+
 .PHONY: clean
 clean: ## remove outputs and caches (keeps data/raw, .venv and the histories data/*.history)
 	rm -rf data/out data/.out.* data/out.failed data/.out.lock .pytest_cache .ruff_cache .hypothesis
