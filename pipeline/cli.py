@@ -655,6 +655,67 @@ def history(
 
 
 @app.command()
+def movement(
+    out: OutOpt,
+) -> None:
+    """Who leaves match group 3, from which profile, and how fast (definitions §8).
+
+    The cohort in M3 a year before the reference date, by profile: its status 1, 3, 6 and
+    12 months later with 95 % intervals; and the time to leave M3 (Kaplan-Meier). Reads
+    the warehouse segment built; internal (unsuppressed counts); writes nothing.
+
+    Example: m3-profiles movement --out data/out
+    """
+    import duckdb
+
+    from pipeline import movement as mv
+    from pipeline.runner import DB_NAME
+
+    db = out / DB_NAME
+    if not db.is_file():
+        raise _fail(EXIT_INPUT, f"{db}: no warehouse; run 'm3-profiles run' first")
+    with _environment():
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            cohort = mv.cohort_status(con)
+            spells = mv.survival(con)
+        finally:
+            con.close()
+    if cohort is None:
+        console.print("No citizen with a profile was in M3 on the cohort date.")
+    else:
+        t = Table(title=f"Citizens in M3 on {cohort.cohort_date}, by profile: status later "
+                  "(share, 95 % interval; internal, unsuppressed)")
+        t.add_column("profile")
+        t.add_column("cohort", justify="right")
+        for h, day in cohort.horizons:
+            t.add_column(f"{h} ({day})")
+        for profile, n in cohort.cohort.items():
+            cells = []
+            for h, _ in cohort.horizons:
+                parts = []
+                for st in mv.STATUSES:
+                    s = cohort.shares[(profile, h, st)]
+                    if s.n:
+                        parts.append(f"{st} {100 * s.share:.0f}% ({100 * s.low:.0f}-"
+                                     f"{100 * s.high:.0f})")
+                cells.append("\n".join(parts))
+            t.add_row(profile, f"{n:,}", *cells)
+        console.print(t)
+    t = Table(title="Time to leave M3 by profile, Kaplan-Meier (days; internal)")
+    for c in ("profile", "spells", "left", "still in M3 after 1 year", "25 % left",
+              "median", "75 % left"):
+        t.add_column(c, justify="left" if c == "profile" else "right")
+    for profile, s in spells.items():
+        est, lo, hi = s.after_1y
+        q = [f"{mv.fmt_days(e)} ({mv.fmt_days(a)}-{mv.fmt_days(b)})"
+             for e, a, b in (s.quartiles[k] for k in ("q25", "median", "q75"))]
+        t.add_row(profile, f"{s.spells:,}", f"{s.left:,}",
+                  f"{100 * est:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})", *q)
+    console.print(t)
+
+
+@app.command()
 def demo(
     out: OutOpt,
     citizens: Annotated[int, typer.Option("--citizens", min=1, help="Citizens to make.")] = 10_000,

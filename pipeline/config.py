@@ -53,6 +53,12 @@ class Config:
     scope: str = "m3"
     # definitions §5: complex case = at least this many departments involved (Greve).
     complex_case_departments: int = 3
+    # definitions §8.2 (docs/definitions-movement.md): the cohort date is the reference date
+    # minus this many calendar months.
+    cohort_months: int = 12
+    # definitions §8.3: the time to leave M3 follows M3 stretches that started at most this
+    # many days before the reference date (five years).
+    survival_window_days: int = 1826
     # definitions §6: smallest count shown in published tables; 0 switches suppression off.
     min_cell: int = 5
     # data contract: a table with a larger share of quarantined rows is refused (exit 3).
