@@ -134,11 +134,17 @@ class Relations:
     true values. `equal`: each a sum `coefficient * quantity` that is 0; `at_most`: each a
     sum that is <= 0. A quantity is a printed cell (table id, row, col) or an unpublished
     name. The attacker never sees an unpublished quantity; it is never hidden or shown, and
-    it may be 0 (a hidden cell is >= 1)."""
+    it may be 0 (a hidden cell is >= 1).
+
+    `cells`: published numbers outside the tables (the report's headline), keyed like a
+    cell (an id that is no table's, row, col), with their true values: each a number of its
+    own, hidden or shown like a table's cell (primary when small), with no sums of its own;
+    the relations tie it to the tables."""
 
     unpublished: Mapping[str, int] = field(default_factory=dict)
     equal: tuple[Mapping[Ref, int], ...] = ()
     at_most: tuple[Mapping[Ref, int], ...] = ()
+    cells: Mapping[CellKey, int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,8 +227,17 @@ class _Model:
                     for j in range(len(cols) - 1):
                         relation(ineqs, [grid[i, j]], grid[i, -1])
 
-        # the unpublished quantities: variables with no printed cell, always unknown
         relations = relations or Relations()
+        ids = set(ids)
+        for cell in sorted(relations.cells):
+            if cell[0] in ids:
+                raise ValueError(f"a number outside the tables is keyed {cell!r}, a table's")
+            value = relations.cells[cell]
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"{cell!r} must be a whole number >= 0")
+            var(("loose", *cell), int(value), cell, f"{cell[0]}[{cell[1]}, {cell[2]}]")
+
+        # the unpublished quantities: variables with no printed cell, always unknown
         first_aux = len(self.keys)
         for name in sorted(relations.unpublished):
             value = relations.unpublished[name]
@@ -696,6 +711,10 @@ def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.
                 v = model.cell_var[(t.id, r, c)]
                 if hide[v]:
                     out[(t.id, r, c)] = "primary" if model.primary[v] else "secondary"
+    for cell in sorted(relations.cells if relations else ()):
+        v = model.cell_var[cell]
+        if hide[v]:
+            out[cell] = "primary" if model.primary[v] else "secondary"
     return Solution(out, greedy, rounds, time.monotonic() - start)
 
 
