@@ -68,11 +68,16 @@ DB_NAME = "warehouse.duckdb"
 # may replace it as a whole
 MARKER = ".m3-profiles-output"
 _RUN_ID = r"\d{8}T\d{6}-[0-9a-f]{8}"
+# the publish folder (pipeline.report.PUBLISH): what may be published, and nothing else;
+# the rest of the output folder is internal
+PUBLISH = "publish"
+# what the report stage wrote at the output folder's root before there was a publish folder
+LEGACY_PUBLISHED = frozenset({"tables", "tables.xlsx", "report.html", "charts"})
 # what a run writes into its folder: a leftover or failed folder holding nothing else is a
-# run's (also one from before the marker)
+# run's (also one from before the marker, or from before the publish folder)
 RUN_FILES = frozenset({
-    MARKER, "run.log", "run.json", "quarantine.csv", "citizens.parquet", "tables",
-    "tables.xlsx", "report.html", "charts", DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp",
+    MARKER, "run.log", "run.json", "quarantine.csv", "citizens.parquet", PUBLISH,
+    DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", *LEGACY_PUBLISHED,
 })  # fmt: skip
 
 META_RUNS_DDL = """
@@ -961,8 +966,20 @@ def _run_locked(
             log.warning(line)
             step(line)
         if stages[0] != "ingest" and out_dir.exists():
-            shutil.copytree(out_dir, workdir, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("run.log", MARKER))
+            legacy = sorted(n for n in LEGACY_PUBLISHED if (out_dir / n).exists())
+            if legacy:
+                # an output from before the publish folder: its published files are not
+                # carried over (a report writes publish/; segment alone makes them stale)
+                log.info("the previous output has its published files at its root (%s), the "
+                         "layout before %s/: not carried over", ", ".join(legacy), PUBLISH)
+
+            def carried(folder: str, names: list[str]) -> set[str]:
+                skip = {"run.log", MARKER}
+                if Path(folder) == out_dir:
+                    skip |= LEGACY_PUBLISHED
+                return skip & set(names)
+
+            shutil.copytree(out_dir, workdir, dirs_exist_ok=True, ignore=carried)
         if external and stages[0] != "ingest":
             shutil.copyfile(db_path, work_db)
         _fault("start")
