@@ -9,7 +9,10 @@ holder named in the lock file), puts right what a killed run left beside `--out`
 folder, the previous output renamed away in a swap), works in `.<out>.tmp-<run id>/` (a
 fresh folder when the run starts with ingest, else a copy of the current output) and swaps
 it into place with one `renameat2(RENAME_EXCHANGE)` (two renames where the platform has
-none) only when every stage succeeded, after fsyncing it. A failed run's folder becomes
+none) only when every stage succeeded, after fsyncing it. In the output folder, `publish/`
+(the report stage's) holds what may be published; everything else at its root is internal
+(`RUN_FILES`; the layout before `publish/`, with the published files at the root, is still
+recognised as a run's). A failed run's folder becomes
 `<out>.failed/` with its quarantine, log and manifest; a run stopped by SIGTERM / SIGINT or
 by its environment (disk full, permission denied, out of memory) keeps only the log and
 the manifest there. Knows nothing of terminals or exit codes: it raises the library's named

@@ -19,7 +19,9 @@ Method (definitions §6, "the attacker"):
   (`Relations`: e.g. profile and base-profile rows counting the same citizens, a "none"
   column as the complement of "at least one tick"): linear relations among cells and
   *unpublished* quantities (counts of joint classes of citizens), which are variables of
-  the attacker in every pattern, >= 0, never hidden or shown themselves.
+  the attacker in every pattern, >= 0, never hidden or shown themselves; and published
+  numbers outside the tables (the report's headline: `Relations.cells`), each a statistic
+  of its own, hidden or shown like a cell, tied to the tables only by the relations given.
 * Attacker: for each hidden variable, the smallest and largest whole-number value
   consistent with every shown number, every relation, and "hidden >= 1" (zeros are shown).
   It is solved as an LP (HiGHS) per connected component of the hidden cells; when the LP
