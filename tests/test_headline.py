@@ -64,3 +64,25 @@ def test_min_cell_zero_shows_everything():
     head = headline_for(20, 3, 2, min_cell=0)
     assert (head.in_scope, head.unreviewed, head.complex_case.n) == (23, 3, 2)
     assert head.profile_shares["maybe_suitable"].n == 20
+
+
+def test_numbers_outside_the_tables_are_cells_of_the_pattern():
+    """suppression.Relations.cells: a published number no table prints (the headline's) is
+    hidden or shown like a cell, primary when small, and the relations tie it to the tables."""
+    import numpy as np
+
+    from pipeline.suppression import Relations, Table, audit, solve
+
+    t = Table("t", "profile", ("a", "b"), (), np.array([[3], [7], [10]]))
+    a, b, grand = ("t", "a", "total"), ("t", "b", "total"), ("t", "total", "total")
+    same_as_b, small = ("headline", "y", "total"), ("headline", "x", "total")
+    known = Relations(equal=({same_as_b: 1, b: -1},), cells={same_as_b: 7, small: 2})
+    # hiding b as a's protection leaks b through the headline's number equal to it
+    assert audit([t], {a, b}, 5, relations=known) == [
+        "headline[x, total] is below 5 and shown",
+        "the profile total of 'a': primary cell provably at most 3 < min_cell 5",
+        "the profile total of 'b': hidden cell is determined exactly by what is shown"]
+    # the pattern hides the grand total instead (10 citizens, not 7 + 7 in two numbers),
+    # and the small number outside the tables as a primary
+    assert solve([t], 5, relations=known).pattern == {
+        a: "primary", grand: "secondary", small: "primary"}
