@@ -285,7 +285,8 @@ def _is_runs(folder: Path) -> bool:
         names = {p.name for p in folder.iterdir()}
     except OSError:
         return False
-    return all(n in RUN_FILES or n.startswith(".report-") for n in names)
+    # the report stage's work folder, and the publish folder it renames away to replace it
+    return all(n in RUN_FILES or n.startswith((".report-", f".{PUBLISH}.old-")) for n in names)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -212,7 +212,9 @@ def test_a_killed_runs_leftover_of_either_layout_is_recognised(cli_run, tmp_path
     shutil.copy(cli_run.out / "citizens.parquet", left)
     if layout == "old":
         old_layout(left)
-    assert set(p.name for p in left.iterdir()) <= RUN_FILES
+    else:  # killed while the report replaced the publish folder
+        shutil.copytree(left / "publish", left / ".publish.old-0123abcd")
+    assert {p.name for p in left.iterdir()} - RUN_FILES <= {".publish.old-0123abcd"}
     done = recover(out, out / "warehouse.duckdb")
     assert done == [f"removed {left.name}, left by an interrupted run"]
     assert not left.exists()
