@@ -29,8 +29,8 @@ REF = dt.date(2024, 6, 30)
 PUBLISHED = sorted(
     ["report.html", "tables.xlsx"] + [f"tables/{t}.csv" for t in TABLE_IDS]
     + [f"charts/{t}.png" for t in TABLE_IDS])
-INTERNAL = [".m3-profiles-output", "citizens.parquet", "publish", "quarantine.csv", "run.json",
-            "run.log", "warehouse.duckdb"]
+INTERNAL = [".m3-profiles-output", "citizens.parquet", "history-night.parquet", "publish",
+            "quarantine.csv", "run.json", "run.log", "warehouse.duckdb"]
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,8 @@ def test_an_output_of_the_old_layout_is_replaced_cleanly(cli_run, tmp_path, stag
         assert files_under(out / "publish") == PUBLISHED
     else:  # segment alone: the stale published files of the old layout are not carried
         assert names == [n for n in INTERNAL if n != "publish"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+    # nothing left beside it but the lock and the history (README, History)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out", "out.history"]
 
 
 @pytest.mark.parametrize("layout", ["old", "new"])

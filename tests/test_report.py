@@ -632,7 +632,9 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
     with pytest.raises(RuntimeError, match=message):
         run_stages(STAGES, out, CFG.resolved(), input_dir=release.input_dir)
     assert snapshot(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out", "out.failed"]
+    # the history beside it: the copied output's night, added as a killed run's would be
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.lock", "out", "out.failed", "out.history"]
     failed = tmp_path / "out.failed"
     manifest = json.loads((failed / "run.json").read_text(encoding="utf-8"))
     assert manifest["outcome"] == "failed"
@@ -640,7 +642,8 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
     assert "segment" in manifest and "report" not in manifest
     # the report's own temporary folder is gone and no report file was half-written
     assert sorted(p.name for p in failed.iterdir()) == [
-        "citizens.parquet", "quarantine.csv", "run.json", "run.log", "warehouse.duckdb"]
+        "citizens.parquet", "history-night.parquet", "quarantine.csv", "run.json", "run.log",
+        "warehouse.duckdb"]
     assert ("failed during stage report: RuntimeError: " + message
             in (failed / "run.log").read_text("utf-8"))
     con = duckdb.connect(str(failed / "warehouse.duckdb"), read_only=True)
