@@ -81,11 +81,9 @@ class SegmentResult:
             return "-" if share is None else f"{100 * share:.1f}%"
 
         lines = [f"Reference date {self.reference_date.isoformat()}; rules {self.rules_version}."]
-        if self.model_message:
-            # the message's counts (reviewed citizens per flag) are unsuppressed: internal
-            lines.append(self.model_message if internal else self.public_model_message)
         if not internal:
-            return lines
+            # the message's counts (reviewed citizens per flag) are unsuppressed: internal
+            return lines + ([self.public_model_message] if self.model_message else [])
         return lines + [
             "INTERNAL, not for publication (unsuppressed counts; 'm3-profiles report' makes"
             " the publishable figures):",
@@ -101,7 +99,7 @@ class SegmentResult:
             + f"; more than one year in M3 {pct(self.share_m3_over_1y)}; continuous course"
             f" longer than three years {pct(self.share_long_continuous)}; complex cases"
             f" {pct(self.share_complex_case)}.",
-        ]
+        ] + ([self.model_message] if self.model_message else [])
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for run.json and the report)."""

@@ -308,7 +308,10 @@ def test_headline_figures():
     assert lines.splitlines()[1].startswith("INTERNAL, not for publication")
     # a run that made a report prints what it publishes, not these
     assert result.summary_lines(internal=False) == [
-        "Reference date 2024-06-30; rules " + result.rules_version + "."]
+        "Reference date 2024-06-30; rules " + result.rules_version + ".",
+        "No model: too few reviewed citizens to learn from; the unreviewed citizens stay"
+        " unreviewed."]
+    assert lines.splitlines()[-1].startswith("No model: too few reviewed citizens")
 
 
 def test_course_counts_match_the_course_rows():
