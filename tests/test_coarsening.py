@@ -250,3 +250,19 @@ def test_a_bad_hierarchy_is_refused_naming_what_is_wrong(tmp_path, text, message
         load_config(path)
     assert str(e.value).startswith(f"{path}: ")
     assert message in str(e.value)
+
+
+def test_the_example_config_states_the_default_hierarchy(tmp_path):
+    # m3-profiles.example.toml documents the defaults as comments under [coarsening]:
+    # uncommented, they are exactly the defaults
+    lines = (Path(__file__).parent.parent / "m3-profiles.example.toml").read_text(
+        "utf-8").splitlines()
+    start = lines.index("[coarsening]")
+    body = ["[coarsening]"]
+    for line in lines[start + 1:]:
+        if not line.startswith("# "):
+            break
+        body.append(line[2:])
+    path = tmp_path / "m3.toml"
+    path.write_text("\n".join(body) + "\n", "utf-8")
+    assert plan(load_config(path)) == plan(Config())
