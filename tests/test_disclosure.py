@@ -48,11 +48,6 @@ def demo_release(
     return con, publish(con, cfg), cfg, rules
 
 
-def attack_demo(tmp: Path, n: int, seed: int, **kw) -> Attack:
-    con, rel, cfg, rules = demo_release(tmp, n, seed, **kw)
-    return attack(knowledge(con, rel, cfg, rules, label=f"{n}/{seed}"))
-
-
 def found(a: Attack) -> dict[tuple[str, str, str], tuple[int, str]]:
     return {f.key: (f.value, f.kind) for f in a.findings}
 
@@ -149,13 +144,27 @@ def complex_first_rules(folder: Path) -> Path:
     return write_rules(folder / "complex.toml", rules, base)
 
 
-@pytest.mark.parametrize("make_rules", [swapped_rules, complex_first_rules],
-                         ids=["swapped", "departments"])
+def merged_atoms_rules(folder: Path) -> Path:
+    """The shipped rules with a first rule on what coarsening merges: the age bands
+    (birth_year) and a focus flag that the default hierarchy puts into focus_other. The
+    merged columns are then sums of rule classes, not dimensions of their own."""
+    rules, base = _shipped()
+    rules.insert(0, ("older_resting", 7, "birth_year <= 1965 and focus_rest"))
+    return write_rules(folder / "merged.toml", rules, base)
+
+
+@pytest.mark.parametrize("make_rules", [swapped_rules, complex_first_rules,
+                                        merged_atoms_rules],
+                         ids=["swapped", "departments", "merged-atoms"])
 def test_custom_rules_reveal_nothing(tmp_path, make_rules):
     path = make_rules(tmp_path)
     rules = load_rules(path)
     assert len(rules.rules) in (6, 7)
-    a = attack_demo(tmp_path / "demo", 100, 2, rules_path=path)
+    con, rel, cfg, rules = demo_release(tmp_path / "demo", 100, 2, rules_path=path)
+    # at 100 citizens the defaults coarsen age and case focus (tests/test_coarsening.py)
+    levels = {t.id: t.level for t in rel.tables}
+    assert levels["age_groups"] >= 1 and levels["case_focus"] >= 1
+    a = attack(knowledge(con, rel, cfg, rules, label="100/2"))
     assert a.findings == [], "\n".join(map(str, a.findings))
 
 
