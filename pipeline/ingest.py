@@ -12,7 +12,7 @@ for diagnosis).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import privacy, warehouse
+from pipeline import privacy, progress, warehouse
 from pipeline.config import Config
 from pipeline.errors import InputError, RejectedError
 from pipeline.readers import LINE, FileRead, read_file
@@ -216,6 +216,7 @@ def _read_table(table: str, path: Path, cfg: Config) -> tuple[pa.Table, InputFil
     from pipeline.readers import DATE_COLUMNS
 
     mapping = cfg.columns.get(table, {})
+    progress.count(privacy.mask_name(path.name), 0, None, "rows read")
     read = read_file(path, date_columns={mapping.get(c, c) for c in DATE_COLUMNS})
     if read.table.num_rows == 0:
         raise InputError(
@@ -281,15 +282,20 @@ def read_and_load_raw(
 ROW_GROUP_ROWS = 122_880
 
 
-def _row_group_batches(t: pa.Table) -> pa.RecordBatchReader:
+def _row_group_batches(t: pa.Table, task: str = "") -> pa.RecordBatchReader:
     """`t`, same rows in the same order, as a stream of record batches of one DuckDB row
-    group each, cut as DuckDB reads them (so no second copy of the table is held)."""
-    batches = (
-        batch
-        for start in range(0, t.num_rows, ROW_GROUP_ROWS)
-        for batch in t.slice(start, ROW_GROUP_ROWS).combine_chunks().to_batches()
-    )
-    return pa.RecordBatchReader.from_batches(t.schema, batches)
+    group each, cut as DuckDB reads them (so no second copy of the table is held). The rows
+    DuckDB has taken so far are counted as read (`progress`, task `task`)."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        done = 0
+        for start in range(0, t.num_rows, ROW_GROUP_ROWS):
+            progress.count(task, done, t.num_rows, "rows read")
+            for batch in t.slice(start, ROW_GROUP_ROWS).combine_chunks().to_batches():
+                yield batch
+                done += batch.num_rows
+
+    return pa.RecordBatchReader.from_batches(t.schema, batches())
 
 
 def load_raw(
@@ -302,7 +308,8 @@ def load_raw(
     """raw.<table>: the file as read (text), ids pseudonymised when a key is given."""
     if key is not None:
         t = t.set_column(0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks()))
-    con.register("arrow_input", _row_group_batches(t))
+    task = privacy.mask_name(Path(f.path).name)  # a file name may hold a CPR number
+    con.register("arrow_input", _row_group_batches(t, task))
     id_sql = privacy.HMAC_SQL if key is not None else "citizen_id"
     params = {"load_id": load_id, "file": Path(f.path).name}
     if key is not None:
@@ -316,6 +323,7 @@ def load_raw(
         params,
     )
     con.unregister("arrow_input")
+    progress.count(task, t.num_rows, t.num_rows, "rows read")
 
 
 def define_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -414,12 +422,14 @@ def export_quarantine(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                           "header, delimiter ','")
 
 
-def validate(cfg: Config, input_dir: Path) -> tuple[IngestResult, list[tuple]]:
+def validate(
+    cfg: Config, input_dir: Path, step: Callable[[str], None] = lambda _: None
+) -> tuple[IngestResult, list[tuple]]:
     """Ingest into a throw-away in-memory warehouse: the counts and quarantine rows, nothing
     written. Raises like `ingest`."""
     con = warehouse.connect()
     try:
-        result = ingest(con, cfg, input_dir, "validate")
+        result = ingest(con, cfg, input_dir, "validate", step)
         rows = con.execute("select * from quarantine.rows").fetchall()
         return result, rows
     finally:
