@@ -12,6 +12,7 @@ for diagnosis).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import xlsxwriter
 
 from pipeline import privacy, progress, warehouse
 from pipeline.config import Config
@@ -404,22 +406,85 @@ def ingest(
 QUARANTINE_COLUMNS: tuple[str, ...] = ("table_name", "file", "line", "column_name", "value",
                                        "reason")
 _QUARANTINE_TEXT = frozenset(QUARANTINE_COLUMNS) - {"line"}
+# the most rows a worksheet holds (Excel 2007 and later, LibreOffice 7.4 and later)
+EXCEL_ROWS = 1_048_576
 
 
 def export_quarantine(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Write `quarantine.rows` (if ingest got that far) to `path`, for whoever fixes the
-    export: table, file, line, column, value, reason.
+    """Write `quarantine.rows` (if ingest got that far) to `path` (quarantine.csv) and to
+    quarantine.xlsx beside it, for whoever fixes the export: table, file, line, column,
+    value, reason.
 
-    The file is opened in Excel, and a value holds whatever the export had
-    (`=HYPERLINK(...)`): every text cell that a spreadsheet would read as a formula gets a
-    leading ' (`privacy.spreadsheet_text_sql`, OWASP); COPY quotes as RFC 4180 says."""
+    The .csv is the machine-readable file (UTF-8, comma, RFC 4180: scripts read it); a
+    Danish Excel opens it as one column of mojibake, so the same rows, with the same headings,
+    go to the .xlsx, which opens right with a double-click (`write_quarantine_xlsx`). Both are
+    opened in a spreadsheet, and a value holds whatever the export had (`=HYPERLINK(...)`):
+    every text cell that a spreadsheet would read as a formula gets a leading ' in both
+    (`privacy.spreadsheet_text_sql`, OWASP), so the two files hold the same cells; COPY
+    quotes as RFC 4180 says."""
     if warehouse.exists(con, "quarantine.rows"):
         select = ", ".join(
             f"{privacy.spreadsheet_text_sql(c)} as {c}" if c in _QUARANTINE_TEXT else c
             for c in QUARANTINE_COLUMNS
         )
-        warehouse.copy_to(con, f"select {select} from quarantine.rows", path,
-                          "header, delimiter ','")
+        query = f"select {select} from quarantine.rows"
+        warehouse.copy_to(con, query, path, "header, delimiter ','")
+        total = warehouse.count(con, "quarantine.rows")  # before the rows: one result a time
+        write_quarantine_xlsx(con.execute(query), total, path.with_suffix(".xlsx"), path.name)
+
+
+def write_quarantine_xlsx(
+    rows: duckdb.DuckDBPyConnection, total: int, path: Path, csv_name: str,
+    max_rows: int = EXCEL_ROWS,
+) -> int:
+    """The `total` quarantine rows of `rows` (a query's result, in QUARANTINE_COLUMNS order)
+    as one worksheet: the headings of the .csv in bold, frozen, with a filter; `line` a
+    number, every other cell text (never a formula, number or link guessed from it).
+    Streamed row by row (xlsxwriter's constant_memory), so a large quarantine costs no
+    memory. Past `max_rows` (a worksheet's limit) it holds the first rows and, in its last
+    row, a note (Danish and English: ingest has no language) that all of them are in
+    `csv_name`. Returns the data rows written."""
+    wb = xlsxwriter.Workbook(str(path), {
+        "constant_memory": True, "strings_to_formulas": False, "strings_to_numbers": False,
+        "strings_to_urls": False,
+    })
+    try:
+        wb.set_properties({"created": dt.datetime(2000, 1, 1)})  # same rows, same bytes
+        ws = wb.add_worksheet("quarantine")
+        bold = wb.add_format({"bold": True})
+        for j, name in enumerate(QUARANTINE_COLUMNS):
+            ws.write_string(0, j, name, bold)
+        ws.freeze_panes(1, 0)
+        for j, width in enumerate((11, 16, 8, 16, 30, 24)):
+            ws.set_column(j, j, width)
+        # the headings, and the note when the rows do not fit
+        room = total if total <= max_rows - 1 else max_rows - 2
+        written = 0
+        while written < room and (batch := rows.fetchmany(min(10_000, room - written))):
+            for row in batch:
+                written += 1
+                for j, value in enumerate(row):
+                    if value is None:
+                        continue
+                    if QUARANTINE_COLUMNS[j] == "line":
+                        ws.write_number(written, j, value)
+                    else:
+                        ws.write_string(written, j, str(value))
+        ws.autofilter(0, 0, written, len(QUARANTINE_COLUMNS) - 1)
+        if written < total:
+            def da(n: int) -> str:
+                return f"{n:,}".replace(",", ".")
+
+            ws.write_string(
+                written + 1, 0,
+                f"Arket viser de første {da(written)} af {da(total)} rækker; alle står i "
+                f"{csv_name}. / This sheet shows the first {written:,} of {total:,} rows; "
+                f"all of them are in {csv_name}.",
+                wb.add_format({"bold": True, "font_color": "#9c0006"}),
+            )
+    finally:
+        wb.close()
+    return written
 
 
 def validate(

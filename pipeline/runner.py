@@ -71,8 +71,9 @@ _RUN_ID = r"\d{8}T\d{6}-[0-9a-f]{8}"
 # what a run writes into its folder: a leftover or failed folder holding nothing else is a
 # run's (also one from before the marker)
 RUN_FILES = frozenset({
-    MARKER, "run.log", "run.json", "quarantine.csv", "citizens.parquet", "tables",
-    "tables.xlsx", "report.html", "charts", DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp",
+    MARKER, "run.log", "run.json", "quarantine.csv", "quarantine.xlsx", "citizens.parquet",
+    "tables", "tables.xlsx", "report.html", "charts", DB_NAME, f"{DB_NAME}.wal",
+    f"{DB_NAME}.tmp",
 })  # fmt: skip
 
 META_RUNS_DDL = """

@@ -640,7 +640,8 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
     assert "segment" in manifest and "report" not in manifest
     # the report's own temporary folder is gone and no report file was half-written
     assert sorted(p.name for p in failed.iterdir()) == [
-        "citizens.parquet", "quarantine.csv", "run.json", "run.log", "warehouse.duckdb"]
+        "citizens.parquet", "quarantine.csv", "quarantine.xlsx", "run.json", "run.log",
+        "warehouse.duckdb"]
     assert ("failed during stage report: RuntimeError: " + message
             in (failed / "run.log").read_text("utf-8"))
     con = duckdb.connect(str(failed / "warehouse.duckdb"), read_only=True)
