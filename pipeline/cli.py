@@ -34,7 +34,7 @@ from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
 from pipeline import privacy, progress
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import Config, ConfigError, load_config, parse_date
 from pipeline.errors import (
     EnvironmentFault,
     InputError,
@@ -118,7 +118,7 @@ RulesOpt = Annotated[
 def _reference_date(text: str) -> dt.date:
     """--reference-date: a calendar date written year-month-day, said plainly when not."""
     try:
-        return dt.date.fromisoformat(text)
+        return parse_date(text)
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is not a date written YYYY-MM-DD (year-month-day), e.g. 2024-06-30"

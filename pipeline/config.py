@@ -109,7 +109,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
             return value
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
-                return _date_only(value)
+                return parse_date(value)
         shown = repr(value) if isinstance(value, str) else str(value).replace(" ", "T")
         raise ConfigError(_bad_date(source, shown))
     if key == "columns":
@@ -169,8 +169,9 @@ DATE_FORMAT = "expected YYYY-MM-DD, e.g. 2024-06-30"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _date_only(text: str) -> dt.date:
-    """A date written YYYY-MM-DD and nothing else (fromisoformat also takes 20240630)."""
+def parse_date(text: str) -> dt.date:
+    """A date written YYYY-MM-DD and nothing else (fromisoformat also takes 20240630 and
+    2024-W26-7); ValueError otherwise. The config file and `--reference-date` alike."""
     if not _DATE.fullmatch(text):
         raise ValueError(text)
     return dt.date.fromisoformat(text)
