@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.registry import stage_models
+from pipeline.vocabulary import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -150,6 +151,7 @@ def test_progress_off_a_terminal_is_plain_log_lines(tmp_path):
         "report: suppressing small counts (min_cell 5)",
         f"report: {models('report')} models built",
         "report: writing tables, spreadsheet, charts and report.html",
+        f"report: {len(TABLES)} charts drawn",
     ]
 
 
@@ -190,7 +192,8 @@ def test_progress_on_a_terminal_is_a_bar_per_count(tmp_path):
                           ("episodes.csv", "30/30 rows read"),
                           ("ingest", f"{models('ingest')}/{models('ingest')} models built"),
                           ("segment", f"{models('segment')}/{models('segment')} models built"),
-                          ("report", f"{models('report')}/{models('report')} models built")]:
+                          ("report", f"{models('report')}/{models('report')} models built"),
+                          ("report", f"{len(TABLES)}/{len(TABLES)} charts drawn")]:
         assert re.search(rf"{task} +{bar} {figures} \d:\d\d:\d\d", text), task
     # a stage's bar part-way: models built so far of all
     assert re.search(rf"segment +{bar} 1/{models('segment')} models built", text)
