@@ -129,8 +129,13 @@ def _stage_ingest(
         raise InputError("ingest needs --input: the folder holding the citizens and episodes files")
     try:
         st.ingest = ingest(con, st.cfg, st.input_dir, st.run_id, step)
-    finally:
-        export_quarantine(con, st.workdir / "quarantine.csv")
+    except BaseException as e:
+        # a run stopped by a signal keeps only its log and manifest: writing its quarantine
+        # (quarantine.xlsx of a large one takes seconds) would only keep Ctrl-C waiting
+        if not (isinstance(e, Stopped) or _interrupted(e)):
+            export_quarantine(con, st.workdir / "quarantine.csv")
+        raise
+    export_quarantine(con, st.workdir / "quarantine.csv")
 
 
 def _stage_segment(
