@@ -1174,12 +1174,14 @@ def _write_csv(path: Path, table: pa.Table, chunk: int = 131_072) -> None:
     options = pacsv.WriteOptions(
         include_header=False, delimiter=";", quoting_style="needed", eol="\r\n"
     )
-    with open(path, "wb") as f:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
         f.write((";".join(table.column_names) + "\r\n").encode("cp1252"))
         for batch in table.to_batches(max_chunksize=chunk):
             sink = pa.BufferOutputStream()
             pacsv.write_csv(batch, sink, options)
             f.write(sink.getvalue().to_pybytes().decode("utf-8").encode("cp1252"))
+    tmp.replace(path)
 
 
 def write_demo(
@@ -1210,23 +1212,24 @@ def write_demo(
     # both files are written beside the old ones and renamed over them together at the end:
     # a demo stopped half-way (Ctrl-C, a full disk) leaves the previous pair, never a new
     # citizens.csv beside an old episodes.csv
-    tmps = [p.with_name(p.name + ".tmp") for p in (citizens_path, episodes_path)]
+    staged = [p.with_name(p.name + ".new") for p in (citizens_path, episodes_path)]
     try:
         # One table at a time, each freed once written, to bound memory at a million citizens.
         table = _citizens_text(citizens)
         del citizens
         table = _with_dirty(table, dcit) if dirty else table
-        _write_csv(tmps[0], table)
+        _write_csv(staged[0], table)
         n_citizens = table.num_rows
         del table
         table = _episodes_text(episodes)
         del episodes
         table = _with_dirty(table, dep) if dirty else table
-        _write_csv(tmps[1], table)
-        tmps[0].replace(citizens_path)
-        tmps[1].replace(episodes_path)
+        _write_csv(staged[1], table)
+        staged[0].replace(citizens_path)
+        staged[1].replace(episodes_path)
     except BaseException:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
+        for p in staged:
+            p.unlink(missing_ok=True)
+            p.with_name(p.name + ".tmp").unlink(missing_ok=True)  # _write_csv's own
         raise
     return DemoResult(citizens_path, episodes_path, n_citizens, table.num_rows, items)

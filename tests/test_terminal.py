@@ -42,26 +42,33 @@ def export(folder: Path, rows: int = 30) -> Path:
 # --- help ------------------------------------------------------------------------------
 
 LISTED = {
-    "run": ["--input", "--out", "--config", "--rules", "--reference-date", "--min-cell", "--lang"],
+    "run": ["--input", "--out", "--config", "--rules", "--reference-date", "--min-cell", "--lang",
+            "--quiet"],
     "ingest": ["--input", "--out", "--config", "--reference-date"],
     "segment": ["--out", "--config", "--rules", "--reference-date"],
     "report": ["--out", "--config", "--rules", "--reference-date", "--min-cell", "--lang"],
     "validate": ["--input", "--config", "--rules", "--reference-date"],
     "demo": ["--out", "--citizens", "--seed", "--scenario", "--reference-date",
-             "--unreviewed-share", "--dirty"],
+             "--unreviewed-share", "--dirty", "--series", "--every"],
+    "history": ["--out", "--config"],
+    "movement": ["--out"],
 }  # fmt: skip
 
 
 def option_rows(command: str) -> dict[str, str]:
-    """The help's option rows, by option (wide enough that each row is one line)."""
+    """The help's option rows, by option, a row's wrapped lines joined."""
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "220"})
     assert result.exit_code == 0, result.output
-    rows = {}
+    rows: dict[str, str] = {}
+    last = None
     for line in result.output.splitlines():
         m = re.match(r"│\s*\*?\s*(--[a-z-]+)(.*)│$", line)
         if m:
-            rows[m.group(1)] = " ".join(m.group(2).split())
-    return rows
+            last = m.group(1)
+            rows[last] = " ".join(m.group(2).split())
+        elif last and (more := re.match(r"│(.*)│$", line)):
+            rows[last] += " " + " ".join(more.group(1).split())
+    return {k: v.strip() for k, v in rows.items()}
 
 
 @pytest.mark.parametrize("command", sorted(LISTED))
@@ -74,6 +81,10 @@ def test_the_help_lists_what_a_command_uses_with_its_default(command):
         assert "<bool>" not in row, row
         if option != "--help":
             assert "[default: " in row or row.endswith("[required]"), row
+
+
+def test_every_command_is_in_the_help_test():
+    assert sorted(LISTED) == sorted(c.name or c.callback.__name__ for c in app.registered_commands)
 
 
 def test_the_defaults_the_help_shows():
