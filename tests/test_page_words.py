@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.demo import write_demo
+from pipeline.report import PUBLISH
 from pipeline.runner import STAGES, run_stages
 
 REF = dt.date(2024, 6, 30)
@@ -41,8 +42,8 @@ def outputs(tmp_path_factory) -> dict[str, tuple[str, Path]]:
         cfg = dataclasses.replace(CFG, lang=lang)
         run_stages(stages, out, cfg, input_dir=base / "in")
         xlsx = base / f"tables-{lang}.xlsx"
-        xlsx.write_bytes((out / "tables.xlsx").read_bytes())
-        pages[lang] = ((out / "report.html").read_text(encoding="utf-8"), xlsx)
+        xlsx.write_bytes((out / PUBLISH / "tables.xlsx").read_bytes())
+        pages[lang] = ((out / PUBLISH / "report.html").read_text(encoding="utf-8"), xlsx)
     return pages
 
 
