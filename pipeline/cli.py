@@ -104,6 +104,10 @@ InputOpt = Annotated[
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically).")]
+# the commands that only read an output folder
+ReadOutOpt = Annotated[
+    Path, typer.Option("--out", help="Output folder of an earlier run (read, never written).")
+]
 ConfigOpt = Annotated[
     Path | None,
     _option("--config", shown="none: every key at its default",
@@ -748,7 +752,7 @@ def _validate(
 
 @app.command(cls=_Command)
 def history(
-    out: OutOpt,
+    out: ReadOutOpt,
     config: ConfigOpt = None,
 ) -> None:
     """List the nights the history keeps, and the profile changes between the last two.
@@ -794,7 +798,7 @@ def history(
 
 @app.command(cls=_Command)
 def movement(
-    out: OutOpt,
+    out: ReadOutOpt,
 ) -> None:
     """Who leaves match group 3, from which profile, and how fast (definitions §8).
 
