@@ -25,6 +25,7 @@ from pipeline.labels import (
     heading,
     hidden_note,
     population,
+    reading,
     row_header,
 )
 from pipeline.release import Headline, Profiles, PublishedTable
@@ -122,7 +123,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
             "row_header": row_header(t, lb),
             "columns": [lb.column(t, c) for c in t.all_cols],
             "rows": rows,
-            "reading": lb.table(t.id, "reading"),
+            "reading": reading(t.id, lb, cfg),
             "any_hidden": any(c.share_hidden for c in t.cells.values()),
             "source": lb.text("source_file", id=t.id),
             "coarsened": coarsened_note(t, lb),
