@@ -267,7 +267,7 @@ def _any_counts(con: duckdb.DuckDBPyConnection, t: Table, level: Level) -> dict[
     exprs = [" or ".join(f'coalesce(reviews."{f}", false)' for f in members)
              for _, members in level]
     sql = (f"select c.{dim}, " + ", ".join(f"count_if({e})" for e in exprs)
-           + " from marts.citizens as c join staging.citizens as reviews using (citizen_id)"
+           + " from marts.citizens as c join marts.case_flags as reviews using (citizen_id)"
            " where c.tabulated group by all")
     by_row = {r[0]: r[1:] for r in con.execute(sql).fetchall()}
     out = {}
