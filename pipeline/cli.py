@@ -70,6 +70,13 @@ ConfigOpt = Annotated[
 RulesOpt = Annotated[
     Path | None, typer.Option("--rules", help="Profile rules file replacing the shipped one.")
 ]
+WorklistOpt = Annotated[
+    Path | None,
+    typer.Option("--worklist",
+                 help="Re-review worklist rules replacing the shipped ones (internal list)."),
+]
+
+
 def _reference_date(text: str) -> dt.date:
     """--reference-date: a calendar date written year-month-day, said plainly when not."""
     try:
@@ -343,6 +350,18 @@ def _checked_config(config: Path | None, **kw) -> Config:  # noqa: ANN003
         raise _fail(EXIT_USAGE, str(e)) from None
 
 
+def _check_worklist(worklist: Path | None) -> None:
+    """Parse and validate a `--worklist` file before any data is read, as `--rules`."""
+    if worklist is None:
+        return
+    from pipeline.worklist import WorklistError, load_worklist
+
+    try:
+        load_worklist(worklist)
+    except WorklistError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+
+
 def _check_rules(rules: Path | None) -> Rules | None:
     """Parse and validate a `--rules` file before any data is read: a typo is a usage error
     (exit 2) at once, not after the export has been ingested. None (the shipped rules,
@@ -366,6 +385,7 @@ def run(
     reference_date: RefOpt = None,
     min_cell: MinCellOpt = None,
     lang: LangOpt = None,
+    worklist: WorklistOpt = None,
 ) -> None:
     """Run every stage: ingest -> segment -> report.
 
@@ -375,7 +395,9 @@ def run(
 
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
     _check_rules(rules)
-    _run(STAGES, out, cfg, input_dir=input, rules_path=rules, config_path=config)
+    _check_worklist(worklist)
+    _run(STAGES, out, cfg, input_dir=input, rules_path=rules, config_path=config,
+         worklist_path=worklist)
 
 
 @app.command()
@@ -425,14 +447,17 @@ def report(
     min_cell: MinCellOpt = None,
     lang: LangOpt = None,
     input: Annotated[Path | None, typer.Option("--input", hidden=True)] = None,
+    worklist: WorklistOpt = None,
 ) -> None:
-    """Count, suppress and publish the profile tables from what segment stored.
+    """Count, suppress and publish the profile tables from what segment stored; write the
+    internal re-review worklist.
 
     Example: m3-profiles report --out data/out --min-cell 5 --lang en
     """
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
     _check_rules(rules)
-    _run(("report",), out, cfg, rules_path=rules, config_path=config)
+    _check_worklist(worklist)
+    _run(("report",), out, cfg, rules_path=rules, config_path=config, worklist_path=worklist)
 
 
 @app.command()

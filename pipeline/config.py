@@ -68,6 +68,9 @@ class Config:
     temp_directory: str = ""
     # Language of labels in the spreadsheet and report: "da" or "en".
     lang: str = "da"
+    # issue 17: the opportunity catalogue shown beside each profile (TOML, as
+    # pipeline/catalogue.toml); empty = the shipped one.
+    catalogue: str = ""
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).
     pseudonym_key_file: str = ""
     # [columns.citizens] / [columns.episodes]: canonical name -> name in the export.

@@ -38,9 +38,19 @@ from pipeline.page import RunInfo
 from pipeline.release import Profiles, Release, publish
 from pipeline.rules import Rules, RulesError
 from pipeline.vocabulary import age_band_codes
+from pipeline.worklist import (
+    Catalogue,
+    Worklist,
+    load_catalogue,
+    load_worklist,
+    reason_counts,
+)
+from pipeline.worklist import write_files as write_worklist
 
-# interface: what the report stage puts in the output folder
+# interface: what the report stage puts in the output folder; the worklist (issue 17) is
+# internal, at the folder's root, never among the published files
 OUTPUTS: tuple[str, ...] = ("tables", "tables.xlsx", "charts", "report.html")
+WORKLIST_OUTPUTS: tuple[str, ...] = ("worklist.xlsx", "worklist.csv")
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,9 @@ class ReportResult:
     rules: Mapping[str, str]
     # the headline figures as the page publishes them (hidden ones as `c`), for the terminal
     headline: str
+    # issue 17: the worklist file used (file, version, sha256), the citizens it lists (internal)
+    worklist: Mapping[str, str] | None = None
+    listed: int = 0
 
     @property
     def hidden(self) -> int:
@@ -75,7 +88,8 @@ class ReportResult:
             f" {self.min_cell}: {self.hidden_primary:,} small, {self.hidden_secondary:,} to"
             " protect them).",
             self.headline,
-            f"Wrote {', '.join(OUTPUTS)} ({self.lang}).",
+            f"Wrote {', '.join(OUTPUTS)} ({self.lang}); internal: {', '.join(WORKLIST_OUTPUTS)}"
+            f" ({self.listed:,} citizens listed for re-review).",
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,6 +99,7 @@ class ReportResult:
         d["tables"] = list(self.tables)
         d["files"] = list(self.files)
         d["rules"] = dict(self.rules)
+        d["worklist"] = dict(self.worklist) if self.worklist else None
         return d
 
 
@@ -99,17 +114,26 @@ def report(
     out_dir: Path,
     manifest: Mapping[str, Any] | None = None,
     step: Callable[[str], None] | None = None,
+    worklist: Worklist | None = None,
+    catalogue: Catalogue | None = None,
 ) -> ReportResult:
     """Count, suppress, audit and publish the tables of definitions §5 into `out_dir`.
 
     The profiles, their labels and order are the ones segment stored (`marts.profiles`), so
     no rules file is needed; `rules`, when the user names one, must be the one segment used.
     `manifest` is what the runner knows of the run so far (its id); the input files and row
-    counts are what ingest recorded in the warehouse."""
+    counts are what ingest recorded in the warehouse. `worklist` and `catalogue` (issue 17;
+    None: the shipped worklist, the catalogue config `catalogue` names or the shipped one)
+    give the internal worklist files and the page's catalogue."""
     cfg = cfg.resolved()
     step = step or (lambda _: None)
     out_dir = Path(out_dir)
+    worklist = worklist or load_worklist()
+    catalogue = catalogue or load_catalogue(cfg.catalogue or None)
     _check_warehouse(con, cfg, rules)
+    codes = con.execute("select list(code order by precedence) from marts.profiles").fetchone()[0]
+    worklist.check_profiles(codes, "the rules segment used")
+    catalogue.check_profiles(codes, "the rules segment used")
 
     def counted() -> None:
         step(f"report: suppressing small counts (min_cell {cfg.min_cell})")
@@ -126,10 +150,17 @@ def report(
         # release's marts back too
         with warehouse.transaction(con):
             step("report: counting the tables")
-            rel = publish(con, cfg, counted=counted)
+            rel = publish(con, cfg, counted=counted, worklist=worklist)
             info = _run_info(con, cfg, rel.profiles, manifest)
+            labels = Labels(cfg.lang, rel.profiles)
+            counts, listed_shown = reason_counts(con, worklist, cfg)
             step("report: writing tables, spreadsheet, charts and report.html")
-            files = _write_outputs(tmp, rel, info, Labels(cfg.lang, rel.profiles), cfg)
+            files = _write_outputs(tmp, rel, info, labels, cfg,
+                                   (worklist, counts, listed_shown), catalogue)
+            step("report: writing the internal worklist (worklist.xlsx, worklist.csv)")
+            write_worklist(tmp, con, worklist, labels, cfg)
+            (listed,) = con.execute(
+                "select count(distinct citizen_id) from marts.worklist").fetchone()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -143,10 +174,13 @@ def report(
         cells=rel.cells,
         hidden_primary=rel.hidden_primary,
         hidden_secondary=rel.hidden_secondary,
-        files=files,
+        files=(*files, *WORKLIST_OUTPUTS),
         rules={"file": rel.profiles.source, "version": rel.profiles.version,
                "sha256": rel.profiles.sha256},
         headline=headline_line(rel),
+        worklist={"file": privacy.mask_name(worklist.source), "version": worklist.version,
+                  "sha256": worklist.sha256},
+        listed=listed,
     )
 
 
@@ -194,7 +228,7 @@ def _check_warehouse(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules |
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
     """Replace each output of an earlier report by the new one (a rename each)."""
-    for name in OUTPUTS:
+    for name in (*OUTPUTS, *WORKLIST_OUTPUTS):
         target = out_dir / name
         if target.is_dir():
             old = out_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
@@ -244,8 +278,11 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
 
 
 def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
-                   cfg: Config) -> tuple[str, ...]:
-    """Every file of the release, into `tmp`; returns their paths relative to it."""
+                   cfg: Config, worklist: Any = None,
+                   catalogue: Catalogue | None = None) -> tuple[str, ...]:
+    """Every file of the release, into `tmp`; returns their paths relative to it. The page
+    carries the worklist's numbers per reason (`worklist`: the worklist, its counts as
+    `worklist.reason_counts` gives them) and the catalogue beside each profile."""
     pub = rel.tables
     (tmp / "tables").mkdir()
     (tmp / "charts").mkdir()
@@ -262,10 +299,11 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
         (tmp / "charts" / f"{t.id}.png").write_bytes(titled)
         files.append(f"charts/{t.id}.png")
         page_charts[t.id] = plain
-    html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles)
+    html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles,
+                            worklist=worklist, catalogue=catalogue)
     (tmp / "report.html").write_text(html, encoding="utf-8")
     files.append("report.html")
     return tuple(files)
 
 
-__all__ = ["OUTPUTS", "ReportError", "ReportResult", "report"]
+__all__ = ["OUTPUTS", "WORKLIST_OUTPUTS", "ReportError", "ReportResult", "report"]
