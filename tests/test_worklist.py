@@ -5,21 +5,36 @@ published files); the page's counts per reason and the catalogue beside each pro
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import os
+import re
+import subprocess
+import sys
 from datetime import timedelta
+from html import escape as html_escape
+from pathlib import Path
 
+import duckdb
+import openpyxl
 import pytest
-from conftest import load_staging
+from conftest import load_staging, snapshot
+from typer.testing import CliRunner
 
 from pipeline import warehouse
+from pipeline.cli import app
 from pipeline.config import Config
+from pipeline.demo import write_demo
 from pipeline.release import context
+from pipeline.report import OUTPUTS, WORKLIST_OUTPUTS
 from pipeline.rules import load_rules
+from pipeline.runner import run_stages
 from pipeline.segment import segment
 from pipeline.worklist import (
     WorklistError,
     load_catalogue,
     load_worklist,
+    reason_counts,
     rows,
 )
 
@@ -215,3 +230,215 @@ def test_a_bad_catalogue_is_refused_with_its_reason(tmp_path, text, message):
     with pytest.raises(WorklistError) as e:
         load_catalogue(path)
     assert message in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------
+# the command line: a bad worklist file is refused before any data is read
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD_C = "citizen_id;birth_year;match_group;departments_involved\n" + "".join(
+    f"C{i};1980;3;{i % 5}\n" for i in range(30))
+GOOD_E = "citizen_id;start_date;benefit;match_group\n" + "".join(
+    f"C{i};01-01-2020;kontanthjaelp;3\n" for i in range(30))
+SHIPPED_WL = (ROOT / "pipeline" / "worklist.toml").read_text("utf-8")
+BAD_WORKLISTS = {
+    "unknown_column": (SHIPPED_WL.replace('condition = "complex_case"', 'condition = "complex"'),
+                       "reason 'complex_uncoordinated': unknown column 'complex' in condition"
+                       " 'complex'"),
+    "syntax_error": (SHIPPED_WL.replace('condition = "complex_case"',
+                                        'condition = "departments_involved => 3"'),
+                     "reason 'complex_uncoordinated': syntax error in condition"
+                     " 'departments_involved => 3'"),
+    "duplicate_code": (SHIPPED_WL.replace('code = "model_uncertain"',
+                                          'code = "parked_maybe_suitable"'),
+                       "reason 'parked_maybe_suitable': duplicate code (reason #5)"),
+}
+
+
+def small_export(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "citizens.csv").write_text(GOOD_C, encoding="utf-8")
+    (folder / "episodes.csv").write_text(GOOD_E, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("case", BAD_WORKLISTS)
+def test_run_refuses_a_bad_worklist_before_reading_data(case, tmp_path):
+    """A real `m3-profiles run` process: exit 2 naming the reason; the runner never starts
+    (no stage on stderr), nothing is written beside the worklist file and the export."""
+    text, message = BAD_WORKLISTS[case]
+    wl = tmp_path / "wl.toml"
+    wl.write_text(text, encoding="utf-8")
+    export = small_export(tmp_path / "in")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--input", str(export), "--out",
+         str(tmp_path / "out"), "--worklist", str(wl), "--reference-date", REF.isoformat()],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: {wl}: {message}" in " ".join(proc.stderr.split())
+    assert "stage " not in proc.stderr
+    assert proc.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "wl.toml"]
+
+
+def test_report_refuses_a_bad_worklist_and_leaves_the_output(tmp_path):
+    out = tmp_path / "out"
+    run_stages(["ingest", "segment"], out, Config(reference_date=REF),
+               input_dir=small_export(tmp_path / "in"))  # fmt: skip
+    before = snapshot(out)
+    wl = tmp_path / "wl.toml"
+    wl.write_text(BAD_WORKLISTS["duplicate_code"][0], encoding="utf-8")
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--worklist", str(wl),
+                                      "--reference-date", REF.isoformat()])
+    assert result.exit_code == 2, result.output
+    assert BAD_WORKLISTS["duplicate_code"][1] in " ".join(result.stderr.split())
+    assert "stage " not in result.stderr
+    assert snapshot(out) == before
+
+
+def test_a_worklist_naming_a_profile_the_rules_do_not_make_is_refused_first(tmp_path):
+    wl = tmp_path / "wl.toml"
+    wl.write_text(SHIPPED_WL.replace('profile == "maybe_suitable"', 'profile == "maybe_fit"'),
+                  encoding="utf-8")
+    with pytest.raises(WorklistError, match="profile 'maybe_fit' is not a profile of the rules"
+                                            " faxe-2013.1"):
+        run_stages(["ingest", "segment", "report"], tmp_path / "out",
+                   Config(reference_date=REF), input_dir=small_export(tmp_path / "in"),
+                   worklist_path=wl)
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# a run of the demo: the worklist is internal, the page shows only counts
+
+
+@pytest.fixture(scope="module", params=["da", "en"])
+def demo_run(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"demo-{request.param}")
+    write_demo(folder / "in", n=400, seed=1, reference_date=REF)
+    cfg = Config(reference_date=REF, lang=request.param)
+    st = run_stages(["ingest", "segment", "report"], folder / "out", cfg,
+                    input_dir=folder / "in")
+    return folder / "out", st, cfg
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_worklist_is_written_at_the_root_and_never_published(demo_run):
+    out, st, _ = demo_run
+    assert {"worklist.xlsx", "worklist.csv"} <= {p.name for p in out.iterdir()}
+    assert not set(WORKLIST_OUTPUTS) & set(OUTPUTS)
+    listed = _csv_rows(out / "worklist.csv")
+    assert len(listed) == st.report.listed > 0
+    ids = {r["citizen_id"] for r in listed}
+    # no published file holds a citizen of the list (nor any id)
+    published = [p for name in OUTPUTS for p in ([out / name] if (out / name).is_file()
+                                                 else (out / name).rglob("*"))]
+    publish = out / "publish"  # issue 13: the publication folder, when it exists
+    if publish.is_dir():
+        published += list(publish.rglob("*"))
+        assert not [p for p in publish.rglob("worklist*")]
+    texts = [p.read_bytes() for p in published if p.is_file()]
+    for cid in ids:
+        assert not any(cid.encode() in t for t in texts), cid
+
+
+def test_the_worklist_files_hold_every_citizen_sorted(demo_run):
+    out, _, cfg = demo_run
+    con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    truth = con.execute("select citizen_id, min(priority), max(m3_days) from marts.worklist"
+                        " group by all order by 2, 3 desc, 1").fetchall()
+    listed = _csv_rows(out / "worklist.csv")
+    assert [(r["citizen_id"], int(r["priority"]), int(r["m3_days"])) for r in listed] == [
+        tuple(t) for t in truth]
+    book = openpyxl.load_workbook(out / "worklist.xlsx", read_only=True)
+    wl = load_worklist()
+    assert len(book.sheetnames) == 1 + len(wl.reasons)
+    per = dict(con.execute("select reason, count(*) from marts.worklist group by all").fetchall())
+    for reason, name in zip(wl.reasons, book.sheetnames[1:], strict=True):
+        sheet = [r for r in book[name].iter_rows(values_only=True)]
+        ids = [r[0] for r in sheet[6:] if r[0]]
+        assert len(ids) == per.get(reason.code, 0), reason.code
+    first = list(book[book.sheetnames[0]].iter_rows(values_only=True))
+    assert first[5][0] == {"da": "Borger (id)", "en": "Citizen (id)"}[cfg.lang]
+    assert [r[0] for r in first[6:] if r[0]] == [t[0] for t in truth]
+
+
+def _page_worklist(html: str) -> dict[str, str]:
+    part = html[html.index('id="worklist"'):]
+    part = part[:part.index("</table>")]
+    cells = re.findall(r'<tr><th scope="row">([^<]+)</th><td>\d*</td><td class="[^"]*">'
+                       r'<span class="n">([^<]+)</span>', part)
+    return dict(cells)
+
+
+def test_the_page_shows_only_the_counts_per_reason_under_the_two_cell_rule(demo_run):
+    out, st, cfg = demo_run
+    html = (out / "report.html").read_text("utf-8")
+    heading = {"da": "Arbejdsliste: sager at se på igen", "en": "Worklist: cases to look at again"}
+    assert heading[cfg.lang] in html
+    shown = _page_worklist(html)
+    con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
+    per = dict(con.execute("select reason, count(*) from marts.worklist group by all").fetchall())
+    (in_scope,) = con.execute("select count(*) from marts.citizens where in_scope").fetchone()
+    wl = load_worklist()
+    assert len(shown) == len(wl.reasons)
+    (listed,) = con.execute("select count(distinct citizen_id) from marts.worklist").fetchone()
+    total = re.search(r'<tr class="total"><th scope="row">[^<]+</th><td></td><td class="[^"]*">'
+                      r'<span class="n">([^<]+)</span>', html)[1]
+    small = any(1 <= k < cfg.min_cell for k in (listed, in_scope - listed))
+    assert total == ("c" if small else f"{listed:,}".replace(",", "." if cfg.lang == "da"
+                                                             else ","))
+    for r in wl.reasons:
+        n = per.get(r.code, 0)
+        small = any(1 <= k < cfg.min_cell for k in (n, in_scope - n))
+        text = shown[html_escape(r.label(cfg.lang))]
+        assert text == ("c" if small else f"{n:,}".replace(",", "." if cfg.lang == "da" else ","))
+    # model_uncertain matches nobody until the model lands: a zero is shown
+    assert shown[html_escape(wl.reason("model_uncertain").label(cfg.lang))] == "0"
+
+
+def test_the_catalogue_numbers_are_the_published_barrier_cells(demo_run):
+    out, st, cfg = demo_run
+    html = (out / "report.html").read_text("utf-8")
+    part = html[html.index('id="catalogue"'):html.index('id="worklist"')]
+    cells = {(r["row"], r["col"]): r for r in _csv_rows(out / "tables" / "barriers.csv")}
+    profiles = load_rules()
+    labels = {"da": "Borgere med barrieren", "en": "Citizens with the barrier"}[cfg.lang]
+    blocks = part.split('<div class="offer">')[2:]  # after "for every profile"
+    assert len(blocks) == len(profiles.rules)
+    seen = 0
+    for block in blocks:
+        label = re.search(r"<h3>([^<]+)</h3>", block)[1]
+        code = next(r.code for r in profiles.rules if html_escape(r.label_da if cfg.lang == "da"
+                                                                  else r.label_en) == label)
+        assert labels in block
+        seen += len(re.findall(r'<span class="n">([^<]+)</span>', block))
+        # every number beside the profile is a cell of its published barriers row
+        published = {cells[(code, b)]["n"] or "c" for b in
+                     ("barrier_isolation", "barrier_housing", "barrier_economy",
+                      "barrier_children", "barrier_transport")}
+        numbers = {n.replace(".", "").replace(",", "")
+                   for n in re.findall(r'<span class="n">([^<]+)</span>', block)}
+        assert numbers <= published, (code, numbers, published)
+    assert seen > 0
+
+
+def test_small_counts_per_reason_are_hidden_on_the_page():
+    # 13 citizens in scope: 3 parked, 3 complex, 2 motivated, 2 long courses, none uncertain;
+    # 7 listed (6 not). min_cell 5: the small ones are `c`, zero and 7 are shown
+    con = build(CASES)
+    counts, listed = reason_counts(con, load_worklist(), Config(reference_date=REF))
+    assert [(r.code, n) for r, n in counts] == [
+        ("parked_maybe_suitable", None), ("complex_uncoordinated", None),
+        ("motivated_not_activated", None), ("long_course_no_pension_case", None),
+        ("model_uncertain", 0)]
+    assert listed == 7
+    # and with suppression off, every number
+    counts, listed = reason_counts(con, load_worklist(), CFG)
+    assert [n for _, n in counts] == [3, 3, 2, 2, 0]
