@@ -77,8 +77,7 @@ class _Section:
 def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
                 charts: Mapping[str, bytes], labels: Labels, cfg: Config,
                 profiles: Profiles, *,
-                worklist: tuple[Worklist, Sequence[tuple[Reason, int | None]], int | None]
-                | None = None,
+                worklist: tuple[Worklist, Sequence[tuple[Reason, int]], int] | None = None,
                 catalogue: Catalogue | None = None) -> str:
     """The self-contained report page: headline figures, each table with its chart and a
     reading aid, the opportunity catalogue beside each profile and the worklist's numbers
@@ -156,15 +155,19 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
 
 
 def _worklist_part(lb: Labels, cfg: Config, worklist: Worklist,
-                   counts: Sequence[tuple[Reason, int | None]],
-                   listed: int | None) -> dict:
-    """The worklist's section: the number of citizens per reason, never who they are."""
+                   counts: Sequence[tuple[Reason, int]], listed: int) -> dict:
+    """The worklist's section: its reasons, never who is listed. The number per reason only
+    on an internal page (min_cell <= 1, nothing hidden anyway): a reason couples facts the
+    tables publish one at a time, so its count is no cell of the release and is not audited
+    with it (docs/disclosure.md §5)."""
+    internal = cfg.min_cell <= 1
     return {
         "rows": [{"label": r.label(lb.lang), "priority": r.priority, "n": lb.n(n),
-                  "hidden": n is None, "source": r.source} for r, n in counts],
+                  "source": r.source} for r, n in counts],
+        "counts": internal,
         "listed": lb.n(listed),
-        "listed_hidden": listed is None,
-        "note": lb.section("worklist", "counts_note", min_cell=max(cfg.min_cell, 1)),
+        "note": lb.section("worklist", "counts_internal", min_cell=cfg.min_cell) if internal
+        else lb.section("worklist", "counts_withheld"),
         "rules": lb.section("worklist", "rules", version=worklist.version),
     }
 

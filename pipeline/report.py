@@ -153,14 +153,12 @@ def report(
             rel = publish(con, cfg, counted=counted, worklist=worklist)
             info = _run_info(con, cfg, rel.profiles, manifest)
             labels = Labels(cfg.lang, rel.profiles)
-            counts, listed_shown = reason_counts(con, worklist, cfg)
+            counts, listed = reason_counts(con, worklist)
             step("report: writing tables, spreadsheet, charts and report.html")
             files = _write_outputs(tmp, rel, info, labels, cfg,
-                                   (worklist, counts, listed_shown), catalogue)
+                                   (worklist, counts, listed), catalogue)
             step("report: writing the internal worklist (worklist.xlsx, worklist.csv)")
             write_worklist(tmp, con, worklist, labels, cfg)
-            (listed,) = con.execute(
-                "select count(distinct citizen_id) from marts.worklist").fetchone()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -282,7 +280,8 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
                    catalogue: Catalogue | None = None) -> tuple[str, ...]:
     """Every file of the release, into `tmp`; returns their paths relative to it. The page
     carries the worklist's numbers per reason (`worklist`: the worklist, its counts as
-    `worklist.reason_counts` gives them) and the catalogue beside each profile."""
+    `worklist.reason_counts` gives them; shown only on an internal page) and the catalogue
+    beside each profile."""
     pub = rel.tables
     (tmp / "tables").mkdir()
     (tmp / "charts").mkdir()

@@ -8,9 +8,10 @@ per-citizen facts segment derived as well as the case review's flags (`COLUMNS`)
 registry model `marts.worklist` (report stage) places the compiled reasons in
 `sql/marts/worklist.sql`. Writes `worklist.xlsx` and `worklist.csv` (`write_files`): the
 citizens behind the reasons, by pseudonymous id, for the job centre's own planning. They are
-internal, never published: the page shows only the number of citizens per reason
-(`reason_counts`), and beside each profile the interventions of the catalogue with the
-barriers table's published cells (no new number).
+internal, never published: the page shows the reasons (their number of citizens,
+`reason_counts`, only when the page itself is internal: docs/disclosure.md §5), and beside
+each profile the interventions of the catalogue with the barriers table's published cells
+(no new number).
 """
 
 from __future__ import annotations
@@ -303,24 +304,13 @@ def load_catalogue(path: Path | str | None = None) -> Catalogue:
 # What the report makes of them
 
 
-def _small(k: int, min_cell: int) -> bool:
-    return min_cell > 1 and 1 <= k < min_cell
-
-
-def reason_counts(con: duckdb.DuckDBPyConnection, worklist: Worklist,
-                  cfg: Config) -> tuple[list[tuple[Reason, int | None]], int | None]:
-    """The page's numbers: citizens per reason and citizens on the list, each shown only
-    when it and its complement in the citizens in scope are zero or at least min_cell (the
-    two-cell rule the headline's complex-case count follows; docs/disclosure.md §5 says what
-    it protects and what it does not). None: hidden."""
-    in_scope = con.execute("select count(*) from marts.citizens where in_scope").fetchone()[0]
+def reason_counts(con: duckdb.DuckDBPyConnection,
+                  worklist: Worklist) -> tuple[list[tuple[Reason, int]], int]:
+    """Citizens per reason and citizens on the list (internal: exact counts). The page shows
+    them only when it is itself internal (min_cell <= 1): docs/disclosure.md §5."""
     per = dict(con.execute("select reason, count(*) from marts.worklist group by all").fetchall())
-    listed = con.execute("select count(distinct citizen_id) from marts.worklist").fetchone()[0]
-
-    def shown(k: int) -> int | None:
-        return None if _small(k, cfg.min_cell) or _small(in_scope - k, cfg.min_cell) else k
-
-    return [(r, shown(per.get(r.code, 0))) for r in worklist.reasons], shown(listed)
+    (listed,) = con.execute("select count(distinct citizen_id) from marts.worklist").fetchone()
+    return [(r, per.get(r.code, 0)) for r in worklist.reasons], listed
 
 
 # the worklist's columns: (key of the label in labels.toml [worklist], SQL over marts.worklist
@@ -471,10 +461,13 @@ def _write_xlsx(path: Path, lines: Sequence[Mapping[str, Any]], worklist: Workli
         ws.freeze_panes(top + 1, 1)
         ws.autofilter(top, 0, top + len(sheet_rows), len(headers) - 1)
 
+    per = {c: sum(c in r["reasons"] for r in lines) for c in (r.code for r in worklist.reasons)}
+    counts = "; ".join(f"{r.label(lang)} {labels.n(per[r.code])}" for r in worklist.reasons)
     used: set[str] = set()
     write_sheet(_sheet_name(t("sheet_all"), used), t("title"),
                 [t("sorted"), t("reference_date", date=labels.date(cfg.reference_date),
-                                version=worklist.version)], lines)
+                                version=worklist.version),
+                 t("counts", counts=counts, listed=labels.n(len(lines)))], lines)
     for reason in worklist.reasons:
         mine = [r for r in lines if reason.code in r["reasons"]]
         write_sheet(_sheet_name(reason.label(lang), used), reason.label(lang),

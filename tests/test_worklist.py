@@ -6,9 +6,11 @@ published files); the page's counts per reason and the catalogue beside each pro
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -360,47 +362,52 @@ def test_the_worklist_files_hold_every_citizen_sorted(demo_run):
     wl = load_worklist()
     assert len(book.sheetnames) == 1 + len(wl.reasons)
     per = dict(con.execute("select reason, count(*) from marts.worklist group by all").fetchall())
+    head = {"da": "Borger (id)", "en": "Citizen (id)"}[cfg.lang]
+
+    def ids(name: str) -> list[str]:
+        sheet = [r[0] for r in book[name].iter_rows(values_only=True)]
+        return [cid for cid in sheet[sheet.index(head) + 1:] if cid]
+
     for reason, name in zip(wl.reasons, book.sheetnames[1:], strict=True):
-        sheet = [r for r in book[name].iter_rows(values_only=True)]
-        ids = [r[0] for r in sheet[6:] if r[0]]
-        assert len(ids) == per.get(reason.code, 0), reason.code
-    first = list(book[book.sheetnames[0]].iter_rows(values_only=True))
-    assert first[5][0] == {"da": "Borger (id)", "en": "Citizen (id)"}[cfg.lang]
-    assert [r[0] for r in first[6:] if r[0]] == [t[0] for t in truth]
+        assert len(ids(name)) == per.get(reason.code, 0), reason.code
+    assert ids(book.sheetnames[0]) == [t[0] for t in truth]
 
 
-def _page_worklist(html: str) -> dict[str, str]:
+def _page_worklist(html: str) -> dict[str, list[str]]:
     part = html[html.index('id="worklist"'):]
     part = part[:part.index("</table>")]
-    cells = re.findall(r'<tr><th scope="row">([^<]+)</th><td>\d*</td><td class="[^"]*">'
-                       r'<span class="n">([^<]+)</span>', part)
-    return dict(cells)
+    return {label: re.findall(r"<td[^>]*>(?:<span class=\"n\">)?([^<]*)", row)
+            for label, row in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', part)}
 
 
-def test_the_page_shows_only_the_counts_per_reason_under_the_two_cell_rule(demo_run):
+def test_a_published_page_names_the_reasons_but_no_number_of_theirs(demo_run):
     out, st, cfg = demo_run
     html = (out / "report.html").read_text("utf-8")
     heading = {"da": "Arbejdsliste: sager at se på igen", "en": "Worklist: cases to look at again"}
     assert heading[cfg.lang] in html
-    shown = _page_worklist(html)
-    con = duckdb.connect(str(out / "warehouse.duckdb"), read_only=True)
-    per = dict(con.execute("select reason, count(*) from marts.worklist group by all").fetchall())
-    (in_scope,) = con.execute("select count(*) from marts.citizens where in_scope").fetchone()
     wl = load_worklist()
-    assert len(shown) == len(wl.reasons)
-    (listed,) = con.execute("select count(distinct citizen_id) from marts.worklist").fetchone()
-    total = re.search(r'<tr class="total"><th scope="row">[^<]+</th><td></td><td class="[^"]*">'
-                      r'<span class="n">([^<]+)</span>', html)[1]
-    small = any(1 <= k < cfg.min_cell for k in (listed, in_scope - listed))
-    assert total == ("c" if small else f"{listed:,}".replace(",", "." if cfg.lang == "da"
-                                                             else ","))
-    for r in wl.reasons:
-        n = per.get(r.code, 0)
-        small = any(1 <= k < cfg.min_cell for k in (n, in_scope - n))
-        text = shown[html_escape(r.label(cfg.lang))]
-        assert text == ("c" if small else f"{n:,}".replace(",", "." if cfg.lang == "da" else ","))
-    # model_uncertain matches nobody until the model lands: a zero is shown
-    assert shown[html_escape(wl.reason("model_uncertain").label(cfg.lang))] == "0"
+    shown = _page_worklist(html)
+    # each reason: its priority and its source, no count (docs/disclosure.md §5)
+    assert shown == {html_escape(r.label(cfg.lang)): [str(r.priority), html_escape(r.source)]
+                     for r in wl.reasons}
+    withheld = {"da": "Antallet af borgere pr. årsag offentliggøres ikke",
+                "en": "The number of citizens per reason is not published"}
+    assert withheld[cfg.lang] in html
+
+
+def test_an_internal_page_shows_the_number_per_reason(demo_run, tmp_path):
+    out, st, cfg = demo_run
+    internal = tmp_path / "out"
+    shutil.copytree(out, internal)
+    run_stages(["report"], internal, dataclasses.replace(cfg, min_cell=0))
+    html = (internal / "report.html").read_text("utf-8")
+    con = duckdb.connect(str(internal / "warehouse.duckdb"), read_only=True)
+    per = dict(con.execute("select reason, count(*) from marts.worklist group by all").fetchall())
+    sep = "." if cfg.lang == "da" else ","
+    shown = _page_worklist(html)
+    for r in load_worklist().reasons:
+        assert shown[html_escape(r.label(cfg.lang))][1] == f"{per.get(r.code, 0):,}".replace(
+            ",", sep)
 
 
 def test_the_catalogue_numbers_are_the_published_barrier_cells(demo_run):
@@ -429,16 +436,13 @@ def test_the_catalogue_numbers_are_the_published_barrier_cells(demo_run):
     assert seen > 0
 
 
-def test_small_counts_per_reason_are_hidden_on_the_page():
+def test_the_counts_per_reason_are_exact():
     # 13 citizens in scope: 3 parked, 3 complex, 2 motivated, 2 long courses, none uncertain;
-    # 7 listed (6 not). min_cell 5: the small ones are `c`, zero and 7 are shown
+    # 7 listed
     con = build(CASES)
-    counts, listed = reason_counts(con, load_worklist(), Config(reference_date=REF))
+    counts, listed = reason_counts(con, load_worklist())
     assert [(r.code, n) for r, n in counts] == [
-        ("parked_maybe_suitable", None), ("complex_uncoordinated", None),
-        ("motivated_not_activated", None), ("long_course_no_pension_case", None),
+        ("parked_maybe_suitable", 3), ("complex_uncoordinated", 3),
+        ("motivated_not_activated", 2), ("long_course_no_pension_case", 2),
         ("model_uncertain", 0)]
     assert listed == 7
-    # and with suppression off, every number
-    counts, listed = reason_counts(con, load_worklist(), CFG)
-    assert [n for _, n in counts] == [3, 3, 2, 2, 0]
