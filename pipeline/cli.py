@@ -350,14 +350,15 @@ def _checked_config(config: Path | None, **kw) -> Config:  # noqa: ANN003
         raise _fail(EXIT_USAGE, str(e)) from None
 
 
-def _check_worklist(worklist: Path | None) -> None:
-    """Parse and validate a `--worklist` file before any data is read, as `--rules`."""
+def _check_worklist(worklist: Path | None) -> int | None:
+    """Parse and validate a `--worklist` file before any data is read, as `--rules`; the
+    number of its reasons (None: no file given)."""
     if worklist is None:
-        return
+        return None
     from pipeline.worklist import WorklistError, load_worklist
 
     try:
-        load_worklist(worklist)
+        return len(load_worklist(worklist).reasons)
     except WorklistError as e:
         raise _fail(EXIT_USAGE, str(e)) from None
 
@@ -475,16 +476,25 @@ def validate(
         typer.Option("--rules", help="Profile rules file to check (checked before the export)."),
     ] = None,
     reference_date: RefOpt = None,
+    worklist: Annotated[
+        Path | None,
+        typer.Option("--worklist", help="Worklist rules file to check (before the export)."),
+    ] = None,
 ) -> None:
     """Check an export, a rules file or both without writing anything: exit 0 if they would
     load, 2 if the rules file (or config) is invalid, 3 if the export would be refused.
 
-    --rules alone reads no data; with both, the rules are checked first.
+    --rules alone reads no data; with both, the rules are checked first. --worklist checks a
+    worklist rules file the same way.
 
     Example: m3-profiles validate --input path/to/export --rules my-rules.toml
     """
-    if input is None and rules is None:
+    if input is None and rules is None and worklist is None:
         raise _fail(EXIT_USAGE, "nothing to check: give --input FOLDER, --rules FILE or both")
+    reasons = _check_worklist(worklist)
+    if reasons is not None:
+        console.print(f"The worklist file {escape(privacy.mask_name(str(worklist)))} is valid:"
+                      f" {reasons} reasons.", highlight=False, soft_wrap=True)
     checked = _check_rules(rules)
     if checked is not None:
         console.print(

@@ -72,8 +72,10 @@ class ReportResult:
     rules: Mapping[str, str]
     # the headline figures as the page publishes them (hidden ones as `c`), for the terminal
     headline: str
-    # issue 17: the worklist file used (file, version, sha256), the citizens it lists (internal)
+    # issue 17: the worklist and catalogue files used (file, version, sha256), the citizens
+    # the worklist lists (internal)
     worklist: Mapping[str, str] | None = None
+    catalogue: Mapping[str, str] | None = None
     listed: int = 0
 
     @property
@@ -100,6 +102,7 @@ class ReportResult:
         d["files"] = list(self.files)
         d["rules"] = dict(self.rules)
         d["worklist"] = dict(self.worklist) if self.worklist else None
+        d["catalogue"] = dict(self.catalogue) if self.catalogue else None
         return d
 
 
@@ -178,6 +181,8 @@ def report(
         headline=headline_line(rel),
         worklist={"file": privacy.mask_name(worklist.source), "version": worklist.version,
                   "sha256": worklist.sha256},
+        catalogue={"file": privacy.mask_name(catalogue.source), "version": catalogue.version,
+                   "sha256": catalogue.sha256},
         listed=listed,
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -446,3 +447,28 @@ def test_the_counts_per_reason_are_exact():
         ("motivated_not_activated", 2), ("long_course_no_pension_case", 2),
         ("model_uncertain", 0)]
     assert listed == 7
+
+
+def test_validate_checks_a_worklist_file_alone(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text(SHIPPED_WL, encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", "--worklist", str(good)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"The worklist file {good} is valid: 5 reasons.\n"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD_WORKLISTS["unknown_column"][0], encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", "--worklist", str(bad)])
+    assert result.exit_code == 2
+    assert BAD_WORKLISTS["unknown_column"][1] in " ".join(result.stderr.split())
+
+
+def test_the_manifest_names_the_worklist_and_catalogue(demo_run):
+    out, st, _ = demo_run
+    manifest = json.loads((out / "run.json").read_text("utf-8"))
+    wl, cat = load_worklist(), load_catalogue()
+    assert manifest["report"]["worklist"] == {"file": "pipeline/worklist.toml",
+                                              "version": wl.version, "sha256": wl.sha256}
+    assert manifest["report"]["catalogue"] == {"file": "pipeline/catalogue.toml",
+                                               "version": cat.version, "sha256": cat.sha256}
+    assert manifest["report"]["listed"] == st.report.listed
+    assert "worklist.xlsx" in manifest["report"]["files"]
