@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,6 +41,10 @@ from pipeline.rules import (
     compile_condition,
 )
 from pipeline.vocabulary import COURSE_CLASSES, FLAG_COLUMNS, M3_BANDS
+
+# Excel's last row; a sheet that would pass it ends with a line pointing to worklist.csv
+_XLSX_ROWS = 1_048_576
+_BATCH = 10_000
 
 SHIPPED_WORKLIST = "pipeline/worklist.toml"
 SHIPPED_CATALOGUE = "pipeline/catalogue.toml"
@@ -333,6 +337,7 @@ select
     any_value(motivation) as motivation
 from marts.worklist
 group by citizen_id
+having $only is null or list_contains(list(reason), $only)
 order by priority, m3_days desc, citizen_id
 """
 CSV_COLUMNS = ("citizen_id", "priority", "reasons", "profile", "profile_source",
@@ -340,13 +345,25 @@ CSV_COLUMNS = ("citizen_id", "priority", "reasons", "profile", "profile_source",
                "current_course_days", "departments_involved", "focus", "motivation")
 
 
-def rows(con: duckdb.DuckDBPyConnection, worklist: Worklist) -> list[dict[str, Any]]:
-    """One row per citizen on the list: every reason that applies (in priority order), the
-    priority (the smallest number), the facts; sorted by priority, then the longest time in
-    M3 first, then id."""
-    cur = con.execute(_ROWS_SQL, {"reason_codes": [r.code for r in worklist.reasons]})
+def iter_rows(con: duckdb.DuckDBPyConnection, worklist: Worklist,
+              only: str | None = None) -> Iterator[dict[str, Any]]:
+    """One row per citizen on the list (`only`: with that reason): every reason that applies
+    (in priority order), the priority (the smallest number), the facts; sorted by priority,
+    then the longest time in M3 first, then id. Read in batches: at a million citizens the
+    list is most of them. On `con` itself, not a cursor: the report writes the list inside
+    its transaction, which a cursor (a connection of its own) would not see; nothing else
+    may run on `con` until the rows are read."""
+    cur = con.execute(_ROWS_SQL, {"reason_codes": [r.code for r in worklist.reasons],
+                                  "only": only})
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    while batch := cur.fetchmany(_BATCH):
+        for r in batch:
+            yield dict(zip(names, r, strict=True))
+
+
+def rows(con: duckdb.DuckDBPyConnection, worklist: Worklist) -> list[dict[str, Any]]:
+    """Every row of `iter_rows` (tests, small lists)."""
+    return list(iter_rows(con, worklist))
 
 
 def _cell_text(v: Any) -> str:
@@ -363,16 +380,15 @@ def write_files(folder: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist
                 labels: Any, cfg: Config) -> tuple[str, ...]:
     """worklist.csv (codes, for machines) and worklist.xlsx (labels, a sheet with every
     citizen on the list and one per reason) into `folder`; returns their names."""
-    lines = rows(con, worklist)
     with open(folder / "worklist.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(CSV_COLUMNS)
-        for r in lines:
+        for r in iter_rows(con, worklist):
             cid = r["citizen_id"]
             # an id is the export's text: one a spreadsheet would run as a formula is quoted
             r = {**r, "citizen_id": f"'{cid}" if looks_like_formula(cid) else cid}
             w.writerow([_cell_text(r[c]) for c in CSV_COLUMNS])
-    _write_xlsx(folder / "worklist.xlsx", lines, worklist, labels, cfg)
+    _write_xlsx(folder / "worklist.xlsx", con, worklist, labels, cfg)
     return ("worklist.xlsx", "worklist.csv")
 
 
@@ -386,16 +402,18 @@ def _sheet_name(text: str, used: set[str]) -> str:
     return name
 
 
-def _write_xlsx(path: Path, lines: Sequence[Mapping[str, Any]], worklist: Worklist,
+def _write_xlsx(path: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist,
                 labels: Any, cfg: Config) -> None:
     lang = labels.lang
 
     def t(key: str, **fmt: Any) -> str:
         return labels.cat["worklist"][key][lang].format(**fmt)
 
+    # constant memory: each row goes to the sheet's file as written (the list may hold most
+    # of a million citizens), which is why the rows are written strictly in order
     wb = xlsxwriter.Workbook(str(path), {
         "strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False,
-        "in_memory": True,
+        "constant_memory": True, "tmpdir": str(path.parent),
     })
     wb.set_properties({"title": t("title"),
                        "created": dt.datetime.combine(cfg.reference_date, dt.time()),
@@ -430,17 +448,23 @@ def _write_xlsx(path: Path, lines: Sequence[Mapping[str, Any]], worklist: Workli
         return ""
 
     def write_sheet(name: str, heading: str, notes: Sequence[str],
-                    sheet_rows: Sequence[Mapping[str, Any]]) -> None:
+                    sheet_rows: Iterator[Mapping[str, Any]]) -> None:
         ws = wb.add_worksheet(name)
         ws.write_string(0, 0, heading, f_title)
         ws.write_string(1, 0, t("internal"), f_warn)
         for k, note in enumerate(notes):
             ws.write_string(2 + k, 0, note, f_note)
         top = 3 + len(notes)
-        for j, (h, wdt) in enumerate(zip(headers, widths, strict=True)):
-            ws.write_string(top, j, h, f_head)
+        for j, wdt in enumerate(widths):
             ws.set_column(j, j, wdt)
+        ws.freeze_panes(top + 1, 1)
+        for j, h in enumerate(headers):
+            ws.write_string(top, j, h, f_head)
+        i = top
         for i, r in enumerate(sheet_rows, start=top + 1):
+            if i == _XLSX_ROWS - 1:  # Excel's last row: say where the rest is
+                ws.write_string(i, 0, t("truncated"), f_warn)
+                break
             cid = str(r["citizen_id"])
             ws.write_string(i, 0, cid, f_quoted if looks_like_formula(cid) else f_text)
             ws.write_number(i, 1, r["priority"], f_num)
@@ -458,21 +482,20 @@ def _write_xlsx(path: Path, lines: Sequence[Mapping[str, Any]], worklist: Workli
                 ws.write_number(i, 9, r["departments_involved"], f_num)
             ws.write_string(i, 10, ", ".join(labels.col(c) for c in r["focus"]), f_text)
             ws.write_string(i, 11, ", ".join(labels.col(c) for c in r["motivation"]), f_text)
-        ws.freeze_panes(top + 1, 1)
-        ws.autofilter(top, 0, top + len(sheet_rows), len(headers) - 1)
+        ws.autofilter(top, 0, max(i, top + 1), len(headers) - 1)
 
-    per = {c: sum(c in r["reasons"] for r in lines) for c in (r.code for r in worklist.reasons)}
-    counts = "; ".join(f"{r.label(lang)} {labels.n(per[r.code])}" for r in worklist.reasons)
+    per, listed = reason_counts(con, worklist)
+    counts = "; ".join(f"{r.label(lang)} {labels.n(n)}" for r, n in per)
     used: set[str] = set()
     write_sheet(_sheet_name(t("sheet_all"), used), t("title"),
                 [t("sorted"), t("reference_date", date=labels.date(cfg.reference_date),
                                 version=worklist.version),
-                 t("counts", counts=counts, listed=labels.n(len(lines)))], lines)
+                 t("counts", counts=counts, listed=labels.n(listed))],
+                iter_rows(con, worklist))
     for reason in worklist.reasons:
-        mine = [r for r in lines if reason.code in r["reasons"]]
         write_sheet(_sheet_name(reason.label(lang), used), reason.label(lang),
                     [t("condition", condition=reason.condition.text),
-                     t("seed", source=reason.source)], mine)
+                     t("seed", source=reason.source)], iter_rows(con, worklist, reason.code))
     wb.close()
 
 
@@ -487,5 +510,5 @@ def _flag_label(labels: Any, flag: str) -> str:
 
 __all__ = [
     "COLUMNS", "Catalogue", "Intervention", "Reason", "Worklist", "WorklistError",
-    "load_catalogue", "load_worklist", "reason_counts", "rows", "write_files",
+    "iter_rows", "load_catalogue", "load_worklist", "reason_counts", "rows", "write_files",
 ]
