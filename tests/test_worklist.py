@@ -25,10 +25,12 @@ from conftest import load_staging, snapshot
 from typer.testing import CliRunner
 
 from pipeline import warehouse
+from pipeline import worklist as worklist_mod
 from pipeline.cli import app
 from pipeline.config import Config
 from pipeline.demo import write_demo
-from pipeline.release import context
+from pipeline.labels import Labels
+from pipeline.release import Profiles, context
 from pipeline.report import OUTPUTS, WORKLIST_OUTPUTS
 from pipeline.rules import load_rules
 from pipeline.runner import run_stages
@@ -472,3 +474,20 @@ def test_the_manifest_names_the_worklist_and_catalogue(demo_run):
                                                "version": cat.version, "sha256": cat.sha256}
     assert manifest["report"]["listed"] == st.report.listed
     assert "worklist.xlsx" in manifest["report"]["files"]
+
+
+def test_a_sheet_longer_than_a_plan_points_to_the_csv(tmp_path, monkeypatch):
+    # a sheet holds XLSX_ROWS citizens (50,000: more than any job centre's M3), then a line
+    # saying the whole list is in worklist.csv; here 3, on the 7 hand-made citizens listed
+    con = build(CASES)
+    monkeypatch.setattr(worklist_mod, "XLSX_ROWS", 3)
+    labels = Labels("en", Profiles.from_warehouse(con))
+    assert worklist_mod.write_files(tmp_path, con, load_worklist(), labels, CFG) == (
+        "worklist.xlsx", "worklist.csv")
+    assert [r["citizen_id"] for r in _csv_rows(tmp_path / "worklist.csv")] == [
+        e[0] for e in EXPECTED]
+    book = openpyxl.load_workbook(tmp_path / "worklist.xlsx", read_only=True)
+    first = [r[0] for r in book[book.sheetnames[0]].iter_rows(values_only=True)]
+    after = first[first.index("Citizen (id)") + 1:]
+    assert after == [e[0] for e in EXPECTED[:3]] + [
+        "… more citizens than a spreadsheet holds: the whole list is in worklist.csv."]
