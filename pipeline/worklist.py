@@ -429,7 +429,7 @@ def _write_xlsx(path: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist,
     f_text = wb.add_format({"border": 1, "border_color": "#c9d3dd", "valign": "top",
                             "text_wrap": True})
     f_quoted = wb.add_format({"border": 1, "border_color": "#c9d3dd", "valign": "top",
-                              "quote_prefix": True})
+                              "text_wrap": True, "quote_prefix": True})
     f_num = wb.add_format({"border": 1, "border_color": "#c9d3dd", "valign": "top",
                            "num_format": "#,##0"})
     headers = [t("col_citizen"), t("col_priority"), t("col_reasons"), labels.text("profile"),
@@ -450,6 +450,11 @@ def _write_xlsx(path: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist,
             return t("explain_model", p=labels.share(r["profile_probability"]))
         return ""
 
+    def text(ws: Any, i: int, j: int, value: str) -> None:
+        """A text cell; one a spreadsheet would read as a formula gets Excel's quote prefix,
+        which keeps it text when someone edits the cell (as tables.xlsx does)."""
+        ws.write_string(i, j, value, f_quoted if looks_like_formula(value) else f_text)
+
     def write_sheet(name: str, heading: str, notes: Sequence[str],
                     sheet_rows: Iterator[Mapping[str, Any]]) -> None:
         ws = wb.add_worksheet(name)
@@ -468,14 +473,13 @@ def _write_xlsx(path: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist,
             if i > top + XLSX_ROWS:  # say where the rest is
                 ws.write_string(i, 0, t("truncated"), f_warn)
                 break
-            cid = str(r["citizen_id"])
-            ws.write_string(i, 0, cid, f_quoted if looks_like_formula(cid) else f_text)
+            text(ws, i, 0, str(r["citizen_id"]))
             ws.write_number(i, 1, r["priority"], f_num)
-            ws.write_string(i, 2, "; ".join(worklist.reason(c).label(lang)
-                                            for c in r["reasons"]), f_text)
-            ws.write_string(i, 3, profile_text(r), f_text)
+            # reason and profile labels: a consultant's free text
+            text(ws, i, 2, "; ".join(worklist.reason(c).label(lang) for c in r["reasons"]))
+            text(ws, i, 3, profile_text(r))
             ws.write_string(i, 4, t(f"source_{r['profile_source']}"), f_text)
-            ws.write_string(i, 5, explanation(r), f_text)
+            text(ws, i, 5, explanation(r))
             ws.write_number(i, 6, r["m3_days"], f_num)
             ws.write_string(i, 7, labels.col(r["course_class"]), f_text)
             ws.write_number(i, 8, r["current_course_days"], f_num)

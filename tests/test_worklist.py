@@ -491,3 +491,21 @@ def test_a_sheet_longer_than_a_plan_points_to_the_csv(tmp_path, monkeypatch):
     after = first[first.index("Citizen (id)") + 1:]
     assert after == [e[0] for e in EXPECTED[:3]] + [
         "… more citizens than a spreadsheet holds: the whole list is in worklist.csv."]
+
+
+def test_a_reason_label_that_looks_like_a_formula_stays_text(tmp_path):
+    # a worklist file is a consultant's free text: its labels reach the workbook as text
+    # cells, quoted when a spreadsheet would run them, never as formulas
+    path = tmp_path / "wl.toml"
+    path.write_text('version = "x"\n[[reason]]\ncode = "any"\nlabel_da = "=HYPERLINK(1)"\n'
+                    'label_en = "=HYPERLINK(1)"\npriority = 1\ncondition = "complex_case"\n'
+                    'source = "@own"\n', encoding="utf-8")
+    wl = load_worklist(path)
+    con = build(CASES, wl)
+    worklist_mod.write_files(tmp_path, con, wl, Labels("en", Profiles.from_warehouse(con)), CFG)
+    book = openpyxl.load_workbook(tmp_path / "worklist.xlsx")
+    cells = [c for ws in book for row in ws.iter_rows() for c in row
+             if isinstance(c.value, str) and "HYPERLINK" in c.value]
+    assert cells and all(c.data_type == "s" for c in cells)
+    listed = [c for c in cells if c.column == 3]
+    assert listed and all(c.quotePrefix for c in listed)
