@@ -71,7 +71,24 @@ bench: $(STAMP) ## benchmark ingest/segment at BENCH_CITIZENS (default 1,000,000
 disclosure: $(STAMP) ## attack the demo's releases (60-1,000 citizens, seeds 1-3) into bench/results/
 	$(BIN)/python bench/disclosure.py
 
+NIGHTS ?= 12
+EVERY ?= 30
+.PHONY: series
+series: $(STAMP) ## an evolving demo (NIGHTS=12 exports EVERY=30 days) run night by night into data/out-series/; then its history
+	@ref=$$(date +%F); rm -rf data/series; \
+	$(BIN)/m3-profiles demo --out data/series --series $(NIGHTS) --every $(EVERY) \
+		--citizens $(CITIZENS) --seed $(SEED) --reference-date $$ref && \
+	for night in $$(ls data/series); do \
+		$(BIN)/m3-profiles run --input data/series/$$night --out data/out-series \
+			--reference-date $$night --quiet || exit $$?; echo "night $$night done"; done && \
+	$(BIN)/m3-profiles history --out data/out-series
+
+.PHONY: bench-series
+bench-series: $(STAMP) ## the nightly batch over 30 nights of an evolving 100,000-citizen demo: per-night time and sizes into bench/results/
+	$(BIN)/python bench/series.py --citizens 100000 --nights 30 --every 1
+
 .PHONY: clean
-clean: ## remove outputs and caches (keeps data/raw and .venv)
+clean: ## remove outputs and caches (keeps data/raw, .venv and the histories data/*.history)
 	rm -rf data/out data/.out.* data/out.failed data/.out.lock .pytest_cache .ruff_cache .hypothesis
+	rm -rf data/series data/out-series data/.out-series.* data/out-series.failed
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -120,8 +121,10 @@ def _config(
 class _Steps:
     """Progress: a spinner with elapsed time on a terminal, plain log lines otherwise."""
 
-    def __init__(self) -> None:
-        self.tty = err.is_terminal
+    def __init__(self, quiet: bool = False) -> None:
+        # quiet (cron, or JSON log lines that the runner writes to stderr itself): nothing
+        self.quiet = quiet
+        self.tty = err.is_terminal and not quiet
         self.progress: Progress | None = None
         self.task = None
 
@@ -139,6 +142,8 @@ class _Steps:
         return self
 
     def __call__(self, message: str) -> None:
+        if self.quiet:
+            return
         stamp = dt.datetime.now().strftime("%H:%M:%S")
         if self.progress is not None:
             self.progress.update(self.task, description=message)
@@ -151,9 +156,19 @@ class _Steps:
             self.progress.stop()
 
 
+# log_format = "json" (README, Scheduling): the error line is a JSON event like the log's
+_json_errors = False
+
+
 def _fail(code: int, message: str) -> typer.Exit:
     # the message is text, not markup: "[[rule]]" or "[columns.citizens]" must show as written;
     # a path or a header in it may hold a CPR number (a folder's name): masked like notes
+    if _json_errors:
+        event = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                 "level": "error", "run_id": None, "exit_code": code,
+                 "message": privacy.mask_name(message)}
+        print(json.dumps(event, ensure_ascii=False), file=sys.stderr, flush=True)
+        return typer.Exit(code=code)
     err.print(f"[bold red]error:[/] {escape(privacy.mask_name(message))}", highlight=False,
               soft_wrap=True)
     return typer.Exit(code=code)
@@ -294,14 +309,101 @@ def _died(code: int, announced: dict | None) -> None:
     raise _fail(exit_code, f"the run {how} ({cause}): {state}{where}")
 
 
-def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # noqa: ANN003
+class _Watch:
+    """What the operator watches besides the exit code (pipeline.operations): the dead man's
+    switch pinged at start and end, and the metrics file written at the end of every run,
+    success or failure. Both happen in the process that knows the exit code: the supervisor
+    when there is one (so a run killed by the kernel is reported too), else this one."""
+
+    def __init__(self, cfg: Config, out_dir: Path) -> None:
+        from pipeline import operations
+
+        self.ops = operations
+        self.metrics = Path(cfg.metrics_file) if cfg.metrics_file else None
+        if self.metrics is not None:
+            try:
+                operations.check_metrics_file(self.metrics)
+            except operations.MetricsFileError as e:
+                raise _fail(EXIT_USAGE, str(e)) from None
+        self.json_lines = cfg.log_format == "json"
+        self.heartbeat = operations.Heartbeat(cfg.ping_url, self.json_lines)
+        self.out_dir = out_dir.resolve()
+        self.started = time.time()
+        self.since = dt.datetime.now().replace(microsecond=0)
+
+    def start(self) -> None:
+        self.heartbeat.start()
+
+    def end(self, code: int) -> None:
+        manifest = self.ops.run_manifest(self.out_dir, since=self.since)
+        run_id = manifest.get("run_id") if manifest else None
+        if self.metrics is not None:
+            self.ops.write_metrics(
+                self.metrics, outcome="success" if code == 0 else "failed", exit_code=code,
+                started=self.started, manifest=manifest, json_lines=self.json_lines,
+            )
+        self.heartbeat.end(code, run_id)
+
+
+def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, *, quiet: bool = False,
+         **kw) -> None:  # noqa: ANN003
+    global _json_errors
+    _json_errors = cfg.log_format == "json"
+    watch = _Watch(cfg, out_dir)
+    watch.start()
     if _supervisable():
-        _supervise()  # returns in the run's process only; before the heavy imports
+        try:
+            _supervise()  # returns in the run's process only; before the heavy imports
+        except typer.Exit as e:  # the supervisor, with the run's exit code
+            watch.end(e.exit_code)
+            raise
+        _run_here(stages, out_dir, cfg, quiet, **kw)  # the run's process: its parent reports
+        return
+    try:
+        _run_here(stages, out_dir, cfg, quiet, **kw)
+    except typer.Exit as e:
+        watch.end(e.exit_code)
+        raise
+    except BaseException:
+        watch.end(EXIT_INTERNAL)
+        raise
+    watch.end(0)
+
+
+@contextlib.contextmanager
+def _json_stderr(cfg: Config, quiet: bool) -> Iterator[None]:
+    """log_format = "json": the run's events on stderr, one JSON object a line, masked like
+    run.log (a log collector or journald reads them); with --quiet only warnings and
+    errors (cron mails whatever is printed)."""
+    import logging
+
+    from pipeline.operations import JsonLines
+
+    class Masked(logging.StreamHandler):
+        def format(self, record: logging.LogRecord) -> str:
+            return privacy.mask_name(super().format(record))
+
+    if cfg.log_format != "json":
+        yield
+        return
+    handler = Masked(sys.stderr)
+    handler.setFormatter(JsonLines())
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger = logging.getLogger("m3_profiles")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _run_here(stages: tuple[str, ...], out_dir: Path, cfg: Config, quiet: bool,
+              **kw) -> None:  # noqa: ANN003
     from pipeline.rules import RulesError
     from pipeline.runner import run_stages
 
     try:
-        with _Steps() as steps:
+        with _Steps(quiet or cfg.log_format == "json") as steps, _json_stderr(cfg, quiet):
             st = run_stages(stages, out_dir, cfg, step=steps, **kw)
     except Stopped as e:
         if e.published:
@@ -335,6 +437,8 @@ def _run(stages: tuple[str, ...], out_dir: Path, cfg: Config, **kw) -> None:  # 
         raise _fail(EXIT_INPUT, f"input rejected: {e}") from None
     except (ConfigError, RulesError, PseudonymKeyError) as e:
         raise _fail(EXIT_USAGE, str(e)) from None
+    if quiet:
+        return
     _print_summary(st)
     console.print(
         f"Output in {privacy.mask_name(str(out_dir))} (run {st.run_id}, reference date"
@@ -386,6 +490,10 @@ def run(
     reference_date: RefOpt = None,
     min_cell: MinCellOpt = None,
     lang: LangOpt = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print nothing but errors (for cron and timers)."),
+    ] = False,
     worklist: WorklistOpt = None,
 ) -> None:
     """Run every stage: ingest -> segment -> report.
@@ -397,7 +505,7 @@ def run(
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
     _check_rules(rules)
     _check_worklist(worklist)
-    _run(STAGES, out, cfg, input_dir=input, rules_path=rules, config_path=config,
+    _run(STAGES, out, cfg, quiet=quiet, input_dir=input, rules_path=rules, config_path=config,
          worklist_path=worklist)
 
 
@@ -536,6 +644,113 @@ def validate(
 
 
 @app.command()
+def history(
+    out: OutOpt,
+    config: ConfigOpt = None,
+) -> None:
+    """List the nights the history keeps, and the profile changes between the last two.
+
+    Internal: the counts are not suppressed (the history is per person). Reads the history
+    folder (config history_dir, default <out>.history) and writes nothing.
+
+    Example: m3-profiles history --out data/out
+    """
+    from pipeline import history as history_mod
+
+    cfg = _checked_config(config)
+    folder = history_mod.folder(cfg, out)
+    try:
+        history_mod.check(folder)
+    except OutputError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+    with _environment():
+        kept = history_mod.nights(folder)
+        moved = history_mod.changes(folder)
+    if not kept:
+        console.print(f"No nights in {escape(privacy.mask_name(str(folder)))} yet: each "
+                      "successful run adds its night.", highlight=False, soft_wrap=True)
+        return
+    t = Table(title=f"Nights kept in {privacy.mask_name(str(folder))} (internal)")
+    sources = sorted({k for n in kept for k in n.by_source})
+    for c in ("reference date", "run", "citizens", "in scope", *sources):
+        t.add_column(c, justify="left" if c in ("reference date", "run") else "right")
+    for n in kept:
+        t.add_row(n.reference_date.isoformat(), n.run_id, f"{n.citizens:,}", f"{n.in_scope:,}",
+                  *(f"{n.by_source.get(k, 0):,}" for k in sources))
+    console.print(t)
+    if moved is None:
+        return
+    before, after, rows = moved
+    t = Table(title=f"From {before} to {after}: citizens by profile (internal, unsuppressed)")
+    for c in ("from", "to", "citizens"):
+        t.add_column(c, justify="right" if c == "citizens" else "left")
+    for f, to, n in rows:
+        t.add_row(f, to, f"{n:,}", style=None if f != to else "dim")
+    console.print(t)
+
+
+@app.command()
+def movement(
+    out: OutOpt,
+) -> None:
+    """Who leaves match group 3, from which profile, and how fast (definitions §8).
+
+    The cohort in M3 a year before the reference date, by profile: its status 1, 3, 6 and
+    12 months later with 95 % intervals; and the time to leave M3 (Kaplan-Meier). Reads
+    the warehouse segment built; internal (unsuppressed counts); writes nothing.
+
+    Example: m3-profiles movement --out data/out
+    """
+    import duckdb
+
+    from pipeline import movement as mv
+    from pipeline.runner import DB_NAME
+
+    db = out / DB_NAME
+    if not db.is_file():
+        raise _fail(EXIT_INPUT, f"{db}: no warehouse; run 'm3-profiles run' first")
+    with _environment():
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            cohort = mv.cohort_status(con)
+            spells = mv.survival(con)
+        finally:
+            con.close()
+    if cohort is None:
+        console.print("No citizen with a profile was in M3 on the cohort date.")
+    else:
+        t = Table(title=f"Citizens in M3 on {cohort.cohort_date}, by profile: status later "
+                  "(share, 95 % interval; internal, unsuppressed)")
+        t.add_column("profile")
+        t.add_column("cohort", justify="right")
+        for h, day in cohort.horizons:
+            t.add_column(f"{h} ({day})")
+        for profile, n in cohort.cohort.items():
+            cells = []
+            for h, _ in cohort.horizons:
+                parts = []
+                for st in mv.STATUSES:
+                    s = cohort.shares[(profile, h, st)]
+                    if s.n:
+                        parts.append(f"{st} {100 * s.share:.0f}% ({100 * s.low:.0f}-"
+                                     f"{100 * s.high:.0f})")
+                cells.append("\n".join(parts))
+            t.add_row(profile, f"{n:,}", *cells)
+        console.print(t)
+    t = Table(title="Time to leave M3 by profile, Kaplan-Meier (days; internal)")
+    for c in ("profile", "spells", "left", "still in M3 after 1 year", "25 % left",
+              "median", "75 % left"):
+        t.add_column(c, justify="left" if c == "profile" else "right")
+    for profile, s in spells.items():
+        est, lo, hi = s.after_1y
+        q = [f"{mv.fmt_days(e)} ({mv.fmt_days(a)}-{mv.fmt_days(b)})"
+             for e, a, b in (s.quartiles[k] for k in ("q25", "median", "q75"))]
+        t.add_row(profile, f"{s.spells:,}", f"{s.left:,}",
+                  f"{100 * est:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})", *q)
+    console.print(t)
+
+
+@app.command()
 def demo(
     out: OutOpt,
     citizens: Annotated[int, typer.Option("--citizens", min=1, help="Citizens to make.")] = 10_000,
@@ -554,16 +769,31 @@ def demo(
     dirty: Annotated[
         bool, typer.Option("--dirty", help="Add a few bad rows of each kind in the data contract.")
     ] = False,
+    series: Annotated[
+        int,
+        typer.Option("--series", min=0, help="Write this many exports of one evolving "
+                     "population, one folder per reference date, the last on "
+                     "--reference-date (0: one export)."),
+    ] = 0,
+    every: Annotated[
+        int, typer.Option("--every", min=1, help="Days between the exports of --series.")
+    ] = 30,
 ) -> None:
     """Write a synthetic export calibrated to the Faxe report (citizens.csv, episodes.csv).
 
     Example: m3-profiles demo --out data/raw --citizens 10000 --seed 42
+
+    A series, for the history (README, History): m3-profiles demo --out data/series
+    --series 12 --every 30 writes data/series/<date>/ for 12 nights 30 days apart.
     """
     from pipeline.demo import write_demo
 
     if scenario != "faxe":
         raise _fail(EXIT_USAGE, f"unknown scenario {scenario!r}; expected faxe")
     ref = reference_date or dt.date.today()
+    if series:
+        _demo_series(out, citizens, seed, ref, series, every, unreviewed_share)
+        return
     with _Steps() as steps, _environment():
         steps(f"generating {citizens:,} citizens (seed {seed}, reference date {ref})")
         result = write_demo(
@@ -585,6 +815,24 @@ def demo(
         f"Wrote {result.n_citizens:,} citizens and {result.n_episodes:,} episodes to {out}.",
         highlight=False,
     )
+
+
+def _demo_series(out: Path, citizens: int, seed: int, ref: dt.date, nights: int, every: int,
+                 unreviewed_share: float) -> None:
+    from pipeline.demo_series import write_series
+
+    with _Steps() as steps, _environment():
+        steps(f"generating {nights} exports of {citizens:,} citizens, {every} days apart, the "
+              f"last on {ref} (seed {seed})")
+        written = write_series(out, citizens, seed, ref, nights, every, unreviewed_share)
+    t = Table(title="Demo series: one population over time")
+    for c in ("reference date", "in M3", "left M3", "entered", "reviewed", "diagnosed"):
+        t.add_column(c, justify="left" if c == "reference date" else "right")
+    for n in written:
+        t.add_row(n.reference_date.isoformat(), f"{n.in_m3:,}", f"{n.left:,}",
+                  f"{n.entered:,}", f"{n.reviewed:,}", f"{n.diagnosed:,}")
+    console.print(t)
+    console.print(f"Wrote {len(written)} exports to {out}/<reference date>/.", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -21,6 +21,8 @@ from pipeline.vocabulary import LANGS, TABLE_COLUMNS
 
 # how DuckDB runs, not what the analysis is (see Config.effective_json)
 RESOURCE_KEYS: tuple[str, ...] = ("memory_limit", "threads", "temp_directory")
+# how a run is watched, not what it finds: also left out of the config hash
+OPERATION_KEYS: tuple[str, ...] = ("metrics_file", "ping_url", "log_format")
 
 
 class ConfigError(ValueError):
@@ -51,6 +53,12 @@ class Config:
     scope: str = "m3"
     # definitions §5: complex case = at least this many departments involved (Greve).
     complex_case_departments: int = 3
+    # definitions §8.2 (docs/definitions-movement.md): the cohort date is the reference date
+    # minus this many calendar months.
+    cohort_months: int = 12
+    # definitions §8.3: the time to leave M3 follows M3 stretches that started at most this
+    # many days before the reference date (five years).
+    survival_window_days: int = 1826
     # definitions §6: smallest count shown in published tables; 0 switches suppression off.
     min_cell: int = 5
     # data contract: a table with a larger share of quarantined rows is refused (exit 3).
@@ -73,6 +81,19 @@ class Config:
     catalogue: str = ""
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).
     pseudonym_key_file: str = ""
+    # The history across runs (README, History): one Parquet file per night, kept when the
+    # output folder is rebuilt; empty = `<out>.history` beside the output folder.
+    history_dir: str = ""
+    # Operations (README, Scheduling). A Prometheus textfile written at the end of every run,
+    # success or failure (e.g. /var/lib/prometheus/node-exporter/m3_profiles.prom); empty =
+    # none.
+    metrics_file: str = ""
+    # A dead man's switch (healthchecks.io's protocol: <url>/start, <url>, <url>/<exit code>);
+    # empty = off. Pings say only the run id and the exit code.
+    ping_url: str = ""
+    # Log lines in run.log and on stderr: "text" (for people) or "json" (one event per line,
+    # with the run id, for a log collector).
+    log_format: str = "text"
     # [columns.citizens] / [columns.episodes]: canonical name -> name in the export.
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -82,7 +103,7 @@ class Config:
         they change how fast a run is, never what it finds, so two runs that differ only in
         them carry the same hash."""
         settings = dataclasses.asdict(self)
-        for key in RESOURCE_KEYS:
+        for key in (*RESOURCE_KEYS, *OPERATION_KEYS):
             del settings[key]
         return json.dumps(settings, default=str, sort_keys=True)
 
@@ -164,7 +185,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     raise AssertionError(f"no type rule for config key {key}")  # pragma: no cover
 
 
-_CHOICES = {"scope": ("m3", "all"), "lang": LANGS}
+_CHOICES = {"scope": ("m3", "all"), "lang": LANGS, "log_format": ("text", "json")}
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -106,6 +106,10 @@ MODELS: tuple[Model, ...] = (
             "marts__citizens__consistent_measures",
         ),
     ),
+    # movement, definitions §8 (docs/definitions-movement.md): views, computed when asked
+    # for (`m3-profiles movement`), nothing in a run reads them
+    Model("marts.cohort_status", "segment", view=True),
+    Model("marts.m3_spells", "segment", view=True),
     # report: the citizens are scanned once, into the profile groups; every table is counted
     # from their few hundred rows. profile_distribution has no model of its own: its one
     # column is the total column of every table.

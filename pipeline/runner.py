@@ -49,7 +49,7 @@ from typing import Any
 import duckdb
 
 import pipeline
-from pipeline import chart_workers, privacy, warehouse
+from pipeline import chart_workers, history, operations, privacy, warehouse
 from pipeline.config import Config
 from pipeline.errors import (
     EnvironmentFault,
@@ -74,6 +74,7 @@ _RUN_ID = r"\d{8}T\d{6}-[0-9a-f]{8}"
 RUN_FILES = frozenset({
     MARKER, "run.log", "run.json", "quarantine.csv", "citizens.parquet", "tables",
     "tables.xlsx", "report.html", "charts", DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp",
+    history.NIGHT_FILE,
     # issue 17: the re-review worklist, internal, at the folder's root
     "worklist.xlsx", "worklist.csv",
 })  # fmt: skip
@@ -150,6 +151,8 @@ def _stage_segment(
     st.segment = segment_mod.segment(con, st.cfg, st.rules)
     step("writing citizens.parquet")
     segment_mod.export_citizens(con, st.workdir / "citizens.parquet")
+    # this night's conclusions, added to the history once the output is in place (_commit)
+    history.write_night(con, st.cfg, st.run_id, st.rules.sha256, st.workdir / history.NIGHT_FILE)
 
 
 def _preload_report() -> None:
@@ -690,6 +693,7 @@ FAULT_POINTS = (
     "swap-renamed-away",  # two-rename swap only (M3_SWAP=rename): --out renamed away
     "swap-exchanged",  # the new output is in place; the previous one not yet removed
     "swap-database",  # outside warehouse only: the folder swapped, the warehouse not yet
+    "history",  # the new output in place; its night not yet added to the history
     "done",  # the previous output removed; the run about to return
 )
 _STEP_POINTS = {  # the stages' progress messages that are fault points
@@ -840,6 +844,12 @@ class _RunLog(logging.FileHandler):
         pass
 
 
+def _formatter(cfg: Config, run_id: str) -> logging.Formatter:
+    if cfg.log_format == "json":
+        return operations.JsonLines()
+    return logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+
+
 def run_stages(
     stages: Sequence[str],
     out_dir: Path,
@@ -879,8 +889,13 @@ def run_stages(
     if cfg.pseudonym_key_file:
         keep.append(Path(cfg.pseudonym_key_file))
     check_paths(out_dir, db_path, input_dir, keep)
+    if "segment" in stages:
+        history.check(history.folder(cfg, out_dir))
     run_id = _new_run_id()
-    with _Signals() as signals:
+    tag = operations.RunId(run_id)
+    log.addFilter(tag)
+    with _Signals() as signals, contextlib.ExitStack() as cleanup:
+        cleanup.callback(log.removeFilter, tag)
         try:
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             locks = [out_dir.with_name(f".{out_dir.name}.lock")]
@@ -892,6 +907,9 @@ def run_stages(
                       "started": dt.datetime.now().isoformat(timespec="seconds")}
             with warehouse.locked(locks, holder):
                 recovered = recover(out_dir, db_path)
+                if history.append(history.folder(cfg, out_dir), out_dir / history.NIGHT_FILE):
+                    # the last run was stopped between its swap and its history
+                    recovered.append("added the previous run's night to the history")
                 check_paths(out_dir, db_path, input_dir, keep)  # as the lock found it
                 return _run_locked(
                     tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, rules,
@@ -975,7 +993,7 @@ def _run_locked(
             # a stage run alone continues the log of the runs that built its warehouse
             shutil.copyfile(out_dir / "run.log", workdir / "run.log")
         handler = _RunLog(workdir / "run.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(_formatter(cfg, run_id))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.info("run %s (pid %d) into %s", run_id, os.getpid(), out_dir)
@@ -1067,6 +1085,12 @@ def _commit(
         problem = environment_fault(e, str(db_path)) or EnvironmentFault(f"{db_path}: {e}")
         log.error("the new output is in place, but its warehouse is not: %s (the next run "
                   "finishes the swap)", problem)
+    _fault("history")
+    try:
+        if history.append(history.folder(st.cfg, out_dir), out_dir / history.NIGHT_FILE):
+            log.info("night %s added to the history", st.cfg.reference_date)
+    except OSError as e:
+        log.warning("could not add this night to the history (%s): the next run adds it", e)
     if replaced is not None:
         try:
             _remove(replaced)
@@ -1088,6 +1112,7 @@ def _close_log(handler: logging.Handler | None) -> None:
     if handler is not None:
         log.removeHandler(handler)
         handler.close()
+
 
 
 def _fail(

@@ -112,6 +112,8 @@ def model_params(cfg: Config, rules: Rules) -> dict[str, Any]:
         "age_band_codes": list(age_band_codes(cfg.age_bands)),
         "m3_band_days": list(cfg.m3_band_days),
         "complex_case_departments": cfg.complex_case_departments,
+        "cohort_months": cfg.cohort_months,
+        "survival_window_days": cfg.survival_window_days,
         "rules_version": rules.version,
         "rules_sha256": rules.sha256,
         # what the page and a later report's manifest name: never a path whose folders may

@@ -53,10 +53,10 @@ EXIT = {"KILL": 128 + signal.SIGKILL, "KILL@group": -signal.SIGKILL,
 # the points an `ingest` alone passes (the fast tests run ingest; the sweep runs `run`)
 INGEST_POINTS = ("start", "stage-ingest", "ingest-read", "ingest-validate", "ingest-query",
                  "stages-done", "swap-synced", "swap-renamed-away", "swap-exchanged",
-                 "swap-database", "done")
+                 "swap-database", "history", "done")
 # a signal at these points is honoured once the new output is in place (from the first
 # rename of a swap, no signal stops it half-way)
-PUBLISHED = ("swap-renamed-away", "swap-exchanged", "swap-database", "done")
+PUBLISHED = ("swap-renamed-away", "swap-exchanged", "swap-database", "history", "done")
 STRAY = re.compile(r"^\..*\.(tmp|old)-")
 
 
@@ -253,7 +253,7 @@ def kill_case(setup: Setup, root: Path, point: str, sig: str) -> KillOutcome:
     if left:
         problems.append(f"stray folders after the next run: {left}")
     extra = sorted({p.name for p in root.iterdir()} - {"out", "out.failed", ".out.lock", "db",
-                                                          "config.toml"})
+                                                          "config.toml", "out.history"})
     if extra:
         problems.append(f"beside --out after the next run: {extra}")
     return KillOutcome(point, sig, stopped.returncode, after, after_probe, recovered,
