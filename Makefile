@@ -30,7 +30,7 @@ demo: $(STAMP) ## write demo data into data/raw/ (CITIZENS=10000 SEED=42)
 	$(BIN)/m3-profiles demo --out data/raw --citizens $(CITIZENS) --seed $(SEED)
 
 .PHONY: report
-report: $(STAMP) ## run the pipeline on INPUT (default data/raw, demo data if empty) into data/out/
+report: $(STAMP) ## run the pipeline on INPUT (default data/raw, demo data if empty) into data/out/ (publishable: data/out/publish/)
 	@if [ "$(INPUT)" = "data/raw" ] && [ -z "$$(ls -A data/raw | grep -v '^.gitkeep$$')" ]; then \
 		$(BIN)/m3-profiles demo --out data/raw --citizens $(CITIZENS) --seed $(SEED); fi
 	$(BIN)/m3-profiles run --input $(INPUT) --out $(OUT)

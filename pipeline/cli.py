@@ -208,15 +208,25 @@ def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
 
 
 def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
-    if st.ingest is not None:
-        _print_counts(st.ingest)
     lines: list[str] = []
-    if st.segment is not None:
-        # with a report, the headline is the published one (the page's numbers), not the
-        # unsuppressed shares segment computed
-        lines += st.segment.summary_lines(shares=st.report is None)
     if st.report is not None:
+        # a run that made a report prints only what it publishes (a terminal's output is
+        # copied into e-mails): no count of the export, no unsuppressed share. Those are in
+        # run.json and run.log
+        if "ingest" in st.stages:
+            lines.append("Ingest: the export's row counts and quarantine reasons are internal:"
+                         " run.json, run.log, quarantine.csv.")
+        if st.segment is not None:
+            lines += st.segment.summary_lines(internal=False)
         lines += st.report.summary_lines()
+    else:
+        # a stage on its own prints what it computed, unsuppressed and labelled internal
+        if st.ingest is not None:
+            console.print("INTERNAL, not for publication (counts of the export):",
+                          highlight=False)
+            _print_counts(st.ingest)
+        if st.segment is not None:
+            lines += st.segment.summary_lines(internal=True)
     for line in lines:
         # soft_wrap: a line is never broken inside a figure, on a terminal or in a log
         console.print(line, highlight=False, soft_wrap=True)

@@ -37,10 +37,11 @@ class RunInfo:
     config_sha256: str
     run_id: str | None
     # (file name, sha256): names only, never a path of the machine that ran it (the page is
-    # published), and masked: `privacy.shown_name`
+    # published), and masked: `privacy.shown_name`. No count of the export (rows read,
+    # loaded, quarantined; episodes ignored): the page is published, and a count outside
+    # the suppressed release bounds its hidden numbers (issue 13: "unreviewed <= loaded -
+    # with a profile"). Those stay in run.json and run.log
     input_files: tuple[tuple[str, str | None], ...]
-    rows: Mapping[str, tuple[int, int, int]]  # table -> (read, loaded, quarantined)
-    episodes_after_reference: int | None
 
 
 def _template() -> jinja2.Template:
@@ -238,12 +239,7 @@ def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tu
     rows = provenance(lb, info, cfg)
     for name, sha in info.input_files:
         rows.append((lb.text("input_file"), name + (f", SHA-256 {sha}" if sha else "")))
-    for table, (read, loaded, quarantined) in info.rows.items():
-        rows.append((f"{lb.text('rows_read')}: {lb.text(table)}",
-                     f"{lb.n(read)} ({lb.text('rows_loaded')} {lb.n(loaded)}, "
-                     f"{lb.text('rows_quarantined')} {lb.n(quarantined)})"))
-    if info.episodes_after_reference is not None:
-        rows.append((lb.text("episodes_after"), lb.n(info.episodes_after_reference)))
+    # the headline's numbers as published (suppressed with the tables)
     scope = lb.text("in_scope" if cfg.scope == "m3" else "in_scope_all")
     rows.append((scope, f"{lb.n(head.in_scope)} ({lb.text('profiled')} "
                         f"{lb.n(head.profiled.n)}; {lb.text('unreviewed')} "

@@ -344,13 +344,18 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
     if age_linked:
         ref_year = cfg.reference_date.year
         ints["birth_year"].update(ref_year - edge for edge in cfg.age_bands)
-    counts = _class_counts(con, linked, age_linked)
+    # a rule on departments_involved makes the headline's complex cases a sum of rule
+    # classes: "complex" (definitions §5) is then part of the class
+    complex_linked = "departments_involved" in ints
+    if complex_linked:
+        ints["departments_involved"].add(cfg.complex_case_departments)
+    counts = _class_counts(con, linked, age_linked, complex_linked)
     grid = 2 ** len(tested | set(linked))
     for values in ints.values():
         grid *= 3 * len(values) + 1
     if grid <= _MAX_GRID:
         classes = _rule_classes(con, cfg, rules, sorted(tested | set(linked)), ints, linked,
-                                age_linked)
+                                age_linked, complex_linked)
     else:
         classes = []
     if not classes or len(classes) > _MAX_CLASSES:
@@ -358,7 +363,8 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
         # class the rules can make. The attacker then also "knows" the empty classes are
         # empty: stronger than the real one, so a pattern safe against it is safe
         classes = sorted(counts)
-    dims = ["profile", "base_profile", *linked, *(["age_band"] if age_linked else [])]
+    dims = ["profile", "base_profile", *linked, *(["complex"] if complex_linked else []),
+            *(["age_band"] if age_linked else [])]
     unknown = set(counts) - set(classes)
     if unknown:
         raise ReportError(f"citizens in classes the rules cannot make: {sorted(unknown)[:3]}")
@@ -412,12 +418,17 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
                 for f in b.flags:
                     at_most.append({(t.id, r, f): 1, any_tick: -1})
                 at_most.append({any_tick: 1, **{(t.id, r, f): -1 for f in b.flags}})
-    return Relations(unpublished, tuple(equal), tuple(at_most))
+    complex_classes = None
+    if complex_linked:
+        pos = dims.index("complex")
+        complex_classes = [name[k] for k in classes if k[pos]]
+    return headline_relations(con, tables, Relations(unpublished, tuple(equal), tuple(at_most)),
+                              complex_classes)
 
 
 def _rule_classes(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
                   flags: Sequence[str], ints: Mapping[str, set[int]], linked: Sequence[str],
-                  age_linked: bool) -> list[tuple]:
+                  age_linked: bool, complex_linked: bool = False) -> list[tuple]:
     """Every rule class the rules can make: the rules' own SQL (as segment runs it) over
     every combination of the flags they test and of the regions of their integer columns
     (below, at and above each number compared with; missing)."""
@@ -438,17 +449,22 @@ def _rule_classes(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
                   ($age_band_codes::varchar[])[1 + len(list_filter($age_bands::integer[],
                   lambda b: b <= $reference_year - "birth_year"))] end""")
     linked_cols = "".join(f', "{f}"' for f in linked)
+    if complex_linked:  # definitions §5, as marts.citizens computes it
+        params["complex_case_departments"] = cfg.complex_case_departments
+        linked_cols += ', coalesce("departments_involved" >= $complex_case_departments, false)'
     sql = (f"select distinct {rules.rule_sql()}, {rules.base_profile_sql()}{linked_cols}{age}"
            f" from {grid}")
     return sorted(tuple(r) for r in con.execute(sql, params).fetchall())
 
 
 def _class_counts(con: duckdb.DuckDBPyConnection, linked: Sequence[str],
-                  age_linked: bool) -> dict[tuple, int]:
+                  age_linked: bool, complex_linked: bool = False) -> dict[tuple, int]:
     """The tabulated citizens per rule class. Without a flag in the class the profile groups
     hold the counts; with one, the case reviews are read again (one scan)."""
     age = ", coalesce(age_band, 'unknown')" if age_linked else ""
-    if not linked:
+    if complex_linked:  # marts.citizens.complex_case, in the class before the age band
+        age = ", complex_case" + age
+    if not linked and not complex_linked:
         rows = con.execute(f"select profile, base_profile{age}, sum(n)::bigint"
                            " from marts.profile_groups group by all").fetchall()
     else:
@@ -458,6 +474,53 @@ def _class_counts(con: duckdb.DuckDBPyConnection, linked: Sequence[str],
             " from marts.citizens join staging.citizens as reviews using (citizen_id)"
             " where tabulated group by all").fetchall()
     return {tuple(r[:-1]): int(r[-1]) for r in rows}
+
+
+# The headline (definitions §5) shows numbers no table prints: the citizens in scope, the
+# unreviewed, the complex cases (and so, beside the grand total, the others), and more than
+# one year in M3 (two column totals added). §6: the attacker sees every number the release
+# shows, so they are numbers of the release, in the one pattern and the one audit, tied to
+# the tables by what the definitions say: in scope = with a profile (the grand total) +
+# unreviewed; complex + not complex = the grand total; more than one year = the
+# `1_to_2y` + `2y_plus` column totals of m3_duration; under rules that test
+# departments_involved, the complex cases are a sum of rule classes (`relations`).
+HEADLINE = "headline"
+_IN_SCOPE, _UNREVIEWED = (HEADLINE, "in_scope", TOTAL), (HEADLINE, "unreviewed", TOTAL)
+_COMPLEX, _NOT_COMPLEX = (HEADLINE, "complex_case", TOTAL), (HEADLINE, "not_complex_case", TOTAL)
+_M3_OVER_1Y = (HEADLINE, "m3_over_1y", TOTAL)
+_M3_OVER_1Y_BANDS = ("1_to_2y", "2y_plus")
+
+
+def headline_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
+                       known: Relations | None = None,
+                       complex_classes: Sequence[str] | None = None) -> Relations:
+    """`known` with the headline's numbers as numbers of the release (see above).
+    `complex_classes`: the unpublished rule classes whose citizens are complex cases, when
+    the rules test departments_involved (else the complex cases are free of the tables)."""
+    known = known or Relations()
+    by_id = {t.id: t for t in tables}
+    dist = by_id["profile_distribution"]
+    grand = (dist.id, TOTAL, TOTAL)
+    tabulated = int(dist.counts[-1, -1])
+    # fetchall: a pending result would keep the connection from registering the model
+    ((in_scope, unreviewed, complex_n),) = warehouse.query(con, "headline_counts").fetchall()
+    cells = {_IN_SCOPE: in_scope, _UNREVIEWED: unreviewed, _COMPLEX: complex_n,
+             _NOT_COMPLEX: tabulated - complex_n}
+    unpublished = dict(known.unpublished)
+    scope: dict = {_IN_SCOPE: 1, _UNREVIEWED: -1, grand: -1}
+    if in_scope != tabulated + unreviewed:  # in scope, reviewed, without a profile
+        unpublished["in scope without a profile"] = in_scope - tabulated - unreviewed
+        scope["in scope without a profile"] = -1
+    equal = [scope, {_COMPLEX: 1, _NOT_COMPLEX: 1, grand: -1}]
+    if complex_classes is not None:
+        equal.append({_COMPLEX: 1, **dict.fromkeys(complex_classes, -1)})
+    m3 = by_id.get("m3_duration")
+    if m3 is not None:
+        parts = [(m3.id, TOTAL, c) for c in _M3_OVER_1Y_BANDS if c in m3.cols]
+        cells[_M3_OVER_1Y] = sum(int(m3.counts[-1, m3.cols.index(c[2])]) for c in parts)
+        equal.append({_M3_OVER_1Y: 1, **dict.fromkeys(parts, -1)})
+    return Relations(unpublished, (*known.equal, *equal), known.at_most,
+                     {**known.cells, **cells})
 
 
 def published(con: duckdb.DuckDBPyConnection) -> tuple[PublishedTable, ...]:
@@ -481,46 +544,36 @@ def _ratio(n: int | None, d: Cell) -> float | None:
 def headline(
     con: duckdb.DuckDBPyConnection, tables: Sequence[PublishedTable], cfg: Config
 ) -> Headline:
-    """The headline figures (definitions §5) from the published tables.
-
-    "More than one year in M3" adds two published column totals, so it is shown only when
-    both are. The complex-case count is in no table: it is shown only when it and its
-    complement (citizens with a profile minus it) are each zero or at least `min_cell`, the
-    rule the suppression would apply to a two-cell row (§6). The unreviewed count follows the
-    same rule, and the count in scope (tabulated + unreviewed) is shown only when both of its
-    parts are."""
+    """The headline figures (definitions §5), as the release publishes them: the counts no
+    table prints are numbers of the release (`headline_relations`), hidden where
+    marts.suppressed_cells hides them, in the one pattern with the tables (§6); the rest
+    are the tables' published cells. A share is shown when its count and the grand total
+    are."""
     by_id = {t.id: t for t in tables}
-    dist, m3, course = by_id["profile_distribution"], by_id["m3_duration"], by_id["course_history"]
+    dist, course = by_id["profile_distribution"], by_id["course_history"]
     grand = dist.cell(TOTAL, TOTAL)
     in_scope, unreviewed, complex_n = warehouse.query(con, "headline_counts").fetchone()
+    (over_n,) = con.execute(
+        "select coalesce(sum(n), 0)::bigint from marts.table_cells"
+        " where table_id = 'm3_duration' and \"row\" = $total and list_contains($cols, col)",
+        {"total": TOTAL, "cols": list(_M3_OVER_1Y_BANDS)}).fetchone()
+    hidden = {(r, c) for r, c in con.execute(
+        'select "row", col from marts.suppressed_cells where table_id = $t',
+        {"t": HEADLINE}).fetchall()}
 
-    over = [m3.cell(TOTAL, c) for c in ("1_to_2y", "2y_plus")]
-    over_n = None if any(c.n is None for c in over) else sum(c.n for c in over)
-    m3_over_1y = Cell(over_n, _ratio(over_n, grand), over_n is None,
-                      over_n is None or grand.hidden)
+    def shown(key: tuple[str, str, str], n: int) -> int | None:
+        return None if key[1:] in hidden else n
 
-    long_cell = course.cell(TOTAL, "long_continuous")
+    def share_cell(key: tuple[str, str, str], n: int) -> Cell:
+        value = shown(key, n)
+        return Cell(value, _ratio(value, grand), value is None, value is None or grand.hidden)
 
-    def small(k: int) -> bool:
-        return cfg.min_cell > 1 and 1 <= k < cfg.min_cell
-
-    complex_shown = grand.n is not None and not small(complex_n) and not small(grand.n - complex_n)
-    complex_case = Cell(
-        complex_n if complex_shown else None,
-        _ratio(complex_n if complex_shown else None, grand),
-        not complex_shown,
-        not complex_shown,
-    )
-    # in scope = with a profile + unreviewed: a two-cell row whose first cell is the grand
-    # total of the tables; a small unreviewed count hides itself and the row total
-    unreviewed_shown = not small(unreviewed)
-    in_scope_shown = unreviewed_shown and grand.n is not None
     return Headline(
-        in_scope=in_scope if in_scope_shown else None,
-        unreviewed=unreviewed if unreviewed_shown else None,
+        in_scope=shown(_IN_SCOPE, in_scope),
+        unreviewed=shown(_UNREVIEWED, unreviewed),
         profiled=grand,
         profile_shares={r: dist.cell(r, TOTAL) for r in dist.rows},
-        m3_over_1y=m3_over_1y,
-        long_continuous=long_cell,
-        complex_case=complex_case,
+        m3_over_1y=share_cell(_M3_OVER_1Y, over_n),
+        long_continuous=course.cell(TOTAL, "long_continuous"),
+        complex_case=share_cell(_COMPLEX, complex_n),
     )

@@ -3,13 +3,16 @@ page (definitions §5-§6; interface, *Where things go*).
 
 Reads `marts.citizens` and `marts.profiles` (segment's output), the rules file (profile labels
 and depth order), `pipeline/labels.toml` (every other label, Danish and English) and the ingest
-layers (data counts). Writes, in one transaction, the table marts of `pipeline.tables`
-(`marts.suppressed_cells` keeps why a cell is hidden: internal), then into the output folder
-`tables/<id>.csv`, `tables.xlsx`, `charts/<id>.png` and `report.html`. The files are made in a
-temporary folder inside the output folder and moved into place only when everything succeeded
-and the warehouse is committed, so a failing report leaves no partial files. Everything after
-the SQL works on the small published tables; it never sees a citizen. Knows nothing of terminals
-or exit codes.
+layers (the input files' names). Writes, in one transaction, the table marts of
+`pipeline.tables` (`marts.suppressed_cells` keeps why a cell is hidden: internal), then the
+publish folder `publish/` of the output folder: `tables/<id>.csv`, `tables.xlsx`,
+`charts/<id>.png` and `report.html`, and nothing else: every number in it is a number of the
+suppressed release (the internal files — the warehouse, citizens.parquet, run.json,
+quarantine.csv, run.log — stay at the output folder's root, outside it). The folder is made
+as a temporary folder inside the output folder and renamed into place only when everything
+succeeded and the warehouse is committed, so a failing report leaves no partial files.
+Everything after the SQL works on the small published tables; it never sees a citizen. Knows
+nothing of terminals or exit codes.
 
 The files themselves are made by `pipeline.workbook` (the CSVs and the spreadsheet),
 `pipeline.charts` and `pipeline.page`, in the words of `pipeline.labels`; this module counts,
@@ -37,6 +40,7 @@ from pipeline.labels import HIDDEN, Labels
 from pipeline.page import RunInfo
 from pipeline.release import Profiles, Release, publish
 from pipeline.rules import Rules, RulesError
+from pipeline.suppression import TOTAL
 from pipeline.vocabulary import age_band_codes
 from pipeline.worklist import (
     Catalogue,
@@ -47,8 +51,10 @@ from pipeline.worklist import (
 )
 from pipeline.worklist import write_files as write_worklist
 
-# interface: what the report stage puts in the output folder; the worklist (issue 17) is
-# internal, at the folder's root, never among the published files
+# interface: what may be published, in a folder of its own inside the output folder, which
+# can be sent on as it is
+PUBLISH = "publish"
+# the worklist (issue 17) is internal: at the output folder's root, never in publish/
 OUTPUTS: tuple[str, ...] = ("tables", "tables.xlsx", "charts", "report.html")
 WORKLIST_OUTPUTS: tuple[str, ...] = ("worklist.xlsx", "worklist.csv")
 
@@ -66,12 +72,15 @@ class ReportResult:
     cells: int
     hidden_primary: int
     hidden_secondary: int
-    # paths written, relative to the output folder
+    # paths written, relative to the output folder (all in publish/)
     files: tuple[str, ...]
     # the rule set the release describes (what segment stored): file, version, sha256
     rules: Mapping[str, str]
     # the headline figures as the page publishes them (hidden ones as `c`), for the terminal
     headline: str
+    # the profile totals as published (hidden ones as `c`), in the page's order, for the
+    # terminal
+    profile_totals: str = ""
     # issue 17: the worklist and catalogue files used (file, version, sha256), the citizens
     # the worklist lists (internal)
     worklist: Mapping[str, str] | None = None
@@ -83,15 +92,18 @@ class ReportResult:
         return self.hidden_primary + self.hidden_secondary
 
     def summary_lines(self) -> list[str]:
-        """Plain lines for the run summary (no personal data: counts of cells)."""
+        """Plain lines for the run summary: only numbers the release publishes (the terminal's
+        output is copied into e-mails too). The unsuppressed count of citizens and how many
+        hidden cells are small (if all were, every hidden cell would be proven small) stay
+        in run.json."""
         return [
-            f"Report: {len(self.tables)} tables of {self.tabulated:,} citizens with a profile,"
-            f" {self.cells:,} cells, {self.hidden:,} hidden as '{HIDDEN}' (min_cell"
-            f" {self.min_cell}: {self.hidden_primary:,} small, {self.hidden_secondary:,} to"
-            " protect them).",
+            f"Report: {len(self.tables)} tables, {self.cells:,} cells, {self.hidden:,} hidden"
+            f" as '{HIDDEN}' (min_cell {self.min_cell}).",
+            self.profile_totals,
             self.headline,
-            f"Wrote {', '.join(OUTPUTS)} ({self.lang}); internal: {', '.join(WORKLIST_OUTPUTS)}"
-            f" ({self.listed:,} citizens listed for re-review).",
+            f"Wrote {PUBLISH}/: {', '.join(OUTPUTS)} ({self.lang}): what may be published."
+            " Every other file of the output folder is internal, among them"
+            f" {', '.join(WORKLIST_OUTPUTS)} ({self.listed:,} citizens listed for re-review).",
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -148,6 +160,8 @@ def report(
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".report-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    internal = out_dir / f"{tmp.name}-internal"  # the worklist's, named as a run's leftover
+    internal.mkdir()
     try:
         # the files are written inside the transaction: a failure writing them rolls the
         # release's marts back too
@@ -161,11 +175,17 @@ def report(
             files = _write_outputs(tmp, rel, info, labels, cfg,
                                    (worklist, counts, listed), catalogue)
             step("report: writing the internal worklist (worklist.xlsx, worklist.csv)")
-            write_worklist(tmp, con, worklist, labels, cfg)
+            write_worklist(internal, con, worklist, labels, cfg)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(internal, ignore_errors=True)
         raise
     _move_into_place(tmp, out_dir)
+    # the worklist beside the warehouse, never in publish/
+    for name in WORKLIST_OUTPUTS:
+        os.replace(internal / name, out_dir / name)
+    internal.rmdir()
+    files = (*(f"{PUBLISH}/{f}" for f in files), *WORKLIST_OUTPUTS)
     return ReportResult(
         reference_date=cfg.reference_date,
         lang=cfg.lang,
@@ -175,16 +195,27 @@ def report(
         cells=rel.cells,
         hidden_primary=rel.hidden_primary,
         hidden_secondary=rel.hidden_secondary,
-        files=(*files, *WORKLIST_OUTPUTS),
+        files=files,
         rules={"file": rel.profiles.source, "version": rel.profiles.version,
                "sha256": rel.profiles.sha256},
         headline=headline_line(rel),
+        profile_totals=profile_totals_line(rel),
         worklist={"file": privacy.mask_name(worklist.source), "version": worklist.version,
                   "sha256": worklist.sha256},
         catalogue={"file": privacy.mask_name(catalogue.source), "version": catalogue.version,
                    "sha256": catalogue.sha256},
         listed=listed,
     )
+
+
+def profile_totals_line(rel: Release) -> str:
+    """The profile totals as the release publishes them, in one line for the terminal."""
+    lb = Labels("en", rel.profiles)
+    dist = next(t for t in rel.tables if t.id == "profile_distribution")
+    return (f"Citizens with a profile, as published ({HIDDEN} = hidden):"
+            f" {lb.n(dist.cell(TOTAL, TOTAL).n)}: "
+            + ", ".join(f"{code} {lb.n(dist.cell(code, TOTAL).n)}" for code in rel.profiles.order
+                        if code in dist.rows) + ".")
 
 
 def headline_line(rel: Release) -> str:
@@ -230,17 +261,20 @@ def _check_warehouse(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules |
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Replace each output of an earlier report by the new one (a rename each)."""
-    for name in (*OUTPUTS, *WORKLIST_OUTPUTS):
-        target = out_dir / name
-        if target.is_dir():
-            old = out_dir / f".{name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, old)
-            shutil.rmtree(old)
-        elif target.exists():
-            target.unlink()
-        os.replace(tmp / name, target)
-    tmp.rmdir()
+    """Make `tmp` the publish folder (one rename), replacing an earlier report's; remove
+    the published files an output folder of the layout before publish/ held at its root."""
+    target = out_dir / PUBLISH
+    if target.exists():
+        old = out_dir / f".{PUBLISH}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+        shutil.rmtree(old)
+    os.replace(tmp, target)
+    for name in OUTPUTS:
+        legacy = out_dir / name
+        if legacy.is_dir() and not legacy.is_symlink():
+            shutil.rmtree(legacy)
+        elif legacy.exists() or legacy.is_symlink():
+            legacy.unlink()
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,8 +283,9 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
 
 def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
               manifest: Mapping[str, Any] | None) -> RunInfo:
-    """What the run was made of, from what the stages recorded: the input files and their
-    rows (`meta`, written by ingest), the rule set (`marts.profiles`), the run id.
+    """What the run was made of, from what the stages recorded: the input files (`meta`,
+    written by ingest), the rule set (`marts.profiles`), the run id. No count of the export:
+    the page is published (see `RunInfo`).
 
     The page is published: it names files, never a path of the machine (the input folder's
     or the rules file's, whose folder names may hold a CPR number), masked
@@ -258,11 +293,6 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
     ingested = IngestResult.from_warehouse(con)
     files = tuple((privacy.shown_name(f.path), f.sha256) for f in ingested.files) if (
         ingested) else ()
-    rows = {t: (c.read, c.loaded, c.quarantined) for t, c in ingested.counts.items()} if (
-        ingested) else {}
-    (after,) = con.execute(
-        "select count(*) from staging.episodes where start_date > $d", {"d": cfg.reference_date}
-    ).fetchone()
     return RunInfo(
         reference_date=cfg.reference_date,
         rules_version=profiles.version,
@@ -271,8 +301,6 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
         config_sha256=cfg.effective_sha256(),
         run_id=(manifest or {}).get("run_id"),
         input_files=files,
-        rows=rows,
-        episodes_after_reference=after,
     )
 
 

@@ -9,7 +9,10 @@ holder named in the lock file), puts right what a killed run left beside `--out`
 folder, the previous output renamed away in a swap), works in `.<out>.tmp-<run id>/` (a
 fresh folder when the run starts with ingest, else a copy of the current output) and swaps
 it into place with one `renameat2(RENAME_EXCHANGE)` (two renames where the platform has
-none) only when every stage succeeded, after fsyncing it. A failed run's folder becomes
+none) only when every stage succeeded, after fsyncing it. In the output folder, `publish/`
+(the report stage's) holds what may be published; everything else at its root is internal
+(`RUN_FILES`; the layout before `publish/`, with the published files at the root, is still
+recognised as a run's). A failed run's folder becomes
 `<out>.failed/` with its quarantine, log and manifest; a run stopped by SIGTERM / SIGINT or
 by its environment (disk full, permission denied, out of memory) keeps only the log and
 the manifest there. Knows nothing of terminals or exit codes: it raises the library's named
@@ -69,12 +72,16 @@ DB_NAME = "warehouse.duckdb"
 # may replace it as a whole
 MARKER = ".m3-profiles-output"
 _RUN_ID = r"\d{8}T\d{6}-[0-9a-f]{8}"
+# the publish folder (pipeline.report.PUBLISH): what may be published, and nothing else;
+# the rest of the output folder is internal
+PUBLISH = "publish"
+# what the report stage wrote at the output folder's root before there was a publish folder
+LEGACY_PUBLISHED = frozenset({"tables", "tables.xlsx", "report.html", "charts"})
 # what a run writes into its folder: a leftover or failed folder holding nothing else is a
-# run's (also one from before the marker)
+# run's (also one from before the marker, or from before the publish folder)
 RUN_FILES = frozenset({
-    MARKER, "run.log", "run.json", "quarantine.csv", "citizens.parquet", "tables",
-    "tables.xlsx", "report.html", "charts", DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp",
-    history.NIGHT_FILE,
+    MARKER, "run.log", "run.json", "quarantine.csv", "citizens.parquet", PUBLISH,
+    DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", history.NIGHT_FILE, *LEGACY_PUBLISHED,
     # issue 17: the re-review worklist, internal, at the folder's root
     "worklist.xlsx", "worklist.csv",
 })  # fmt: skip
@@ -287,7 +294,8 @@ def _is_runs(folder: Path) -> bool:
         names = {p.name for p in folder.iterdir()}
     except OSError:
         return False
-    return all(n in RUN_FILES or n.startswith(".report-") for n in names)
+    # the report stage's work folder, and the publish folder it renames away to replace it
+    return all(n in RUN_FILES or n.startswith((".report-", f".{PUBLISH}.old-")) for n in names)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -1001,8 +1009,20 @@ def _run_locked(
             log.warning(line)
             step(line)
         if stages[0] != "ingest" and out_dir.exists():
-            shutil.copytree(out_dir, workdir, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("run.log", MARKER))
+            legacy = sorted(n for n in LEGACY_PUBLISHED if (out_dir / n).exists())
+            if legacy:
+                # an output from before the publish folder: its published files are not
+                # carried over (a report writes publish/; segment alone makes them stale)
+                log.info("the previous output has its published files at its root (%s), the "
+                         "layout before %s/: not carried over", ", ".join(legacy), PUBLISH)
+
+            def carried(folder: str, names: list[str]) -> set[str]:
+                skip = {"run.log", MARKER}
+                if Path(folder) == out_dir:
+                    skip |= LEGACY_PUBLISHED
+                return skip & set(names)
+
+            shutil.copytree(out_dir, workdir, dirs_exist_ok=True, ignore=carried)
         if external and stages[0] != "ingest":
             shutil.copyfile(db_path, work_db)
         _fault("start")

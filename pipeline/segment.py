@@ -59,32 +59,33 @@ class SegmentResult:
         """In-scope citizens without a trustworthy profile (counted apart in the headline)."""
         return self.by_profile_source["unreviewed"]
 
-    def summary_lines(self, shares: bool = True) -> list[str]:
-        """The run summary's lines (definitions §5 headline figures, plain text). `shares`:
-        with the headline shares (internal, unsuppressed); a run that made a report prints
-        the published ones instead (`ReportResult.summary_lines`)."""
+    def summary_lines(self, internal: bool = True) -> list[str]:
+        """The run summary's lines (plain text). `internal`: with the counts and the headline
+        shares segment computed, unsuppressed, labelled internal (segment run on its own);
+        a run that made a report prints only what it publishes (`ReportResult.summary_lines`)
+        and takes the first line alone."""
 
         def pct(share: float | None) -> str:
             return "-" if share is None else f"{100 * share:.1f}%"
 
-        lines = [
-            f"Reference date {self.reference_date.isoformat()}; rules {self.rules_version}.",
+        lines = [f"Reference date {self.reference_date.isoformat()}; rules {self.rules_version}."]
+        if not internal:
+            return lines
+        return lines + [
+            "INTERNAL, not for publication (unsuppressed counts; 'm3-profiles report' makes"
+            " the publishable figures):",
             f"Citizens: {self.citizens:,}; in scope: {self.in_scope:,}"
             f" (with a profile from the rules: {self.by_profile_source['rules']:,},"
             f" model: {self.by_profile_source['model']:,},"
             f" unreviewed: {self.unreviewed:,}).",
             f"Episodes: {self.episodes:,}; ignored, starting after the reference date:"
             f" {self.episodes_after_reference:,}.",
+            f"Of the {self.tabulated:,} in scope with a profile: "
+            + ", ".join(f"{k} {pct(v)}" for k, v in self.profile_shares.items())
+            + f"; more than one year in M3 {pct(self.share_m3_over_1y)}; continuous course"
+            f" longer than three years {pct(self.share_long_continuous)}; complex cases"
+            f" {pct(self.share_complex_case)}.",
         ]
-        if shares:
-            lines.append(
-                f"Of the {self.tabulated:,} in scope with a profile: "
-                + ", ".join(f"{k} {pct(v)}" for k, v in self.profile_shares.items())
-                + f"; more than one year in M3 {pct(self.share_m3_over_1y)}; continuous course"
-                f" longer than three years {pct(self.share_long_continuous)}; complex cases"
-                f" {pct(self.share_complex_case)}."
-            )
-        return lines
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for run.json and the report)."""

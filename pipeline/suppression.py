@@ -19,7 +19,9 @@ Method (definitions §6, "the attacker"):
   (`Relations`: e.g. profile and base-profile rows counting the same citizens, a "none"
   column as the complement of "at least one tick"): linear relations among cells and
   *unpublished* quantities (counts of joint classes of citizens), which are variables of
-  the attacker in every pattern, >= 0, never hidden or shown themselves.
+  the attacker in every pattern, >= 0, never hidden or shown themselves; and published
+  numbers outside the tables (the report's headline: `Relations.cells`), each a statistic
+  of its own, hidden or shown like a cell, tied to the tables only by the relations given.
 * Attacker: for each hidden variable, the smallest and largest whole-number value
   consistent with every shown number, every relation, and "hidden >= 1" (zeros are shown).
   It is solved as an LP (HiGHS) per connected component of the hidden cells; when the LP
@@ -134,11 +136,17 @@ class Relations:
     true values. `equal`: each a sum `coefficient * quantity` that is 0; `at_most`: each a
     sum that is <= 0. A quantity is a printed cell (table id, row, col) or an unpublished
     name. The attacker never sees an unpublished quantity; it is never hidden or shown, and
-    it may be 0 (a hidden cell is >= 1)."""
+    it may be 0 (a hidden cell is >= 1).
+
+    `cells`: published numbers outside the tables (the report's headline), keyed like a
+    cell (an id that is no table's, row, col), with their true values: each a number of its
+    own, hidden or shown like a table's cell (primary when small), with no sums of its own;
+    the relations tie it to the tables."""
 
     unpublished: Mapping[str, int] = field(default_factory=dict)
     equal: tuple[Mapping[Ref, int], ...] = ()
     at_most: tuple[Mapping[Ref, int], ...] = ()
+    cells: Mapping[CellKey, int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,8 +229,17 @@ class _Model:
                     for j in range(len(cols) - 1):
                         relation(ineqs, [grid[i, j]], grid[i, -1])
 
-        # the unpublished quantities: variables with no printed cell, always unknown
         relations = relations or Relations()
+        ids = set(ids)
+        for cell in sorted(relations.cells):
+            if cell[0] in ids:
+                raise ValueError(f"a number outside the tables is keyed {cell!r}, a table's")
+            value = relations.cells[cell]
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"{cell!r} must be a whole number >= 0")
+            var(("loose", *cell), int(value), cell, f"{cell[0]}[{cell[1]}, {cell[2]}]")
+
+        # the unpublished quantities: variables with no printed cell, always unknown
         first_aux = len(self.keys)
         for name in sorted(relations.unpublished):
             value = relations.unpublished[name]
@@ -696,6 +713,10 @@ def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.
                 v = model.cell_var[(t.id, r, c)]
                 if hide[v]:
                     out[(t.id, r, c)] = "primary" if model.primary[v] else "secondary"
+    for cell in sorted(relations.cells if relations else ()):
+        v = model.cell_var[cell]
+        if hide[v]:
+            out[cell] = "primary" if model.primary[v] else "secondary"
     return Solution(out, greedy, rounds, time.monotonic() - start)
 
 

@@ -111,8 +111,10 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
     # provenance: a workbook passed on alone still says which run, date and rules it shows
     if info is not None:
         top = 5 + len(pub)
-        for k, (what, value) in enumerate(provenance(labels, info, cfg)):
-            overview.write_string(top + k, 0, f"{what}: {value}", f_note)
+        lines = [f"{what}: {value}" for what, value in provenance(labels, info, cfg)]
+        lines.append(labels.text("generated_by", version=pipeline.__version__))
+        for k, line in enumerate(lines):
+            overview.write_string(top + k, 0, line, f_note)
 
     for number, (t, name) in enumerate(zip(pub, sheet_names, strict=True), start=1):
         ws = wb.add_worksheet(name)

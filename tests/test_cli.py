@@ -172,7 +172,7 @@ def test_the_terminal_headline_is_the_page_headline(tmp_path):
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("Headline as published"))
-    page = (tmp_path / "out" / "report.html").read_text("utf-8")
+    page = (tmp_path / "out" / "publish" / "report.html").read_text("utf-8")
     cards = re.findall(r'<div class="value">([^<]*)</div>\s*<div class="label">([^<]*)</div>',
                        page)
     bars = re.findall(r'<div class="num">([^<]*)</div>', page)

@@ -21,7 +21,7 @@ from pipeline.ingest import ingest
 from pipeline.release import Release, counted_tables, publish, relations
 from pipeline.rules import Rules, load_rules
 from pipeline.segment import segment
-from pipeline.suppression import solve
+from pipeline.suppression import Relations, solve
 from pipeline.vocabulary import FLAG_COLUMNS
 from pipeline.warehouse import connect
 
@@ -147,6 +147,49 @@ def test_custom_rules_reveal_nothing(tmp_path, make_rules):
     assert len(rules.rules) in (6, 7)
     a = attack_demo(tmp_path / "demo", 100, 2, rules_path=path)
     assert a.findings == [], "\n".join(map(str, a.findings))
+
+
+def test_the_headline_is_suppressed_with_the_tables(tmp_path):
+    """docs/disclosure.md §1: demo 60 seed 2 under the shipped rules plus a first rule
+    `departments_involved >= 3`. The headline's complex cases (17) are that profile's total.
+    Before, the headline applied its own two-cell rule outside the pattern: the grand total
+    was hidden, so the headline hid 17 while the tables showed it: a hidden number of the
+    release derived exactly. Now the headline's numbers are in the one pattern and audit."""
+    path = complex_first_rules(tmp_path)
+    con, rel, cfg, rules = demo_release(tmp_path / "demo", 60, 2, rules_path=path)
+    kn = knowledge(con, rel, cfg, rules)
+    assert kn.truth[("headline", "complex_case", "total")] == 17
+    assert attack(kn).findings == []
+    # before: the tables' pattern chosen without the headline's numbers, and the headline's
+    # own rule (a count shown when it, its complement and the grand total are)
+    tables = counted_tables(con)
+    known = relations(con, cfg, tables)
+    assert set(known.cells) == {("headline", r, "total") for r in (
+        "in_scope", "unreviewed", "complex_case", "not_complex_case", "m3_over_1y")}
+    tables_only = Relations(known.unpublished, tuple(
+        e for e in known.equal if not any(k[0] == "headline" for k in e if isinstance(k, tuple))
+    ), known.at_most)
+    before = set(solve(tables, cfg.min_cell, relations=tables_only).pattern)
+    shown = {k: None if k in before else kn.truth[k] for k in kn.shown if k[0] != "headline"}
+
+    def small(n: int) -> bool:
+        return 1 <= n < cfg.min_cell
+
+    grand = shown[("profile_distribution", "total", "total")]
+    h = {r: kn.truth[("headline", r, "total")] for r in ("in_scope", "unreviewed",
+                                                          "complex_case", "m3_over_1y")}
+    m3 = [shown[("m3_duration", "total", c)] for c in ("1_to_2y", "2y_plus")]
+    shown |= {
+        ("headline", "complex_case", "total"): None if grand is None or small(h["complex_case"])
+        or small(grand - h["complex_case"]) else h["complex_case"],
+        ("headline", "unreviewed", "total"): None if small(h["unreviewed"]) else h["unreviewed"],
+        ("headline", "in_scope", "total"): None if grand is None or small(h["unreviewed"])
+        else h["in_scope"],
+        ("headline", "m3_over_1y", "total"): None if None in m3 else h["m3_over_1y"],
+    }
+    assert grand is None
+    kn.shown = shown
+    assert ("headline", "complex_case", "total") in {f.key for f in attack(kn).findings}
 
 
 # ---------------------------------------------------------------------------------------

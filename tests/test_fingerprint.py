@@ -1,7 +1,8 @@
 """What a user sees does not change by accident: the published outputs of the demo (every
-`tables/<id>.csv`, the cell values of `tables.xlsx`, `citizens.parquet`'s rows, `report.html`
-apart from the run id and the embedded chart images; the run id in the workbook too) are compared
-with a committed fingerprint (`tests/fingerprints/<name>.json`).
+`publish/tables/<id>.csv`, the cell values of `publish/tables.xlsx`, `publish/report.html`
+apart from the run id and the embedded chart images; the run id in the workbook too) and the
+internal `citizens.parquet`'s rows are compared with a committed fingerprint
+(`tests/fingerprints/<name>.json`).
 
 A change that is meant to change the outputs updates the fingerprint in the same commit:
 
@@ -47,13 +48,13 @@ def _sha(data: bytes) -> str:
 def fingerprint(out: Path) -> dict[str, str]:
     """SHA-256 of each published output, normalised as the module docstring says."""
     prints: dict[str, str] = {}
-    for path in sorted((out / "tables").glob("*.csv")):
-        prints[f"tables/{path.name}"] = _sha(path.read_bytes())
-    book = openpyxl.load_workbook(out / "tables.xlsx", read_only=True)
+    for path in sorted((out / "publish" / "tables").glob("*.csv")):
+        prints[f"publish/tables/{path.name}"] = _sha(path.read_bytes())
+    book = openpyxl.load_workbook(out / "publish" / "tables.xlsx", read_only=True)
     for sheet in book.worksheets:
         values = [[None if v is None else RUN_ID.sub("<run id>", str(v)) for v in row]
                   for row in sheet.values]
-        prints[f"tables.xlsx[{sheet.title}]"] = _sha(json.dumps(values).encode())
+        prints[f"publish/tables.xlsx[{sheet.title}]"] = _sha(json.dumps(values).encode())
     citizens = pq.read_table(out / "citizens.parquet")
     prints["citizens.parquet"] = _sha(
         json.dumps(
@@ -62,9 +63,9 @@ def fingerprint(out: Path) -> dict[str, str]:
             default=str,
         ).encode()
     )
-    page = (out / "report.html").read_text("utf-8")
+    page = (out / "publish" / "report.html").read_text("utf-8")
     page = IMAGE.sub("data:image/png;base64,<chart>", RUN_ID.sub("<run id>", page))
-    prints["report.html"] = _sha(page.encode())
+    prints["publish/report.html"] = _sha(page.encode())
     return prints
 
 

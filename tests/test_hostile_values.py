@@ -128,7 +128,7 @@ def test_formula_values_in_quarantine_csv_are_neutralised(run: Run) -> None:
 
 
 def test_rules_labels_reach_tables_xlsx_as_text_never_formulas(run: Run) -> None:
-    book = openpyxl.load_workbook(run.out / "tables.xlsx")
+    book = openpyxl.load_workbook(run.out / "publish" / "tables.xlsx")
     cells = [c for ws in book.worksheets for row in ws.iter_rows() for c in row]
     assert [c.coordinate for c in cells if c.data_type == "f"] == []
     # a profile's row on every table's sheet; dual_diagnosis is no base profile, so not on
@@ -145,7 +145,7 @@ def test_rules_labels_reach_tables_xlsx_as_text_never_formulas(run: Run) -> None
 def test_tidy_csvs_hold_codes_and_numbers_only(run: Run) -> None:
     """No text from data reaches tables/<id>.csv: rows are profile codes (the rules file's
     codes, validated [a-z][a-z0-9_]*) or `total`, columns are catalogue or age-band codes."""
-    for path in sorted((run.out / "tables").glob("*.csv")):
+    for path in sorted((run.out / "publish" / "tables").glob("*.csv")):
         with open(path, encoding="utf-8", newline="") as f:
             rows = list(csv.reader(f))
         assert rows[0] == ["row", "col", "n", "share", "hidden"]
@@ -159,7 +159,7 @@ def test_tidy_csvs_hold_codes_and_numbers_only(run: Run) -> None:
 
 
 def test_the_page_shows_input_file_names_not_paths(run: Run) -> None:
-    page = (run.out / "report.html").read_text("utf-8")
+    page = (run.out / "publish" / "report.html").read_text("utf-8")
     assert str(run.input_dir) not in page
     assert run.input_dir.name not in page
     for name in ("citizens.csv", "episodes.csv"):
@@ -168,7 +168,7 @@ def test_the_page_shows_input_file_names_not_paths(run: Run) -> None:
 
 
 def test_no_cpr_from_a_folder_name_or_header_reaches_any_output(run: Run) -> None:
-    for name in ("report.html", "run.json", "run.log", "quarantine.csv"):
+    for name in ("publish/report.html", "run.json", "run.log", "quarantine.csv"):
         assert_no_cpr((run.out / name).read_text("utf-8"), name)
     manifest = json.loads((run.out / "run.json").read_text("utf-8"))
     masked_dir = str(run.input_dir).replace(CPR, "[CPR]")

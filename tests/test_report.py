@@ -103,7 +103,7 @@ def release(tmp_path_factory) -> Release:
     out = base / "out"
     state = run_stages(STAGES, out, CFG.resolved(), input_dir=base / "in")
     tables = {}
-    for path in sorted((out / "tables").glob("*.csv")):
+    for path in sorted((out / "publish" / "tables").glob("*.csv")):
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             assert tuple(reader.fieldnames or ()) == CSV_COLUMNS, path.name
@@ -188,7 +188,7 @@ class ReportPage(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page(release) -> ReportPage:
-    return ReportPage((release.out / "report.html").read_text(encoding="utf-8"))
+    return ReportPage((release.out / "publish" / "report.html").read_text(encoding="utf-8"))
 
 
 def html_count(text: str) -> int | None:
@@ -209,8 +209,8 @@ def test_the_release_has_small_counts_to_hide(release):
     assert manifest["stages"] == list(STAGES)
     assert set(release.csv) == set(TABLE_IDS)
     for name in OUTPUTS:
-        assert (release.out / name).exists(), name
-    assert sorted(p.name for p in (release.out / "charts").iterdir()) == sorted(
+        assert (release.out / "publish" / name).exists(), name
+    assert sorted(p.name for p in (release.out / "publish" / "charts").iterdir()) == sorted(
         f"{t}.png" for t in TABLE_IDS)
     result = release.state.report
     assert result.min_cell == MIN_CELL
@@ -253,7 +253,7 @@ def test_no_small_count_in_the_tidy_csvs(release):
 
 
 def test_no_small_count_in_the_spreadsheet(release):
-    wb = openpyxl.load_workbook(release.out / "tables.xlsx")
+    wb = openpyxl.load_workbook(release.out / "publish" / "tables.xlsx")
     numbers = 0
     for ws in wb.worksheets:
         for row in ws.iter_rows():
@@ -291,7 +291,7 @@ def test_no_small_count_in_the_report_page(release, page):
 
 
 def test_hidden_cells_are_exactly_c_in_spreadsheet_and_page(release, page):
-    wb = openpyxl.load_workbook(release.out / "tables.xlsx")
+    wb = openpyxl.load_workbook(release.out / "publish" / "tables.xlsx")
     lb = labels()
     checked = 0
     for table_id in TABLE_IDS:
@@ -312,16 +312,16 @@ def test_hidden_cells_are_exactly_c_in_spreadsheet_and_page(release, page):
 
 
 def test_no_small_count_marker_anywhere(release, page):
-    for path in sorted((release.out / "tables").glob("*.csv")):
+    for path in sorted((release.out / "publish" / "tables").glob("*.csv")):
         text = path.read_text(encoding="utf-8")
         assert not SMALL_MARKER.search(text), path.name
-    wb = openpyxl.load_workbook(release.out / "tables.xlsx")
+    wb = openpyxl.load_workbook(release.out / "publish" / "tables.xlsx")
     for ws in wb.worksheets:
         for row in ws.iter_rows():
             for cell in row:
                 if isinstance(cell.value, str):
                     assert not SMALL_MARKER.search(cell.value), (ws.title, cell.coordinate)
-    html = (release.out / "report.html").read_text(encoding="utf-8")
+    html = (release.out / "publish" / "report.html").read_text(encoding="utf-8")
     assert not SMALL_MARKER.search(html)
     assert not SMALL_MARKER.search("\n".join(page.text))
 
@@ -358,7 +358,7 @@ def test_a_share_is_shown_only_with_its_count_and_denominator(release):
 
 def test_spreadsheet_matches_the_tidy_csvs(release):
     lb = labels()
-    wb = openpyxl.load_workbook(release.out / "tables.xlsx")
+    wb = openpyxl.load_workbook(release.out / "publish" / "tables.xlsx")
     assert wb.sheetnames == [lb.text("tables")[:31]] + [
         lb.table(t, "sheet")[:31] for t in TABLE_IDS]
     for table_id in TABLE_IDS:
@@ -459,7 +459,7 @@ def test_charts_are_the_tight_renders_with_and_without_title(release, page, pub,
         pipeline.charts._add_footer(fig, table, labels(), REF, MIN_CELL)
         titled = tight_png(fig, pipeline.charts._SLIDE_DPI)
         plain = tight_png(pipeline.charts._chart_figure(table, labels()), pipeline.charts._DPI)
-    assert (release.out / "charts" / f"{table_id}.png").read_bytes() == titled
+    assert (release.out / "publish" / "charts" / f"{table_id}.png").read_bytes() == titled
     src = page.images[number - 1]["src"] or ""
     assert src.startswith("data:image/png;base64,"), src[:40]
     assert base64.b64decode(src.split(",", 1)[1]) == plain
@@ -484,7 +484,7 @@ def png_dpi(data: bytes) -> tuple[float, float]:
 
 
 def test_slide_charts_are_200_dpi(release):
-    for path in sorted((release.out / "charts").glob("*.png")):
+    for path in sorted((release.out / "publish" / "charts").glob("*.png")):
         x, y = png_dpi(path.read_bytes())
         assert (round(x), round(y)) == (200, 200), path.name
 
@@ -627,12 +627,14 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
     out = tmp_path / "out"
     shutil.copytree(release.out, out)  # a previous good output of our own
     before = snapshot(out)
-    assert "report.html" in before and "tables.xlsx" in before
+    assert "publish/report.html" in before and "publish/tables.xlsx" in before
     message = inject(monkeypatch)
     with pytest.raises(RuntimeError, match=message):
         run_stages(STAGES, out, CFG.resolved(), input_dir=release.input_dir)
     assert snapshot(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out", "out.failed"]
+    # the history beside it: the copied output's night, added as a killed run's would be
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".out.lock", "out", "out.failed", "out.history"]
     failed = tmp_path / "out.failed"
     manifest = json.loads((failed / "run.json").read_text(encoding="utf-8"))
     assert manifest["outcome"] == "failed"
@@ -640,7 +642,8 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
     assert "segment" in manifest and "report" not in manifest
     # the report's own temporary folder is gone and no report file was half-written
     assert sorted(p.name for p in failed.iterdir()) == [
-        "citizens.parquet", "quarantine.csv", "run.json", "run.log", "warehouse.duckdb"]
+        "citizens.parquet", "history-night.parquet", "quarantine.csv", "run.json", "run.log",
+        "warehouse.duckdb"]
     assert ("failed during stage report: RuntimeError: " + message
             in (failed / "run.log").read_text("utf-8"))
     con = duckdb.connect(str(failed / "warehouse.duckdb"), read_only=True)
@@ -701,7 +704,7 @@ def open_page(driver, release, width: int, media: str = "screen") -> None:  # no
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "" if media == "screen"
                                                           else media})
     driver.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": media == "print"})
-    driver.get((release.out / "report.html").resolve().as_uri())
+    driver.get((release.out / "publish" / "report.html").resolve().as_uri())
     assert driver.execute_script("return document.readyState") == "complete"
     assert driver.execute_script("return window.innerWidth") == width
 
@@ -714,7 +717,7 @@ def test_report_opens_in_headless_chromium(release, chromium, tmp_path):
     images = driver.execute_script(
         "return Array.from(document.images, i => [i.complete, i.naturalWidth,"
         " i.src.slice(0, 22)])")
-    charts = sorted((release.out / "charts").glob("*.png"))
+    charts = sorted((release.out / "publish" / "charts").glob("*.png"))
     assert len(images) == len(charts) == len(TABLE_IDS)
     assert all(complete and width > 0 for complete, width, _ in images), images
     assert {src for _, _, src in images} == {"data:image/png;base64,"}
@@ -947,7 +950,7 @@ FAXE_TABLES = {  # definitions §5, "source in the Faxe report"
 def test_each_table_says_which_table_of_the_faxe_report_it_is(release):
     import html
 
-    page_html = (release.out / "report.html").read_text(encoding="utf-8")
+    page_html = (release.out / "publish" / "report.html").read_text(encoding="utf-8")
     under_heading = dict(re.findall(
         r'<section class="table" id="(\w+)">\s*<div class="lead-in">\s*<h3>[^<]*</h3>\s*'
         r'<p class="faxe">([^<]*)</p>', page_html))
@@ -999,8 +1002,7 @@ def test_without_disclosure_control_the_page_says_so_at_the_top(release, pub):
         head, profiles = headline(con, tables, CFG), Profiles.from_warehouse(con)
     finally:
         con.close()
-    info = RunInfo(REF, profiles.version, profiles.source, profiles.sha256, "0" * 64, None, (),
-                   {}, None)
+    info = RunInfo(REF, profiles.version, profiles.source, profiles.sha256, "0" * 64, None, ())
     charts = {t.id: b"" for t in tables}
     lb = labels()
     for min_cell, banner in [(0, True), (MIN_CELL, False)]:
@@ -1021,15 +1023,15 @@ def test_a_base_profile_row_says_it_is_one(release):
     assert Labels("en", load_rules(None)).row("maybe_suitable", "base_profile") == (
         "Maybe suitable (base profile)")
     assert lb.row("total", "base_profile") == lb.col("total")
-    page = (release.out / "report.html").read_text("utf-8")
+    page = (release.out / "publish" / "report.html").read_text("utf-8")
     assert page.count("De måske egnede (basisprofil)") == 1  # the misuse table's row
-    book = openpyxl.load_workbook(release.out / "tables.xlsx", read_only=True)
+    book = openpyxl.load_workbook(release.out / "publish" / "tables.xlsx", read_only=True)
     sheet = book[lb.table("misuse", "sheet")[:31]]
     assert "De måske egnede (basisprofil)" in {row[0] for row in sheet.values}
 
 
 def test_the_definitions_name_benefits_not_codes(release):
-    page = (release.out / "report.html").read_text("utf-8")
+    page = (release.out / "publish" / "report.html").read_text("utf-8")
     assert "foertidspension" not in page
     assert "alle ydelser undtagen fleksjob, førtidspension" in page
 
@@ -1037,7 +1039,7 @@ def test_the_definitions_name_benefits_not_codes(release):
 def test_the_workbook_prints_one_page_wide_and_says_what_it_was_made_from(release):
     # issue 14: tables.xlsx printed as 25 pages for 8 tables, continuation pages without row
     # labels, and carried no run id, reference date or rules version
-    book = openpyxl.load_workbook(release.out / "tables.xlsx")
+    book = openpyxl.load_workbook(release.out / "publish" / "tables.xlsx")
     lb = labels()
     for table_id in TABLE_IDS:
         ws = book[lb.table(table_id, "sheet")[:31]]

@@ -233,15 +233,18 @@ def test_stages_one_at_a_time_from_the_cli(tmp_path):
     assert runner.invoke(app, ["ingest", "--input", str(good), "--out", out, *ref]).exit_code == 0
     seg = runner.invoke(app, ["segment", "--out", out, *ref])
     assert seg.exit_code == 0, seg.output
-    assert not (tmp_path / "o" / "report.html").exists()
+    assert not (tmp_path / "o" / "publish" / "report.html").exists()
     rep = runner.invoke(app, ["report", "--out", out, "--lang", "en", "--min-cell", "3", *ref])
     assert rep.exit_code == 0, rep.output
-    assert "Report: 8 tables of 30 citizens with a profile" in rep.output
-    assert '<html lang="en">' in (tmp_path / "o" / "report.html").read_text()
+    # the terminal prints the release's numbers only (min_cell 3: the 30 are shown)
+    assert "Report: 8 tables, " in rep.output
+    assert "Citizens with a profile, as published (c = hidden): 30: " in rep.output
+    assert '<html lang="en">' in (tmp_path / "o" / "publish" / "report.html").read_text()
     manifest = json.loads((tmp_path / "o" / "run.json").read_text())
     assert manifest["stages"] == ["report"]
     # the page names the run that made it
-    assert f"<dd>{manifest['run_id']}</dd>" in (tmp_path / "o" / "report.html").read_text()
+    page = (tmp_path / "o" / "publish" / "report.html").read_text()
+    assert f"<dd>{manifest['run_id']}</dd>" in page
     assert manifest["report"]["min_cell"] == 3 and manifest["report"]["lang"] == "en"
     # report before segment: the warehouse has no marts, input rejected
     assert runner.invoke(app, ["ingest", "--input", str(good), "--out", out]).exit_code == 0
@@ -267,7 +270,7 @@ def test_stages_one_at_a_time_with_other_rules_as_the_readme_shows(tmp_path):
     assert seg.exit_code == 0, seg.output
     rep = runner.invoke(app, ["report", "--out", out, "--min-cell", "0", *ref])
     assert rep.exit_code == 0, rep.output
-    page = (tmp_path / "o" / "report.html").read_text("utf-8")
+    page = (tmp_path / "o" / "publish" / "report.html").read_text("utf-8")
     assert "consultant-2026.1 (my-rules.toml)" in page  # a file name, never a path
     assert "Dobbeltdiagnose" in page and "Psykisk syge misbrugere" not in page
     # a rules file named for the report must be the one segment used
@@ -291,7 +294,7 @@ def test_report_alone_writes_the_same_provenance_as_run(tmp_path):
         "episodes": {"read": 30, "loaded": 30, "quarantined": 0, "cpr_masked": 0},
     }
     assert manifest["rules"]["version"] == "faxe-2013.1"
-    page = (out / "report.html").read_text("utf-8")
+    page = (out / "publish" / "report.html").read_text("utf-8")
     assert f"citizens.csv, SHA-256 {hashlib.sha256(GOOD_C.encode()).hexdigest()}" in page
 
 
@@ -308,7 +311,7 @@ def test_paths_with_quotes_spaces_and_danish_letters_work(tmp_path, name):
     export(good, citizens=bad_c)
     st = run_stages(["ingest", "segment", "report"], out, cfg, input_dir=good)
     assert (out / "quarantine.csv").read_text().splitlines()[1].startswith("citizens,")
-    assert (out / "citizens.parquet").is_file() and (out / "report.html").is_file()
+    assert (out / "citizens.parquet").is_file() and (out / "publish" / "report.html").is_file()
     import duckdb
 
     con = duckdb.connect(str(folder / "db" / "w.duckdb"), read_only=True)

@@ -305,7 +305,10 @@ def test_headline_figures():
     lines = "\n".join(result.summary_lines())
     assert "in scope: 5" in lines and "unreviewed: 1" in lines
     assert "maybe_suitable 50.0%" in lines and "complex cases 25.0%" in lines
-    assert "maybe_suitable" not in "\n".join(result.summary_lines(shares=False))
+    assert lines.splitlines()[1].startswith("INTERNAL, not for publication")
+    # a run that made a report prints what it publishes, not these
+    assert result.summary_lines(internal=False) == [
+        "Reference date 2024-06-30; rules " + result.rules_version + "."]
 
 
 def test_course_counts_match_the_course_rows():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
 import numpy as np
 import pytest
@@ -353,7 +352,7 @@ def test_fallback_when_out_of_time_is_still_safe():
     check_release([t1, t2], got, 5)
 
 
-def test_release_of_eight_tables_solves_in_seconds():
+def test_release_of_eight_tables_is_solved_optimally():
     rng = np.random.default_rng(11)
     profiles = [f"P{i}" for i in range(7)]
     totals = rng.integers(20, 120, size=7)
@@ -367,10 +366,11 @@ def test_release_of_eight_tables_solves_in_seconds():
     ticks = np.array([[rng.binomial(t, q) for q in (0.5, 0.2, 0.05, 0.3)] for t in totals])
     tabs.append(table("barriers", profiles, ["b0", "b1", "b2", "b3"], ticks, multi=True,
                       row_totals=totals))
-    start = time.perf_counter()
-    got = suppress(tabs, 5)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10, elapsed
+    # no wall-clock assertion (benchmarks are never timed tests): the search must end by
+    # itself, optimal, not by the fallback its time budget would call
+    sol = solve(tabs, 5)
+    assert not sol.greedy
+    got = sol.pattern
     assert audit(tabs, got, 5) == []
     check_release(tabs, got, 5)
 

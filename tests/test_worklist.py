@@ -31,7 +31,7 @@ from pipeline.config import Config
 from pipeline.demo import write_demo
 from pipeline.labels import Labels
 from pipeline.release import Profiles, context
-from pipeline.report import OUTPUTS, WORKLIST_OUTPUTS
+from pipeline.report import OUTPUTS, PUBLISH, WORKLIST_OUTPUTS
 from pipeline.rules import load_rules
 from pipeline.runner import run_stages
 from pipeline.segment import segment
@@ -341,14 +341,12 @@ def test_the_worklist_is_written_at_the_root_and_never_published(demo_run):
     listed = _csv_rows(out / "worklist.csv")
     assert len(listed) == st.report.listed > 0
     ids = {r["citizen_id"] for r in listed}
-    # no published file holds a citizen of the list (nor any id)
-    published = [p for name in OUTPUTS for p in ([out / name] if (out / name).is_file()
-                                                 else (out / name).rglob("*"))]
-    publish = out / "publish"  # issue 13: the publication folder, when it exists
-    if publish.is_dir():
-        published += list(publish.rglob("*"))
-        assert not [p for p in publish.rglob("worklist*")]
-    texts = [p.read_bytes() for p in published if p.is_file()]
+    # issue 13: publish/ holds what may be published; no file of it is the worklist or holds
+    # a citizen of the list
+    publish = out / PUBLISH
+    assert {p.name for p in publish.iterdir()} == set(OUTPUTS)
+    assert not list(publish.rglob("worklist*"))
+    texts = [p.read_bytes() for p in publish.rglob("*") if p.is_file()]
     for cid in ids:
         assert not any(cid.encode() in t for t in texts), cid
 
@@ -385,7 +383,7 @@ def _page_worklist(html: str) -> dict[str, list[str]]:
 
 def test_a_published_page_names_the_reasons_but_no_number_of_theirs(demo_run):
     out, st, cfg = demo_run
-    html = (out / "report.html").read_text("utf-8")
+    html = (out / PUBLISH / "report.html").read_text("utf-8")
     heading = {"da": "Arbejdsliste: sager at se på igen", "en": "Worklist: cases to look at again"}
     assert heading[cfg.lang] in html
     wl = load_worklist()
@@ -403,7 +401,7 @@ def test_an_internal_page_shows_the_number_per_reason(demo_run, tmp_path):
     internal = tmp_path / "out"
     shutil.copytree(out, internal)
     run_stages(["report"], internal, dataclasses.replace(cfg, min_cell=0))
-    html = (internal / "report.html").read_text("utf-8")
+    html = (internal / PUBLISH / "report.html").read_text("utf-8")
     con = duckdb.connect(str(internal / "warehouse.duckdb"), read_only=True)
     per = dict(con.execute("select reason, count(*) from marts.worklist group by all").fetchall())
     sep = "." if cfg.lang == "da" else ","
@@ -415,9 +413,9 @@ def test_an_internal_page_shows_the_number_per_reason(demo_run, tmp_path):
 
 def test_the_catalogue_numbers_are_the_published_barrier_cells(demo_run):
     out, st, cfg = demo_run
-    html = (out / "report.html").read_text("utf-8")
+    html = (out / PUBLISH / "report.html").read_text("utf-8")
     part = html[html.index('id="catalogue"'):html.index('id="worklist"')]
-    cells = {(r["row"], r["col"]): r for r in _csv_rows(out / "tables" / "barriers.csv")}
+    cells = {(r["row"], r["col"]): r for r in _csv_rows(out / PUBLISH / "tables" / "barriers.csv")}
     profiles = load_rules()
     labels = {"da": "Borgere med barrieren", "en": "Citizens with the barrier"}[cfg.lang]
     blocks = part.split('<div class="offer">')[2:]  # after "for every profile"
