@@ -185,7 +185,7 @@ def report(
     for name in WORKLIST_OUTPUTS:
         os.replace(internal / name, out_dir / name)
     internal.rmdir()
-    files = (*(f"{PUBLISH}/{f}" for f in files), *WORKLIST_OUTPUTS)
+    files = tuple(f"{PUBLISH}/{f}" for f in files)  # what is published; the worklist is not
     return ReportResult(
         reference_date=cfg.reference_date,
         lang=cfg.lang,
