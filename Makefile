@@ -12,10 +12,17 @@ CITIZENS ?= 10000
 SEED ?= 42
 BENCH_CITIZENS ?= 1000000
 
+# setuptools (>= 80) ends every editable install with an "Editable installation. Please be
+# careful with folders in your working directory with the same name as your package" notice,
+# which pip shows as a 10-line BuildBackendWarning even with --quiet. Here the folder of that
+# name is the package itself, so that one notice is silenced (by its text, in the build
+# backend's process too); any other warning still shows.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 .PHONY: help

@@ -16,7 +16,7 @@ import datetime as dt
 import io
 import itertools
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from matplotlib import rc_context
@@ -27,7 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from pipeline import chart_workers
+from pipeline import chart_workers, progress
 from pipeline.labels import HIDDEN, Labels, chart_footer
 from pipeline.release import PublishedTable
 from pipeline.suppression import TOTAL
@@ -160,9 +160,16 @@ def draw_charts(pub: Sequence[PublishedTable], labels: Labels, reference_date: d
     in worker processes (`pipeline.chart_workers`). The workers only draw: no DuckDB, no
     files. They are gone before this returns or raises."""
     workers = min(chart_workers.available(), len(pub))
+
+    def counted(charts: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        progress.count("report", 0, len(pub), "charts drawn")
+        for done, chart in enumerate(charts, start=1):
+            progress.count("report", done, len(pub), "charts drawn")
+            yield chart
+
     if workers < 2:
-        return [chart_pngs(t, number, labels, reference_date, min_cell)
-                for number, t in enumerate(pub, start=1)]
+        return list(counted(chart_pngs(t, number, labels, reference_date, min_cell)
+                            for number, t in enumerate(pub, start=1)))
     # the charts with the most cells (the most text to draw) first: no worker is left alone
     # with a big one at the end
     order = sorted(range(len(pub)), key=lambda i: -len(pub[i].cells))
@@ -171,7 +178,7 @@ def draw_charts(pub: Sequence[PublishedTable], labels: Labels, reference_date: d
         drawn = pool.map(chart_pngs, [pub[i] for i in order], [i + 1 for i in order],
                          itertools.repeat(labels), itertools.repeat(reference_date),
                          itertools.repeat(min_cell))
-        by_index = dict(zip(order, drawn, strict=True))
+        by_index = dict(zip(order, counted(drawn), strict=True))
         return [by_index[i] for i in range(len(pub))]
     finally:
         # on a failure: charts not begun are dropped, the ones being drawn run out, and

@@ -13,20 +13,29 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
-from pipeline import privacy
-from pipeline.config import Config, ConfigError, load_config
+from pipeline import privacy, progress
+from pipeline.config import Config, ConfigError, load_config, parse_date
 from pipeline.errors import (
     EnvironmentFault,
     InputError,
@@ -40,7 +49,28 @@ from pipeline.privacy import PseudonymKeyError
 if TYPE_CHECKING:
     from pipeline.rules import Rules
 
+class _FlagsAsFlags:
+    """Typer 0.29 lists a flag with a type, `--dirty <bool>`, `--help <bool>`, as if it took a
+    value (`--dirty true` is refused): a flag's help shows no type."""
+
+    def get_params(self, ctx):  # noqa: ANN001, ANN201 - typer's own signature
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsAsFlags, TyperCommand):
+    pass
+
+
+class _Group(_FlagsAsFlags, TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Faxe-style profile analysis of match-group-3 citizens, from an anonymised export.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold personal data
@@ -58,6 +88,15 @@ class Lang(StrEnum):
     en = "en"
 
 
+_DEFAULTS = Config()
+
+
+def _option(*decls: str, shown: str | None = None, **kw: Any) -> Any:  # noqa: ANN401
+    """An option whose help shows its default: `shown` for an option whose default is
+    "whatever the config says" (None here), which typer would leave blank."""
+    return typer.Option(*decls, show_default=shown if shown is not None else True, **kw)
+
+
 InputOpt = Annotated[
     Path,
     typer.Option(
@@ -65,11 +104,19 @@ InputOpt = Annotated[
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically).")]
+# the commands that only read an output folder
+ReadOutOpt = Annotated[
+    Path, typer.Option("--out", help="Output folder of an earlier run (read, never written).")
+]
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file (see m3-profiles.example.toml).")
+    Path | None,
+    _option("--config", shown="none: every key at its default",
+            help="TOML config file (see m3-profiles.example.toml)."),
 ]
 RulesOpt = Annotated[
-    Path | None, typer.Option("--rules", help="Profile rules file replacing the shipped one.")
+    Path | None,
+    _option("--rules", shown="the shipped rules",
+            help="Profile rules file replacing the shipped one."),
 ]
 WorklistOpt = Annotated[
     Path | None,
@@ -81,27 +128,33 @@ WorklistOpt = Annotated[
 def _reference_date(text: str) -> dt.date:
     """--reference-date: a calendar date written year-month-day, said plainly when not."""
     try:
-        return dt.date.fromisoformat(text)
+        return parse_date(text)
     except ValueError:
         raise typer.BadParameter(
             f"{text!r} is not a date written YYYY-MM-DD (year-month-day), e.g. 2024-06-30"
         ) from None
 
 
-RefOpt = Annotated[
-    dt.date | None,
-    typer.Option(
-        "--reference-date",
-        parser=_reference_date,
-        metavar="YYYY-MM-DD",
-        help="Day the analysis describes (default: the config's reference_date, else today).",
-    ),
-]
+def _ref_option(shown: str) -> Any:  # noqa: ANN401
+    return _option("--reference-date", shown=shown, parser=_reference_date,
+                   metavar="YYYY-MM-DD", help="Day the analysis describes.")
+
+
+RefOpt = Annotated[dt.date | None, _ref_option("config reference_date, else today")]
 MinCellOpt = Annotated[
     int | None,
-    typer.Option("--min-cell", min=0, help="Smallest count shown in published tables; 0 = off."),
+    _option("--min-cell", shown=f"config min_cell, else {_DEFAULTS.min_cell}", min=0,
+            help="Smallest count shown in published tables; 0 = off."),
 ]
-LangOpt = Annotated[Lang | None, typer.Option("--lang", help="Language of labels.")]
+LangOpt = Annotated[
+    Lang | None,
+    _option("--lang", shown=f"config lang, else {_DEFAULTS.lang}", help="Language of labels."),
+]
+# the options of `run` a stage alone has no use for: still accepted, so a script may give
+# every stage the same options (interface), but not listed in the stage's help
+IgnoredRulesOpt = Annotated[Path | None, typer.Option("--rules", hidden=True)]
+IgnoredMinCellOpt = Annotated[int | None, typer.Option("--min-cell", min=0, hidden=True)]
+IgnoredLangOpt = Annotated[Lang | None, typer.Option("--lang", hidden=True)]
 
 
 def _config(
@@ -119,39 +172,71 @@ def _config(
 
 
 class _Steps:
-    """Progress: a spinner with elapsed time on a terminal, plain log lines otherwise."""
+    """A command's progress. On a terminal: a spinner naming the step, and under it a bar
+    for each count that is under way (the rows of each input file read, the models of each
+    stage built), with each step and each finished count as a line above them. Elsewhere
+    (a pipe, a log, cron): only those lines, `HH:MM:SS what`, one per step or finished
+    count (interface: "a progress bar on a terminal and plain log lines when not")."""
 
     def __init__(self, quiet: bool = False) -> None:
         # quiet (cron, or JSON log lines that the runner writes to stderr itself): nothing
         self.quiet = quiet
         self.tty = err.is_terminal and not quiet
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
+        self.counts: dict[tuple[str, str], TaskID] = {}
+        self.lock = threading.Lock()  # counts come from ingest's reader threads too
+        self.listening = progress.listening(self.count)
 
     def __enter__(self) -> _Steps:
         if self.tty:
             self.progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[figures]}"),
                 TimeElapsedColumn(),
                 console=err,
                 transient=True,
             )
             self.progress.start()
-            self.task = self.progress.add_task("starting", total=None)
+            self.task = self.progress.add_task("starting", total=None, figures="")
+        self.listening.__enter__()
         return self
 
-    def __call__(self, message: str) -> None:
+    def _line(self, message: str) -> None:
         if self.quiet:
             return
         stamp = dt.datetime.now().strftime("%H:%M:%S")
         if self.progress is not None:
-            self.progress.update(self.task, description=message)
-            err.print(f"[dim]{stamp}[/] {message}", highlight=False)
+            err.print(f"[dim]{stamp}[/] {escape(message)}", highlight=False, soft_wrap=True)
         else:
             print(f"{stamp} {message}", file=sys.stderr, flush=True)
 
+    def __call__(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=message)
+        self._line(message)
+
+    def count(self, task: str, done: int, total: int | None, unit: str) -> None:
+        """`progress`'s listener: a bar per (task, unit) while under way, a line when done."""
+        complete = total is not None and done >= total
+        with self.lock:
+            if self.progress is not None:
+                key = (task, unit)
+                figures = f"{done:,}/{total:,} {unit}" if total is not None else unit
+                if key not in self.counts:
+                    self.counts[key] = self.progress.add_task(task, total=total, figures="")
+                self.progress.update(self.counts[key], completed=done, total=total,
+                                     figures=figures)
+                self.progress.refresh()  # every count drawn, however fast the step
+                if complete:
+                    self.progress.remove_task(self.counts.pop(key))
+            if complete:
+                self._line(f"{task}: {total:,} {unit}")
+
     def __exit__(self, *exc: object) -> None:
+        self.listening.__exit__(None, None, None)
         if self.progress is not None:
             self.progress.stop()
 
@@ -187,6 +272,38 @@ def _environment() -> Iterator[None]:
         if fault is None:
             raise
         raise _fail(EXIT_ENVIRONMENT, str(fault)) from None
+
+
+@contextlib.contextmanager
+def _stoppable(state: str) -> Iterator[None]:
+    """Ctrl-C (SIGINT) or SIGTERM in a command that is no run (`validate`, `demo`): one line
+    saying what was left (`state`) and exit 130 / 143, as `run` gives, never click's
+    "Aborted!" or a traceback. The handler raises `Stopped` at once; whatever a library
+    makes of it on the way out (DuckDB's InterruptException, pandas' KeyboardInterrupt) is
+    taken for the signal that caused it."""
+    received: list[int] = []
+
+    def handle(signum: int, _frame: object) -> None:
+        if not received:
+            received.append(signum)
+            raise Stopped(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handle)
+    try:
+        yield
+    except (Exception, KeyboardInterrupt, Stopped) as e:
+        if not received and not isinstance(e, KeyboardInterrupt | Stopped):
+            raise
+        signum = received[0] if received else signal.SIGINT
+        raise _fail(
+            EXIT_SIGNAL + signum, f"stopped by {signal.Signals(signum).name}: {state}"
+        ) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _print_counts(result) -> None:  # noqa: ANN001 - an IngestResult
@@ -491,7 +608,7 @@ def _check_rules(rules: Path | None) -> Rules | None:
         raise _fail(EXIT_USAGE, str(e)) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     input: InputOpt,
     out: OutOpt,
@@ -502,7 +619,8 @@ def run(
     lang: LangOpt = None,
     quiet: Annotated[
         bool,
-        typer.Option("--quiet", "-q", help="Print nothing but errors (for cron and timers)."),
+        typer.Option("--quiet/--no-quiet", "-q",
+                     help="Print nothing but errors (for cron and timers)."),
     ] = False,
     worklist: WorklistOpt = None,
 ) -> None:
@@ -519,15 +637,15 @@ def run(
          worklist_path=worklist)
 
 
-@app.command()
+@app.command(cls=_Command)
 def ingest(
     input: InputOpt,
     out: OutOpt,
     config: ConfigOpt = None,
-    rules: RulesOpt = None,
     reference_date: RefOpt = None,
-    min_cell: MinCellOpt = None,
-    lang: LangOpt = None,
+    rules: IgnoredRulesOpt = None,
+    min_cell: IgnoredMinCellOpt = None,
+    lang: IgnoredLangOpt = None,
 ) -> None:
     """Load the export into the warehouse's raw, staging and quarantine layers.
 
@@ -538,14 +656,14 @@ def ingest(
     _run(("ingest",), out, cfg, input_dir=input, rules_path=rules, config_path=config)
 
 
-@app.command()
+@app.command(cls=_Command)
 def segment(
     out: OutOpt,
     config: ConfigOpt = None,
     rules: RulesOpt = None,
     reference_date: RefOpt = None,
-    min_cell: MinCellOpt = None,
-    lang: LangOpt = None,
+    min_cell: IgnoredMinCellOpt = None,
+    lang: IgnoredLangOpt = None,
     input: Annotated[Path | None, typer.Option("--input", hidden=True)] = None,
 ) -> None:
     """Assign profiles, courses and time in M3 from what ingest stored.
@@ -557,11 +675,15 @@ def segment(
     _run(("segment",), out, cfg, rules_path=rules, config_path=config)
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
     out: OutOpt,
     config: ConfigOpt = None,
-    rules: RulesOpt = None,
+    rules: Annotated[
+        Path | None,
+        _option("--rules", shown="the rules segment used",
+                help="Profile rules file; refused unless it is the one segment used."),
+    ] = None,
     reference_date: RefOpt = None,
     min_cell: MinCellOpt = None,
     lang: LangOpt = None,
@@ -579,19 +701,20 @@ def report(
     _run(("report",), out, cfg, rules_path=rules, config_path=config, worklist_path=worklist)
 
 
-@app.command()
+@app.command(cls=_Command)
 def validate(
     input: Annotated[
         Path | None,
-        typer.Option(
-            "--input",
+        _option(
+            "--input", shown="none",
             help="Folder with the citizens and episodes files (.csv, .xlsx or .parquet) to check.",
         ),
     ] = None,
     config: ConfigOpt = None,
     rules: Annotated[
         Path | None,
-        typer.Option("--rules", help="Profile rules file to check (checked before the export)."),
+        _option("--rules", shown="none",
+                help="Profile rules file to check (checked before the export)."),
     ] = None,
     reference_date: RefOpt = None,
     worklist: Annotated[
@@ -613,6 +736,13 @@ def validate(
     if reasons is not None:
         console.print(f"The worklist file {escape(privacy.mask_name(str(worklist)))} is valid:"
                       f" {reasons} reasons.", highlight=False, soft_wrap=True)
+    with _stoppable("the check did not finish (validate writes nothing)"):
+        _validate(input, config, rules, reference_date)
+
+
+def _validate(
+    input: Path | None, config: Path | None, rules: Path | None, reference_date: dt.date | None
+) -> None:
     checked = _check_rules(rules)
     if checked is not None:
         console.print(
@@ -630,8 +760,8 @@ def validate(
 
     cfg = _checked_config(config, reference_date=reference_date)
     try:
-        with _environment():
-            result, rows = validate_input(cfg, input)
+        with _Steps() as steps, _environment():
+            result, rows = validate_input(cfg, input, steps)
     except RejectedError as e:
         if e.result is not None:
             _print_counts(e.result)
@@ -653,9 +783,9 @@ def validate(
     console.print("The export would load.")
 
 
-@app.command()
+@app.command(cls=_Command)
 def history(
-    out: OutOpt,
+    out: ReadOutOpt,
     config: ConfigOpt = None,
 ) -> None:
     """List the nights the history keeps, and the profile changes between the last two.
@@ -699,9 +829,9 @@ def history(
     console.print(t)
 
 
-@app.command()
+@app.command(cls=_Command)
 def movement(
-    out: OutOpt,
+    out: ReadOutOpt,
 ) -> None:
     """Who leaves match group 3, from which profile, and how fast (definitions §8).
 
@@ -760,13 +890,16 @@ def movement(
     console.print(t)
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
-    out: OutOpt,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for citizens.csv and episodes.csv (made if missing)."),
+    ],
     citizens: Annotated[int, typer.Option("--citizens", min=1, help="Citizens to make.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 42,
     scenario: Annotated[str, typer.Option("--scenario", help="Calibration scenario.")] = "faxe",
-    reference_date: RefOpt = None,
+    reference_date: Annotated[dt.date | None, _ref_option("today")] = None,
     unreviewed_share: Annotated[
         float,
         typer.Option(
@@ -777,7 +910,9 @@ def demo(
         ),
     ] = 0.2,
     dirty: Annotated[
-        bool, typer.Option("--dirty", help="Add a few bad rows of each kind in the data contract.")
+        bool,
+        typer.Option("--dirty/--no-dirty",
+                     help="Add a few bad rows of each kind in the data contract."),
     ] = False,
     series: Annotated[
         int,
@@ -801,10 +936,13 @@ def demo(
     if scenario != "faxe":
         raise _fail(EXIT_USAGE, f"unknown scenario {scenario!r}; expected faxe")
     ref = reference_date or dt.date.today()
+    where = privacy.mask_name(str(out))
     if series:
-        _demo_series(out, citizens, seed, ref, series, every, unreviewed_share)
+        with _stoppable(f"the series is not whole; {where} holds the nights written so far"):
+            _demo_series(out, citizens, seed, ref, series, every, unreviewed_share)
         return
-    with _Steps() as steps, _environment():
+    with _stoppable(f"no demo files were written; {where} is as it was"), _Steps() as steps, \
+            _environment():
         steps(f"generating {citizens:,} citizens (seed {seed}, reference date {ref})")
         result = write_demo(
             out,

@@ -8,10 +8,12 @@ config never silently falls back to a default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,11 +132,10 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             return value
         if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value)
-            except ValueError:
-                raise fail("a date (YYYY-MM-DD)") from None
-        raise fail("a date (YYYY-MM-DD)")
+            with contextlib.suppress(ValueError):
+                return parse_date(value)
+        shown = repr(value) if isinstance(value, str) else str(value).replace(" ", "T")
+        raise ConfigError(_bad_date(source, shown))
     if key == "columns":
         if not isinstance(value, dict) or not set(value) <= {"citizens", "episodes"}:
             raise fail("tables [columns.citizens] and/or [columns.episodes]")
@@ -185,6 +186,40 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     raise AssertionError(f"no type rule for config key {key}")  # pragma: no cover
 
 
+# the config's date keys: a value TOML itself cannot read (`2024-13-01`, `2024-6-30`) gets
+# the same message as a string that is no date, not the TOML parser's
+DATE_KEYS: tuple[str, ...] = ("reference_date",)
+DATE_FORMAT = "expected YYYY-MM-DD, e.g. 2024-06-30"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_date(text: str) -> dt.date:
+    """A date written YYYY-MM-DD and nothing else (fromisoformat also takes 20240630 and
+    2024-W26-7); ValueError otherwise. The config file and `--reference-date` alike."""
+    if not _DATE.fullmatch(text):
+        raise ValueError(text)
+    return dt.date.fromisoformat(text)
+
+
+def _bad_date(source: str, shown: str, key: str = "reference_date", line: int = 0) -> str:
+    where = f" (line {line})" if line else ""
+    return f"{source}: key '{key}'{where}: {shown} is not a date; {DATE_FORMAT}"
+
+
+def _toml_error(source: str, text: str, e: tomllib.TOMLDecodeError) -> ConfigError:
+    """TOML's own message, unless the line it stopped at gives a date key: then what a date
+    looks like, which is what the person who wrote `reference_date = 2024-13-01` needs."""
+    at = re.search(r"at line (\d+)", str(e))
+    if at:
+        lines = text.splitlines()
+        n = int(at.group(1))
+        line = lines[n - 1] if 0 < n <= len(lines) else ""
+        m = re.match(r"\s*(\w+)\s*=\s*(.*?)\s*(?:#.*)?$", line)
+        if m and m.group(1) in DATE_KEYS:
+            return ConfigError(_bad_date(source, m.group(2) or "nothing", m.group(1), n))
+    return ConfigError(f"{source}: not valid TOML: {e}")
+
+
 _CHOICES = {"scope": ("m3", "all"), "lang": LANGS, "log_format": ("text", "json")}
 
 
@@ -194,12 +229,16 @@ def load_config(path: Path | None = None) -> Config:
         return Config()
     source = str(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{source}: config file not found") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not valid TOML: the file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+        raise _toml_error(source, text, e) from None
     defaults = {f.name: f for f in dataclasses.fields(Config)}
     values: dict[str, Any] = {}
     for key, value in data.items():

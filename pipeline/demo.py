@@ -1209,15 +1209,27 @@ def write_demo(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     citizens_path, episodes_path = out_dir / "citizens.csv", out_dir / "episodes.csv"
-    # One table at a time, each freed once written, to bound memory at a million citizens.
-    table = _citizens_text(citizens)
-    del citizens
-    table = _with_dirty(table, dcit) if dirty else table
-    _write_csv(citizens_path, table)
-    n_citizens = table.num_rows
-    del table
-    table = _episodes_text(episodes)
-    del episodes
-    table = _with_dirty(table, dep) if dirty else table
-    _write_csv(episodes_path, table)
+    # both files are written beside the old ones and renamed over them together at the end:
+    # a demo stopped half-way (Ctrl-C, a full disk) leaves the previous pair, never a new
+    # citizens.csv beside an old episodes.csv
+    staged = [p.with_name(p.name + ".new") for p in (citizens_path, episodes_path)]
+    try:
+        # One table at a time, each freed once written, to bound memory at a million citizens.
+        table = _citizens_text(citizens)
+        del citizens
+        table = _with_dirty(table, dcit) if dirty else table
+        _write_csv(staged[0], table)
+        n_citizens = table.num_rows
+        del table
+        table = _episodes_text(episodes)
+        del episodes
+        table = _with_dirty(table, dep) if dirty else table
+        _write_csv(staged[1], table)
+        staged[0].replace(citizens_path)
+        staged[1].replace(episodes_path)
+    except BaseException:
+        for p in staged:
+            p.unlink(missing_ok=True)
+            p.with_name(p.name + ".tmp").unlink(missing_ok=True)  # _write_csv's own
+        raise
     return DemoResult(citizens_path, episodes_path, n_citizens, table.num_rows, items)

@@ -12,7 +12,8 @@ for diagnosis).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,8 +23,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import xlsxwriter
 
-from pipeline import privacy, warehouse
+from pipeline import privacy, progress, warehouse
 from pipeline.config import Config
 from pipeline.errors import InputError, RejectedError
 from pipeline.readers import LINE, FileRead, read_file
@@ -216,6 +218,7 @@ def _read_table(table: str, path: Path, cfg: Config) -> tuple[pa.Table, InputFil
     from pipeline.readers import DATE_COLUMNS
 
     mapping = cfg.columns.get(table, {})
+    progress.count(privacy.mask_name(path.name), 0, None, "rows read")
     read = read_file(path, date_columns={mapping.get(c, c) for c in DATE_COLUMNS})
     if read.table.num_rows == 0:
         raise InputError(
@@ -281,15 +284,20 @@ def read_and_load_raw(
 ROW_GROUP_ROWS = 122_880
 
 
-def _row_group_batches(t: pa.Table) -> pa.RecordBatchReader:
+def _row_group_batches(t: pa.Table, task: str = "") -> pa.RecordBatchReader:
     """`t`, same rows in the same order, as a stream of record batches of one DuckDB row
-    group each, cut as DuckDB reads them (so no second copy of the table is held)."""
-    batches = (
-        batch
-        for start in range(0, t.num_rows, ROW_GROUP_ROWS)
-        for batch in t.slice(start, ROW_GROUP_ROWS).combine_chunks().to_batches()
-    )
-    return pa.RecordBatchReader.from_batches(t.schema, batches)
+    group each, cut as DuckDB reads them (so no second copy of the table is held). The rows
+    DuckDB has taken so far are counted as read (`progress`, task `task`)."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        done = 0
+        for start in range(0, t.num_rows, ROW_GROUP_ROWS):
+            progress.count(task, done, t.num_rows, "rows read")
+            for batch in t.slice(start, ROW_GROUP_ROWS).combine_chunks().to_batches():
+                yield batch
+                done += batch.num_rows
+
+    return pa.RecordBatchReader.from_batches(t.schema, batches())
 
 
 def load_raw(
@@ -302,7 +310,8 @@ def load_raw(
     """raw.<table>: the file as read (text), ids pseudonymised when a key is given."""
     if key is not None:
         t = t.set_column(0, "citizen_id", privacy.normalise_ids(t["citizen_id"].combine_chunks()))
-    con.register("arrow_input", _row_group_batches(t))
+    task = privacy.mask_name(Path(f.path).name)  # a file name may hold a CPR number
+    con.register("arrow_input", _row_group_batches(t, task))
     id_sql = privacy.HMAC_SQL if key is not None else "citizen_id"
     params = {"load_id": load_id, "file": Path(f.path).name}
     if key is not None:
@@ -316,6 +325,7 @@ def load_raw(
         params,
     )
     con.unregister("arrow_input")
+    progress.count(task, t.num_rows, t.num_rows, "rows read")
 
 
 def define_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -396,30 +406,95 @@ def ingest(
 QUARANTINE_COLUMNS: tuple[str, ...] = ("table_name", "file", "line", "column_name", "value",
                                        "reason")
 _QUARANTINE_TEXT = frozenset(QUARANTINE_COLUMNS) - {"line"}
+# the most rows a worksheet holds (Excel 2007 and later, LibreOffice 7.4 and later)
+EXCEL_ROWS = 1_048_576
 
 
 def export_quarantine(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Write `quarantine.rows` (if ingest got that far) to `path`, for whoever fixes the
-    export: table, file, line, column, value, reason.
+    """Write `quarantine.rows` (if ingest got that far) to `path` (quarantine.csv) and to
+    quarantine.xlsx beside it, for whoever fixes the export: table, file, line, column,
+    value, reason.
 
-    The file is opened in Excel, and a value holds whatever the export had
-    (`=HYPERLINK(...)`): every text cell that a spreadsheet would read as a formula gets a
-    leading ' (`privacy.spreadsheet_text_sql`, OWASP); COPY quotes as RFC 4180 says."""
+    The .csv is the machine-readable file (UTF-8, comma, RFC 4180: scripts read it); a
+    Danish Excel opens it as one column of mojibake, so the same rows, with the same headings,
+    go to the .xlsx, which opens right with a double-click (`write_quarantine_xlsx`). Both are
+    opened in a spreadsheet, and a value holds whatever the export had (`=HYPERLINK(...)`):
+    every text cell that a spreadsheet would read as a formula gets a leading ' in both
+    (`privacy.spreadsheet_text_sql`, OWASP), so the two files hold the same cells; COPY
+    quotes as RFC 4180 says."""
     if warehouse.exists(con, "quarantine.rows"):
         select = ", ".join(
             f"{privacy.spreadsheet_text_sql(c)} as {c}" if c in _QUARANTINE_TEXT else c
             for c in QUARANTINE_COLUMNS
         )
-        warehouse.copy_to(con, f"select {select} from quarantine.rows", path,
-                          "header, delimiter ','")
+        query = f"select {select} from quarantine.rows"
+        warehouse.copy_to(con, query, path, "header, delimiter ','")
+        total = warehouse.count(con, "quarantine.rows")  # before the rows: one result a time
+        write_quarantine_xlsx(con.execute(query), total, path.with_suffix(".xlsx"), path.name)
 
 
-def validate(cfg: Config, input_dir: Path) -> tuple[IngestResult, list[tuple]]:
+def write_quarantine_xlsx(
+    rows: duckdb.DuckDBPyConnection, total: int, path: Path, csv_name: str,
+    max_rows: int = EXCEL_ROWS,
+) -> int:
+    """The `total` quarantine rows of `rows` (a query's result, in QUARANTINE_COLUMNS order)
+    as one worksheet: the headings of the .csv in bold, frozen, with a filter; `line` a
+    number, every other cell text (never a formula, number or link guessed from it).
+    Streamed row by row (xlsxwriter's constant_memory), so a large quarantine costs no
+    memory. Past `max_rows` (a worksheet's limit) it holds the first rows and, in its last
+    row, a note (Danish and English: ingest has no language) that all of them are in
+    `csv_name`. Returns the data rows written."""
+    wb = xlsxwriter.Workbook(str(path), {
+        "constant_memory": True, "strings_to_formulas": False, "strings_to_numbers": False,
+        "strings_to_urls": False,
+    })
+    try:
+        wb.set_properties({"created": dt.datetime(2000, 1, 1)})  # same rows, same bytes
+        ws = wb.add_worksheet("quarantine")
+        bold = wb.add_format({"bold": True})
+        for j, name in enumerate(QUARANTINE_COLUMNS):
+            ws.write_string(0, j, name, bold)
+        ws.freeze_panes(1, 0)
+        for j, width in enumerate((11, 16, 8, 16, 30, 24)):
+            ws.set_column(j, j, width)
+        # the headings, and the note when the rows do not fit
+        room = total if total <= max_rows - 1 else max_rows - 2
+        written = 0
+        while written < room and (batch := rows.fetchmany(min(10_000, room - written))):
+            for row in batch:
+                written += 1
+                for j, value in enumerate(row):
+                    if value is None:
+                        continue
+                    if QUARANTINE_COLUMNS[j] == "line":
+                        ws.write_number(written, j, value)
+                    else:
+                        ws.write_string(written, j, str(value))
+        ws.autofilter(0, 0, written, len(QUARANTINE_COLUMNS) - 1)
+        if written < total:
+            def da(n: int) -> str:
+                return f"{n:,}".replace(",", ".")
+
+            ws.write_string(
+                written + 1, 0,
+                f"Arket viser de første {da(written)} af {da(total)} rækker; alle står i "
+                f"{csv_name}. / This sheet shows the first {written:,} of {total:,} rows; "
+                f"all of them are in {csv_name}.",
+                wb.add_format({"bold": True, "font_color": "#9c0006"}),
+            )
+    finally:
+        wb.close()
+    return written
+
+
+def validate(
+    cfg: Config, input_dir: Path, step: Callable[[str], None] = lambda _: None
+) -> tuple[IngestResult, list[tuple]]:
     """Ingest into a throw-away in-memory warehouse: the counts and quarantine rows, nothing
     written. Raises like `ingest`."""
     con = warehouse.connect()
     try:
-        result = ingest(con, cfg, input_dir, "validate")
+        result = ingest(con, cfg, input_dir, "validate", step)
         rows = con.execute("select * from quarantine.rows").fetchall()
         return result, rows
     finally:

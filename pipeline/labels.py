@@ -129,6 +129,12 @@ def row_header(table: PublishedTable, labels: Labels) -> str:
     return labels.text("base_profile" if table.row_dim == "base_profile" else "profile")
 
 
+def reading(table_id: str, labels: Labels, cfg: Config) -> str:
+    """A table's reading aid, with the config's settings it names (the course gap: a
+    consultant's 14 days must not be printed as 30)."""
+    return labels.table(table_id, "reading").format(gap=labels.n(cfg.course_gap_days))
+
+
 def population(labels: Labels, cfg: Config) -> str:
     key = "population" if cfg.scope == "m3" else "population_all"
     return labels.text(key, date=labels.date(cfg.reference_date))
@@ -168,5 +174,5 @@ def chart_footer(table: PublishedTable, labels: Labels, reference_date: dt.date,
 
 __all__ = [
     "HIDDEN", "Labels", "chart_footer", "heading", "hidden_note", "load_catalogue", "population",
-    "row_header",
+    "reading", "row_header",
 ]

@@ -19,7 +19,7 @@ import jinja2
 
 import pipeline
 from pipeline.config import Config
-from pipeline.labels import Labels, heading, hidden_note, population, row_header
+from pipeline.labels import Labels, heading, hidden_note, population, reading, row_header
 from pipeline.release import Headline, Profiles, PublishedTable
 from pipeline.suppression import TOTAL
 from pipeline.worklist import Catalogue, Intervention, Reason, Worklist
@@ -130,7 +130,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
             "row_header": row_header(t, lb),
             "columns": [lb.col(c) for c in t.all_cols],
             "rows": rows,
-            "reading": lb.table(t.id, "reading"),
+            "reading": reading(t.id, lb, cfg),
             "any_hidden": any(c.share_hidden for c in t.cells.values()),
             "source": lb.text("source_file", id=t.id),
         })

@@ -80,8 +80,9 @@ LEGACY_PUBLISHED = frozenset({"tables", "tables.xlsx", "report.html", "charts"})
 # what a run writes into its folder: a leftover or failed folder holding nothing else is a
 # run's (also one from before the marker, or from before the publish folder)
 RUN_FILES = frozenset({
-    MARKER, "run.log", "run.json", "quarantine.csv", "citizens.parquet", PUBLISH,
-    DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", history.NIGHT_FILE, *LEGACY_PUBLISHED,
+    MARKER, "run.log", "run.json", "quarantine.csv", "quarantine.xlsx", "citizens.parquet",
+    PUBLISH, DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", history.NIGHT_FILE,
+    *LEGACY_PUBLISHED,
     # issue 17: the re-review worklist, internal, at the folder's root
     "worklist.xlsx", "worklist.csv",
 })  # fmt: skip
@@ -142,8 +143,13 @@ def _stage_ingest(
         raise InputError("ingest needs --input: the folder holding the citizens and episodes files")
     try:
         st.ingest = ingest(con, st.cfg, st.input_dir, st.run_id, step)
-    finally:
-        export_quarantine(con, st.workdir / "quarantine.csv")
+    except BaseException as e:
+        # a run stopped by a signal keeps only its log and manifest: writing its quarantine
+        # (quarantine.xlsx of a large one takes seconds) would only keep Ctrl-C waiting
+        if not (isinstance(e, Stopped) or _interrupted(e)):
+            export_quarantine(con, st.workdir / "quarantine.csv")
+        raise
+    export_quarantine(con, st.workdir / "quarantine.csv")
 
 
 def _stage_segment(

@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline import progress
 from pipeline.errors import LockedError, OutputError
 from pipeline.registry import BY_NAME, Context, Model, stage_models
 
@@ -238,11 +239,14 @@ def build_stage(
     """Build the registry's models of `stage` in order, each followed by its checks. The
     caller holds the transaction, so a failing model or check leaves the stage undone.
     `before` is called with each model about to be built (progress, or a hook)."""
-    for model in stage_models(stage):
+    models = stage_models(stage)
+    for i, model in enumerate(models):
+        progress.count(stage, i, len(models), "models built")
         before(model)
         build(con, model, ctx)
         for name in model.checks:
             check(con, name, ctx.params)
+    progress.count(stage, len(models), len(models), "models built")
 
 
 def check(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] = {}) -> None:

@@ -27,7 +27,15 @@ import xlsxwriter
 
 import pipeline
 from pipeline.config import Config
-from pipeline.labels import HIDDEN, Labels, heading, hidden_note, population, row_header
+from pipeline.labels import (
+    HIDDEN,
+    Labels,
+    heading,
+    hidden_note,
+    population,
+    reading,
+    row_header,
+)
 from pipeline.page import RunInfo, provenance
 from pipeline.privacy import looks_like_formula
 from pipeline.release import PublishedTable
@@ -150,7 +158,7 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
                 else:
                     ws.write_blank(first + i, col + 1, None, formats[(total_row, "none")])
         last = first + len(t.all_rows)
-        ws.write_string(last + 1, 0, labels.table(t.id, "reading"), f_note)
+        ws.write_string(last + 1, 0, reading(t.id, labels, cfg), f_note)
         ws.write_string(last + 2, 0, hidden_note(labels, cfg), f_note)
         ws.write_string(last + 3, 0, labels.text("source_file", id=t.id), f_note)
         ws.set_column(0, 0, 46)

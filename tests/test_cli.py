@@ -188,14 +188,31 @@ def test_the_terminal_headline_is_the_page_headline(tmp_path):
     assert "Of the " not in result.output
 
 
+@pytest.mark.parametrize("date", ["2024-13-01", "20240630", "2024-W26-7"])
 @pytest.mark.parametrize("command", ["run", "validate", "demo"])
-def test_a_bad_reference_date_says_how_to_write_one(tmp_path, command):
+def test_a_bad_reference_date_says_how_to_write_one(tmp_path, command, date):
     # issue 14: "--reference-date 2024-13-01" said "does not match the formats '%Y-%m-%d'"
     args = {"run": ["--input", str(tmp_path), "--out", str(tmp_path / "o")],
             "validate": ["--input", str(tmp_path)], "demo": ["--out", str(tmp_path / "d")]}
-    result = CliRunner().invoke(app, [command, *args[command], "--reference-date", "2024-13-01"])
+    result = CliRunner().invoke(app, [command, *args[command], "--reference-date", date])
     assert result.exit_code == 2
     text = " ".join(result.output.split()).replace("│", "").replace("  ", " ")
-    assert "'2024-13-01' is not a date written YYYY-MM-DD (year-month-day), e.g. 2024-06-30" in (
+    assert f"'{date}' is not a date written YYYY-MM-DD (year-month-day), e.g. 2024-06-30" in (
         " ".join(text.split()))
     assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_bad_date_in_the_config_file_says_how_to_write_one(tmp_path, command):
+    # issue 14: `reference_date = 2024-13-01` in a config gave TOML's parser message
+    config = tmp_path / "m3.toml"
+    config.write_text("min_cell = 5\nreference_date = 2024-13-01\n", encoding="utf-8")
+    args = {"run": ["--input", str(small_export(tmp_path / "in")), "--out", str(tmp_path / "o")],
+            "validate": ["--input", str(small_export(tmp_path / "in"))]}
+    result = CliRunner().invoke(app, [command, *args[command], "--config", str(config)])
+    assert result.exit_code == 2  # as every config error
+    assert result.stderr == (
+        f"error: {config}: key 'reference_date' (line 2): 2024-13-01 is not a date; expected "
+        "YYYY-MM-DD, e.g. 2024-06-30\n"
+    )
+    assert not (tmp_path / "o").exists()

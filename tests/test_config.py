@@ -72,7 +72,8 @@ def test_values_are_read(tmp_path):
         ("min_cell = -1", "key 'min_cell' must be a non-negative integer"),
         ("max_reject_share = 5", "key 'max_reject_share' must be a share between 0 and 1"),
         ("scope = 'some'", "key 'scope' must be one of m3, all"),
-        ("reference_date = '31-01-2014'", "key 'reference_date' must be a date (YYYY-MM-DD)"),
+        ("reference_date = '31-01-2014'",
+         "key 'reference_date': '31-01-2014' is not a date; expected YYYY-MM-DD, e.g. 2024-06-30"),
         ("age_bands = [30, 25]", "key 'age_bands' must be a strictly increasing list"),
         ("m3_groups = [3]", "key 'm3_groups' must be a list of str"),
         (
@@ -88,6 +89,43 @@ def test_bad_config_is_refused_naming_key_and_file(tmp_path, text, message):
         load_config(path)
     assert str(e.value).startswith(f"{path}: ")
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # TOML reads these itself and fails with its own words ("Expected newline or end of
+        # document after a statement (at line 2, column 22)", "Invalid date or datetime")
+        ("min_cell = 5\nreference_date = 2024-13-01\n",
+         "key 'reference_date' (line 2): 2024-13-01 is not a date"),
+        ("reference_date = 2024-02-30  # leap day?\n",
+         "key 'reference_date' (line 1): 2024-02-30 is not a date"),
+        ("reference_date = 2024-6-30\n", "key 'reference_date' (line 1): 2024-6-30 is not a date"),
+        ("reference_date =\n", "key 'reference_date' (line 1): nothing is not a date"),
+        # TOML reads these fine, as text or a number: still no date
+        ("reference_date = 'end of June'\n",
+         "key 'reference_date': 'end of June' is not a date"),
+        ("reference_date = '20240630'\n", "key 'reference_date': '20240630' is not a date"),
+        ("reference_date = 20240630\n", "key 'reference_date': 20240630 is not a date"),
+        ("reference_date = 2024-06-30T12:00:00\n",
+         "key 'reference_date': 2024-06-30T12:00:00 is not a date"),
+    ],
+)
+def test_a_bad_date_in_the_config_says_how_to_write_one(tmp_path, text, message):
+    """Issue 14: `reference_date = 2024-13-01` gave TOML's parser message; now the file, the
+    key and the format, whether TOML or the config reader finds it wrong."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: {message}; expected YYYY-MM-DD, e.g. 2024-06-30"
+
+
+def test_a_toml_mistake_elsewhere_keeps_tomls_message(tmp_path):
+    path = write(tmp_path, "reference_date = 2024-06-30\nmin_cell = 5 5\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: not valid TOML: ")
+    assert "line 2" in str(e.value)
 
 
 def test_overrides_and_resolution():

@@ -32,7 +32,7 @@ from conftest import snapshot
 import pipeline.charts
 import pipeline.workbook
 from pipeline.config import Config
-from pipeline.labels import HIDDEN, Labels
+from pipeline.labels import HIDDEN, Labels, reading
 from pipeline.release import published
 from pipeline.report import OUTPUTS
 from pipeline.rules import load_rules
@@ -391,7 +391,7 @@ def test_spreadsheet_matches_the_tidy_csvs(release):
                     assert share_cell.value is None, where
         # the table ends where the CSV does: a blank row, then the notes
         assert all(c.value is None for c in ws[6 + len(rows)]), table_id
-        assert ws.cell(7 + len(rows), 1).value == lb.table(table_id, "reading")
+        assert ws.cell(7 + len(rows), 1).value == reading(table_id, lb, CFG)
 
 
 def test_report_page_tables_match_the_tidy_csvs(release, page):
@@ -642,7 +642,8 @@ def test_failure_in_report_stage_keeps_previous_output(release, tmp_path, monkey
     assert "segment" in manifest and "report" not in manifest
     # the report's own temporary folder is gone and no report file was half-written
     assert sorted(p.name for p in failed.iterdir()) == [
-        "citizens.parquet", "history-night.parquet", "quarantine.csv", "run.json", "run.log",
+        "citizens.parquet", "history-night.parquet", "quarantine.csv", "quarantine.xlsx",
+        "run.json", "run.log",
         "warehouse.duckdb"]
     assert ("failed during stage report: RuntimeError: " + message
             in (failed / "run.log").read_text("utf-8"))

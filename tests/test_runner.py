@@ -37,6 +37,7 @@ def test_ingest_writes_warehouse_quarantine_log_and_manifest(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         ".m3-profiles-output",  # issue 12: the folder is marked as an m3-profiles output
         "quarantine.csv",
+        "quarantine.xlsx",
         "run.json",
         "run.log",
         "warehouse.duckdb",
