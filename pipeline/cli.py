@@ -120,8 +120,8 @@ RulesOpt = Annotated[
 ]
 WorklistOpt = Annotated[
     Path | None,
-    typer.Option("--worklist",
-                 help="Re-review worklist rules replacing the shipped ones (internal list)."),
+    _option("--worklist", shown="the shipped worklist",
+            help="Re-review worklist rules replacing the shipped ones (internal list)."),
 ]
 
 
@@ -719,7 +719,8 @@ def validate(
     reference_date: RefOpt = None,
     worklist: Annotated[
         Path | None,
-        typer.Option("--worklist", help="Worklist rules file to check (before the export)."),
+        _option("--worklist", shown="none",
+                help="Worklist rules file to check (before the export)."),
     ] = None,
 ) -> None:
     """Check an export, a rules file or both without writing anything: exit 0 if they would
