@@ -28,7 +28,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from pipeline import chart_workers, progress
-from pipeline.labels import HIDDEN, Labels, chart_footer
+from pipeline.labels import HIDDEN, Labels, chart_footer, coarsened_title
 from pipeline.release import PublishedTable
 from pipeline.suppression import TOTAL
 
@@ -110,6 +110,8 @@ def chart_title(table: PublishedTable, number: int, labels: Labels) -> str:
     """The title of a chart for slides: the table's number and title, and, as on the page,
     that several answers are possible (a multi-response table's shares do not add up)."""
     text = f"{labels.text('table')} {number}. {labels.table(table.id, 'title')}"
+    coarse = coarsened_title(table, labels)
+    text = f"{text} ({coarse})" if coarse else text
     return f"{text} ({labels.text('multi_response')})" if table.multi_response else text
 
 
@@ -269,7 +271,8 @@ def _stacked_chart(table: PublishedTable, labels: Labels) -> Figure:
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(lambda v, _: labels.share(v))
     ax.set_xlabel(labels.text("chart_share_of_row"))
-    handles = [Patch(color=colors[j], label=_wrap(labels.col(c), 34)) for j, c in enumerate(cols)]
+    handles = [Patch(color=colors[j], label=_wrap(labels.column(table, c), 34))
+               for j, c in enumerate(cols)]
     if any_hidden:
         handles.append(Patch(facecolor=_HIDDEN_GREY, hatch="///", edgecolor="white",
                              label=labels.text("hidden_segment")))
@@ -319,8 +322,8 @@ def _heatmap_chart(table: PublishedTable, labels: Labels) -> Figure:
         if c in _NONE_COLUMNS:  # a gap: its colours are on another scale
             ax.axvline(j - 0.5, color="white", linewidth=4)
     # steep enough that neighbouring labels of two lines do not run into each other
-    ax.set_xticks(np.arange(len(cols)), [_wrap(labels.col(c), 26) for c in cols], fontsize=8,
-                  rotation=50, ha="left", rotation_mode="anchor")
+    ax.set_xticks(np.arange(len(cols)), [_wrap(labels.column(table, c), 26) for c in cols],
+                  fontsize=8, rotation=50, ha="left", rotation_mode="anchor")
     ax.set_yticks(np.arange(len(rows)), _row_labels(table, labels))
     ax.get_yticklabels()[-1].set_fontweight("bold")
     ax.tick_params(length=0)

@@ -98,6 +98,9 @@ class Config:
     log_format: str = "text"
     # [columns.citizens] / [columns.episodes]: canonical name -> name in the export.
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # [coarsening] (definitions §6, pipeline.coarsening): `threshold` and, per table, its
+    # hierarchy of merged columns; empty = the documented defaults.
+    coarsening: dict[str, Any] = field(default_factory=dict)
 
     def effective_json(self) -> str:
         """The settings that decide the results, as canonical JSON: what the manifest records
@@ -154,6 +157,10 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
                         f"{source}: [columns.{table}] '{canon}' must be a column name (text)"
                     )
         return {t: dict(m) for t, m in value.items() if m}
+    if key == "coarsening":
+        if not isinstance(value, dict):
+            raise fail("a table [coarsening]")
+        return dict(value)  # its content is checked by pipeline.coarsening.plan
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise fail("true or false")
@@ -255,4 +262,8 @@ def load_config(path: Path | None = None) -> Config:
             raise ConfigError(
                 f"{source}: key '{key}' must be one of {', '.join(_CHOICES[key])}, got {value!r}"
             )
-    return Config(**values)
+    cfg = Config(**values)
+    from pipeline.coarsening import plan  # imports this module
+
+    plan(cfg, source)  # the hierarchy, with the age bands it is made of
+    return cfg

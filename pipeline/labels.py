@@ -71,6 +71,19 @@ class Labels:
         names = self.cat.get("benefit", {})
         return names[code][self.lang] if code in names else code
 
+    def column(self, table: PublishedTable, code: str) -> str:
+        """A column's label in `table`: a merged column of a coarsened table (pipeline.
+        coarsening) has its own label or, from the config without one, its columns'."""
+        fine = table.merges.get(code)
+        if fine is None:
+            return self.col(code)
+        merged = self.cat.get("coarsening", {}).get("column", {})
+        if code in merged:
+            return merged[code][self.lang]
+        if code == "all_ages" or age_band_bounds(code) is not None:
+            return self.col(code)
+        return " / ".join(self.col(f) for f in fine)
+
     def col(self, code: str) -> str:
         if code in self.cat["column"]:
             return self.cat["column"][code][self.lang]
@@ -122,7 +135,50 @@ def load_catalogue() -> dict[str, Any]:
 def heading(table: PublishedTable, number: int, labels: Labels) -> str:
     what = labels.text("multi_response") if table.multi_response else labels.text(
         "counts_and_shares")
-    return f"{labels.text('table')} {number}. {labels.table(table.id, 'title')} ({what})"
+    coarse = coarsened_title(table, labels)
+    coarse = f" ({coarse})" if coarse else ""
+    return (f"{labels.text('table')} {number}. {labels.table(table.id, 'title')}{coarse}"
+            f" ({what})")
+
+
+# columns never merged, so not counted in "age in three groups"
+_FIXED = ("unknown", "no_history", "not_in_m3", "misuse_no", "motivation_not_stated")
+
+
+def coarsened_title(table: PublishedTable, labels: Labels) -> str:
+    """What a coarsened table's title adds ("grupperet: alder i tre grupper"); "" for a
+    table at its finest level."""
+    if not table.merges:
+        return ""
+    cat = labels.cat["coarsening"]
+    what = cat["what"][table.id]
+    n = sum(1 for c in table.cols if c not in _FIXED)
+    if n == 1 and f"{labels.lang}_one" in what:
+        text = what[f"{labels.lang}_one"]
+    else:
+        words = cat["numbers"][labels.lang]
+        text = what[labels.lang].format(n=words[n - 1] if 1 <= n <= len(words) else n)
+    return cat["title"][labels.lang].format(what=text)
+
+
+def coarsened_note(table: PublishedTable, labels: Labels) -> str:
+    """The footnote of a coarsened table naming its merges; "" for a table at its finest."""
+    if not table.merges:
+        return ""
+    cat = labels.cat["coarsening"]
+    parts = []
+    for code in table.cols:
+        fine = table.merges.get(code)
+        if fine is None:
+            continue
+        names = [labels.col(f) for f in fine]
+        if table.multi_response:
+            parts.append(cat["any"][labels.lang].format(
+                label=labels.column(table, code), parts=", ".join(names)))
+        else:
+            parts.append(cat["sum"][labels.lang].format(
+                label=labels.column(table, code), parts=" + ".join(names)))
+    return cat["note"][labels.lang].format(merges="; ".join(parts))
 
 
 def row_header(table: PublishedTable, labels: Labels) -> str:
@@ -173,6 +229,6 @@ def chart_footer(table: PublishedTable, labels: Labels, reference_date: dt.date,
 
 
 __all__ = [
-    "HIDDEN", "Labels", "chart_footer", "heading", "hidden_note", "load_catalogue", "population",
-    "reading", "row_header",
+    "HIDDEN", "Labels", "chart_footer", "coarsened_note", "coarsened_title", "heading",
+    "hidden_note", "load_catalogue", "population", "reading", "row_header",
 ]

@@ -19,7 +19,15 @@ import jinja2
 
 import pipeline
 from pipeline.config import Config
-from pipeline.labels import Labels, heading, hidden_note, population, reading, row_header
+from pipeline.labels import (
+    Labels,
+    coarsened_note,
+    heading,
+    hidden_note,
+    population,
+    reading,
+    row_header,
+)
 from pipeline.release import Headline, Profiles, PublishedTable
 from pipeline.suppression import TOTAL
 from pipeline.worklist import Catalogue, Intervention, Reason, Worklist
@@ -128,11 +136,12 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
             "faxe": lb.table(t.id, "faxe"),
             "chart": base64.b64encode(charts[t.id]).decode("ascii"),
             "row_header": row_header(t, lb),
-            "columns": [lb.col(c) for c in t.all_cols],
+            "columns": [lb.column(t, c) for c in t.all_cols],
             "rows": rows,
             "reading": reading(t.id, lb, cfg),
             "any_hidden": any(c.share_hidden for c in t.cells.values()),
             "source": lb.text("source_file", id=t.id),
+            "coarsened": coarsened_note(t, lb),
         })
     return _template().render(
         lang=lb.lang,

@@ -127,6 +127,9 @@ MODELS: tuple[Model, ...] = (
             "marts__table_cells__shared_numbers_agree",
         ),
     ),
+    # definitions §6: every table at the level of its hierarchy chosen for the release (a
+    # table that would hide too many of its citizens has columns merged; internal)
+    Model("marts.release_cells", "report", python="pipeline.coarsening:release_cells_model"),
     # definitions §6: the cells hidden, and why (internal)
     Model("marts.suppressed_cells", "report", python="pipeline.release:suppressed_cells_model"),
     Model(

@@ -7,6 +7,8 @@ Builds the registry's report models in the caller's transaction (`pipeline.regis
 profile × base profile × course class × age band × M3 band, with the flag counts the tables
 need); the `marts.table_<id>` models count each table's own columns from those few hundred
 rows; `marts.table_cells` makes every table's whole grid (zeros, totals, shares; internal);
+the Python model `marts.release_cells` takes each table to the level of its coarsening
+hierarchy chosen (`pipeline.coarsening`: columns merged where a table would hide too much);
 the Python model `marts.suppressed_cells` chooses the pattern (`pipeline.suppression`) and
 audits it, knowing every relation between the tables that the rules in use imply
 (`relations`); `marts.published_cells` is what the published files show. Profile codes,
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -65,6 +67,10 @@ class PublishedTable:
     rows: tuple[str, ...]
     cols: tuple[str, ...]
     cells: Mapping[tuple[str, str], Cell]
+    # coarsening (pipeline.coarsening): the level of the table's hierarchy shown (0 =
+    # finest) and its merged columns, code -> the fine codes it stands for
+    level: int = 0
+    merges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def cell(self, row: str, col: str) -> Cell:
         return self.cells[(row, col)]
@@ -193,10 +199,13 @@ def publish(
     )
 
 
-def counted_tables(con: duckdb.DuckDBPyConnection) -> list[Table]:
-    """The tables of the release as `pipeline.suppression` takes them (totals included)."""
+def counted_tables(con: duckdb.DuckDBPyConnection,
+                   source: str = "marts.release_cells") -> list[Table]:
+    """The tables of the release as `pipeline.suppression` takes them (totals included), at
+    the level of coarsening chosen; `source="marts.table_cells"`: at their finest."""
+    assert source in ("marts.release_cells", "marts.table_cells")
     rows = con.execute(
-        'select table_id, row_dim, multi_response, "row", col, n from marts.table_cells'
+        f'select table_id, row_dim, multi_response, "row", col, n from {source}'
         " order by table_order, row_order, col_order"
     ).fetchall()
     return [
@@ -307,29 +316,41 @@ class _Block:
     row_dim: str
     flags: tuple[str, ...]
     none_col: str | None
+    cols: Mapping[str, tuple[str, ...]]  # each column: the flags it counts (any of them)
 
 
-def _blocks(tables: Sequence[Table]) -> list[_Block]:
+def _blocks(tables: Sequence[Table],
+            merges: Mapping[str, Mapping[str, tuple[str, ...]]]) -> list[_Block]:
     out = []
     for t in tables:
         if not t.multi_response:
             continue
         none_col = _NONE_COLUMN.get(t.id)
-        flags = tuple(c for c in t.cols if c != none_col)
+        merged = merges.get(t.id, {})
+        # a merged column (pipeline.coarsening) counts the citizens with any of its flags
+        cols = {c: tuple(merged.get(c, (c,))) for c in t.cols if c != none_col}
+        flags = tuple(f for fs in cols.values() for f in fs)
         unknown = set(flags) - set(BOOLEAN_COLUMNS)
         if unknown:
             raise ReportError(f"table {t.id!r}: columns {sorted(unknown)} are no flags")
         if none_col is not None:
-            out.append(_Block(t.id, t.row_dim, flags, none_col))
+            out.append(_Block(t.id, t.row_dim, flags, none_col, cols))
         else:
-            out.extend(_Block(t.id, t.row_dim, (f,), None) for f in flags)
+            out.extend(_Block(t.id, t.row_dim, fs, None, {c: fs}) for c, fs in cols.items())
     return out
 
 
-def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Table]) -> Relations:
+def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Table],
+              merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> Relations:
     """Every relation between the cells of `tables` that the definitions and the rules in
-    use imply (see the comment above), with the true value of each unpublished count."""
+    use imply (see the comment above), with the true value of each unpublished count.
+    `merges`: the merged columns of coarsened tables (table -> code -> fine codes; None:
+    those of marts.release_cells); a merged column is a sum of its fine cells' classes."""
     cfg = cfg.resolved()
+    if merges is None:
+        from pipeline.coarsening import release_merges
+
+        merges = release_merges(con) if warehouse.exists(con, "marts.release_cells") else {}
     rules = rules_in_use(con)
     sqls = [r.condition.sql for r in (*rules.rules, *rules.base_rules)]
     tested = {c for c in BOOLEAN_COLUMNS if any(f'"{c}"' in q for q in sqls)}
@@ -337,7 +358,7 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
     for q in sqls:
         for col, value in _COMPARISON.findall(q):
             ints.setdefault(col, set()).add(int(value))
-    blocks = _blocks(tables)
+    blocks = _blocks(tables, merges)
     # a block the rules test is part of the class, all its flags (its "none" needs them all)
     linked = sorted({f for b in blocks if tested & set(b.flags) for f in b.flags})
     age_linked = "birth_year" in ints
@@ -374,10 +395,11 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
     at_most: list[dict] = []
     by_id = {t.id: t for t in tables}
 
-    def members(row_dim: str, row: str, **values: Any) -> dict:
+    def members(row_dim: str, row: str, *, any_of: Sequence[str] = (), **values: Any) -> dict:
         pos = dims.index(row_dim)
         return {name[k]: 1 for k in classes if k[pos] == row
-                and all(k[dims.index(d)] == v for d, v in values.items())}
+                and all(k[dims.index(d)] == v for d, v in values.items())
+                and (not any_of or any(k[dims.index(f)] is True for f in any_of))}
 
     def tie(cell: tuple[str, str, str], parts: Mapping[str, int]) -> None:
         equal.append({cell: 1, **{p: -c for p, c in parts.items()}})
@@ -392,19 +414,25 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
     if age_linked and "age_groups" in by_id:
         t = by_id["age_groups"]
         bands = (*age_band_codes(cfg.age_bands), "unknown")
+        merged = merges.get(t.id, {})
+        in_col = {f: c for c, fs in merged.items() for f in fs}
         for r in t.rows:
+            cells: dict[str, dict] = {}
             for band in bands:
                 parts = members(t.row_dim, r, age_band=band)
-                if band in t.cols:
-                    tie((t.id, r, band), parts)
+                col = in_col.get(band, band)
+                if col in t.cols:  # a merged column is the sum of its bands
+                    cells.setdefault(col, {}).update(parts)
                 elif parts:  # a column left out is zero (§5)
                     equal.append(parts)
+            for col, parts in cells.items():
+                tie((t.id, r, col), parts)
     for b in blocks:
         t = by_id[b.table]
         for r in t.rows:
             if b.flags[0] in linked:
-                for f in b.flags:
-                    tie((t.id, r, f), members(t.row_dim, r, **{f: True}))
+                for c, fs in b.cols.items():
+                    tie((t.id, r, c), members(t.row_dim, r, any_of=fs))
                 if b.none_col is not None:
                     tie((t.id, r, b.none_col),
                         members(t.row_dim, r, **dict.fromkeys(b.flags, False)))
@@ -415,15 +443,15 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
                 any_tick = f"at least one tick|{t.id}|{r}"
                 unpublished[any_tick] = int(t.counts[i, -1] - t.counts[i, t.cols.index(b.none_col)])
                 equal.append({(t.id, r, b.none_col): 1, any_tick: 1, (t.id, r, TOTAL): -1})
-                for f in b.flags:
-                    at_most.append({(t.id, r, f): 1, any_tick: -1})
-                at_most.append({any_tick: 1, **{(t.id, r, f): -1 for f in b.flags}})
+                for c in b.cols:
+                    at_most.append({(t.id, r, c): 1, any_tick: -1})
+                at_most.append({any_tick: 1, **{(t.id, r, c): -1 for c in b.cols}})
     complex_classes = None
     if complex_linked:
         pos = dims.index("complex")
         complex_classes = [name[k] for k in classes if k[pos]]
     return headline_relations(con, tables, Relations(unpublished, tuple(equal), tuple(at_most)),
-                              complex_classes)
+                              complex_classes, merges)
 
 
 def _rule_classes(con: duckdb.DuckDBPyConnection, cfg: Config, rules: Rules,
@@ -493,11 +521,15 @@ _M3_OVER_1Y_BANDS = ("1_to_2y", "2y_plus")
 
 def headline_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
                        known: Relations | None = None,
-                       complex_classes: Sequence[str] | None = None) -> Relations:
+                       complex_classes: Sequence[str] | None = None,
+                       merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
+                       ) -> Relations:
     """`known` with the headline's numbers as numbers of the release (see above).
     `complex_classes`: the unpublished rule classes whose citizens are complex cases, when
-    the rules test departments_involved (else the complex cases are free of the tables)."""
+    the rules test departments_involved (else the complex cases are free of the tables).
+    `merges`: the merged columns of coarsened tables (pipeline.coarsening)."""
     known = known or Relations()
+    at_most = list(known.at_most)
     by_id = {t.id: t for t in tables}
     dist = by_id["profile_distribution"]
     grand = (dist.id, TOTAL, TOTAL)
@@ -516,16 +548,37 @@ def headline_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
         equal.append({_COMPLEX: 1, **dict.fromkeys(complex_classes, -1)})
     m3 = by_id.get("m3_duration")
     if m3 is not None:
-        parts = [(m3.id, TOTAL, c) for c in _M3_OVER_1Y_BANDS if c in m3.cols]
-        cells[_M3_OVER_1Y] = sum(int(m3.counts[-1, m3.cols.index(c[2])]) for c in parts)
-        equal.append({_M3_OVER_1Y: 1, **dict.fromkeys(parts, -1)})
-    return Relations(unpublished, (*known.equal, *equal), known.at_most,
+        # a merged column (coarsening) within the bands counts whole; one that also holds
+        # other bands holds an unknown part of the number (0 to its count)
+        fine = {c: set((merges or {}).get(m3.id, {}).get(c, (c,))) for c in m3.cols}
+        bands = set(_M3_OVER_1Y_BANDS)
+        parts = [(m3.id, TOTAL, c) for c in m3.cols if fine[c] <= bands]
+        mixed = [(m3.id, TOTAL, c) for c in m3.cols if fine[c] & bands and not fine[c] <= bands]
+        ((over_n,),) = con.execute(
+            "select coalesce(sum(n), 0)::bigint from marts.table_cells where table_id ="
+            " 'm3_duration' and \"row\" = $total and list_contains($cols, col)",
+            {"total": TOTAL, "cols": list(_M3_OVER_1Y_BANDS)}).fetchall()
+        cells[_M3_OVER_1Y] = int(over_n)
+        over: dict = {_M3_OVER_1Y: 1, **dict.fromkeys(parts, -1)}
+        if mixed:
+            part = sum(int(m3.counts[-1, m3.cols.index(c[2])]) for c in parts)
+            unpublished["more than a year in M3, in merged columns"] = int(over_n) - part
+            over["more than a year in M3, in merged columns"] = -1
+            at_most.append({"more than a year in M3, in merged columns": 1,
+                            **dict.fromkeys(mixed, -1)})
+        equal.append(over)
+    return Relations(unpublished, (*known.equal, *equal), tuple(at_most),
                      {**known.cells, **cells})
 
 
 def published(con: duckdb.DuckDBPyConnection) -> tuple[PublishedTable, ...]:
     """Every table as published, in report order, read from `marts.published_cells`."""
     rows = warehouse.query(con, "published_grid").fetchall()
+    from pipeline.coarsening import release_merges
+
+    merges = release_merges(con)
+    levels = dict(con.execute("select table_id, max(level) from marts.release_cells"
+                              " group by table_id").fetchall())
     out = []
     for tid, dim, multi, t_rows, t_cols, grid in _grids(rows):
         cells = {
@@ -533,7 +586,8 @@ def published(con: duckdb.DuckDBPyConnection) -> tuple[PublishedTable, ...]:
             for r, line in zip((*t_rows, TOTAL), grid, strict=True)
             for c, v in zip((*t_cols, TOTAL), line, strict=True)
         }
-        out.append(PublishedTable(tid, dim, multi, t_rows, t_cols, cells))
+        out.append(PublishedTable(tid, dim, multi, t_rows, t_cols, cells,
+                                  int(levels.get(tid, 0)), merges.get(tid, {})))
     return tuple(out)
 
 
@@ -574,6 +628,8 @@ def headline(
         profiled=grand,
         profile_shares={r: dist.cell(r, TOTAL) for r in dist.rows},
         m3_over_1y=share_cell(_M3_OVER_1Y, over_n),
-        long_continuous=course.cell(TOTAL, "long_continuous"),
+        # a coarsened course table may have merged it away: then it is no published number
+        long_continuous=(course.cell(TOTAL, "long_continuous") if "long_continuous" in course.cols
+                         else Cell(None, None, True, True)),
         complex_case=share_cell(_COMPLEX, complex_n),
     )

@@ -30,6 +30,7 @@ from pipeline.config import Config
 from pipeline.labels import (
     HIDDEN,
     Labels,
+    coarsened_note,
     heading,
     hidden_note,
     population,
@@ -135,7 +136,7 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
             col = 1 + 2 * j
             # merge_range writes its text with write(): merge empty, then write the string
             ws.merge_range(header_row, col, header_row, col + 1, "", f_head)
-            ws.write_string(header_row, col, labels.col(c), f_head)
+            ws.write_string(header_row, col, labels.column(t, c), f_head)
             ws.write_string(sub_row, col, labels.text("count"), f_sub)
             ws.write_string(sub_row, col + 1, labels.text("share"), f_sub)
         for i, r in enumerate(t.all_rows):
@@ -161,6 +162,10 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
         ws.write_string(last + 1, 0, reading(t.id, labels, cfg), f_note)
         ws.write_string(last + 2, 0, hidden_note(labels, cfg), f_note)
         ws.write_string(last + 3, 0, labels.text("source_file", id=t.id), f_note)
+        notes = 3
+        if t.merges:  # a coarsened table names its merges (pipeline.coarsening)
+            notes = 4
+            ws.write_string(last + notes, 0, coarsened_note(t, labels), f_note)
         ws.set_column(0, 0, 46)
         ws.set_column(1, 2 * len(t.all_cols), 10)
         ws.set_row(header_row, 60)
@@ -171,7 +176,7 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
         ws.fit_to_pages(1, 0)
         ws.repeat_rows(header_row, sub_row)
         ws.repeat_columns(0)
-        ws.print_area(0, 0, last + 3, 2 * len(t.all_cols))
+        ws.print_area(0, 0, last + notes, 2 * len(t.all_cols))
     wb.close()
 
 

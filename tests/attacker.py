@@ -235,6 +235,10 @@ class Knowledge:
     citizens: list[dict[str, Any]]
     unreviewed: int
     label: str = ""
+    # coarsened tables (definitions §6): table -> merged column -> the fine codes it stands
+    # for; a category's merged column is their sum, a multi-response one counts the
+    # citizens with any of them
+    merges: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: Rules,
@@ -251,6 +255,10 @@ def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: 
                 assert not cell.hidden, f"a share is shown beside a hidden count: {t.id}"
     truth = {(tid, r, c): n for tid, r, c, n in con.execute(
         'select table_id, "row", col, n from marts.table_cells').fetchall()}
+    # a coarsened table's merged columns, as the pipeline counted them
+    truth.update({(tid, r, c): n for tid, r, c, n in con.execute(
+        'select table_id, "row", col, n from marts.release_cells').fetchall()})
+    merges = {t.id: dict(t.merges) for t in release.tables if getattr(t, "merges", None)}
     h = release.headline
     truth_h = con.execute(
         """select count(*) filter (where profile_source = 'unreviewed'),
@@ -274,7 +282,7 @@ def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: 
            where c.tabulated""")
     names = [d[0] for d in cur.description]
     citizens = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    return Knowledge(cfg, rules, tables, shown, truth, citizens, truth_h[0], label)
+    return Knowledge(cfg, rules, tables, shown, truth, citizens, truth_h[0], label, merges)
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,8 +314,10 @@ def _add(*terms: Mapping[int, float], signs: Iterable[float] | None = None) -> d
     return {k: v for k, v in out.items() if v}
 
 
-def record(c: Mapping[str, Any], rc: RuleClasses, cfg: Config) -> list[tuple]:
+def record(c: Mapping[str, Any], rc: RuleClasses, cfg: Config,
+           merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> list[tuple]:
     """The variables one citizen counts in: its rule class first, then one per dimension."""
+    merges = merges or {}
     out: list[tuple] = [("K", rc.key(c))]
     if c["complex"] and not rc.complex_linked:
         out.append(("complex",))
@@ -316,7 +326,16 @@ def record(c: Mapping[str, Any], rc: RuleClasses, cfg: Config) -> list[tuple]:
         if td.kind == "cat" and td.dim not in rc.linked:
             out.append(("cat", td.dim, r, c[td.dim]))
         elif td.kind == "flags":
-            out.extend(("flag", f, r) for f in td.flags if f not in rc.linked and c[f])
+            merged = merges.get(tid, {})
+            in_merged = {f for fs in merged.values() for f in fs}
+            out.extend(("flag", f, r) for f in td.flags
+                       if f not in rc.linked and f not in in_merged and c[f])
+            for code, fs in merged.items():
+                # a merged column: with any of its flags; its unlinked part, among those
+                # without a linked one of them, is a dimension of its own
+                if not any(c[f] for f in fs if f in rc.linked) and any(
+                        c[f] for f in fs if f not in rc.linked):
+                    out.append(("merged", tid, code, r))
         elif td.kind == "block":
             linked = tuple(bool(c[f]) for f in td.flags if f in rc.linked)
             pattern = tuple(bool(c[f]) for f in td.flags if f not in rc.linked)
@@ -355,6 +374,7 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
             out[v] = 1.0
         return out
 
+    fine_cells: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
     profiles = tuple(r.code for r in kn.rules.rules)
     bases = tuple(r.code for r in kn.rules.base_rules)
     grand = {v: 1.0 for v in n_k.values()}
@@ -365,6 +385,8 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
         row_codes = profiles if td.row_dim == "profile" else bases
         assert set(rows) == set(row_codes), (tid, rows)
         col_expr: dict[str, dict[str, dict[int, float]]] = {}  # row -> col -> expr
+        merged = kn.merges.get(tid, {})
+        covered = {f for fs in merged.values() for f in fs}
         for r in rows:
             total = members(td.row_dim, r)
             prog.expr[(tid, r, T)] = total
@@ -381,7 +403,20 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
                     cells[val] = {v: 1.0}
                 prog.eq.append(_add(parts, total, signs=(1, -1)))
             elif td.kind == "flags":
+                for code, fs in merged.items():
+                    lk = [f for f in fs if f in rc.linked]
+                    none_linked = members(td.row_dim, r, dict.fromkeys(lk, False)) if lk else {}
+                    e = _add(total, none_linked, signs=(1, -1)) if lk else {}
+                    if any(f not in rc.linked for f in fs):
+                        v = prog.var(("merged", tid, code, r))
+                        true.setdefault(v, 0)
+                        e = _add(e, {v: 1.0})
+                        prog.le.append(_add({v: 1.0}, none_linked if lk else total,
+                                            signs=(1, -1)))
+                    cells[code] = e
                 for f in td.flags:
+                    if f in covered and f not in rc.linked:
+                        continue
                     if f in rc.linked:
                         cells[f] = members(td.row_dim, r, {f: True})
                     else:
@@ -392,7 +427,7 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
             elif td.kind == "block":
                 linked = [f for f in td.flags if f in rc.linked]
                 free = [f for f in td.flags if f not in rc.linked]
-                cells = {f: {} for f in (*td.flags, td.none_col)}
+                cells = {f: {} for f in (*td.flags, td.none_col, *merged)}
                 for lv in itertools.product((False, True), repeat=len(linked)):
                     group = dict(zip(linked, lv, strict=True))
                     g_total = members(td.row_dim, r, group)
@@ -409,13 +444,20 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
                                 cells[f][v] = 1.0
                         if not any(ticks.values()):
                             cells[td.none_col][v] = 1.0
+                        for code, fs in merged.items():
+                            if any(ticks[f] for f in fs):
+                                cells.setdefault(code, {})[v] = 1.0
                     prog.eq.append(_add(parts, g_total, signs=(1, -1)))
+            if td.kind == "cat":
+                for code, fs in merged.items():
+                    cells[code] = _add(*(cells[f] for f in fs))
+            fine_cells[(tid, r)] = cells
             col_expr[r] = cells
             for c in cols:
                 prog.expr[(tid, r, c)] = cells[c]
             # a category or column not published is known to be zero (left out, §5)
             for c, e in cells.items():
-                if c not in cols and e:
+                if c not in cols and c not in covered and e:
                     prog.eq.append(e)
         for c in (*cols, T):
             prog.expr[(tid, T, c)] = _add(*(prog.expr[(tid, r, c)] for r in rows))
@@ -432,11 +474,12 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
     uv = prog.var(("unreviewed",))
     prog.expr[("headline", "unreviewed", T)] = {uv: 1.0}
     prog.expr[("headline", "in_scope", T)] = _add(grand, {uv: 1.0})
-    prog.expr[("headline", "m3_over_1y", T)] = _add(
-        prog.expr[("m3_duration", T, "1_to_2y")], prog.expr[("m3_duration", T, "2y_plus")])
+    prog.expr[("headline", "m3_over_1y", T)] = _add(*(
+        fine_cells[("m3_duration", r)][c] for r in kn.tables["m3_duration"][0]
+        for c in ("1_to_2y", "2y_plus")))
     # the true citizens' other dimensions
     for c in kn.citizens:
-        for name in record(c, rc, cfg)[1:]:
+        for name in record(c, rc, cfg, kn.merges)[1:]:
             count(name)
     true[uv] = kn.unreviewed
     return prog, true
@@ -631,8 +674,8 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None) -> 
         y[pos[p_new.names[v]]] = val
     # the true flows: who left or changed (their old record), who entered or changed
     rc_old, rc_new = RuleClasses(old.rules, old.cfg), RuleClasses(new.rules, new.cfg)
-    before = {c["id"]: record(c, rc_old, old.cfg) for c in old.citizens}
-    after = {c["id"]: record(c, rc_new, new.cfg) for c in new.citizens}
+    before = {c["id"]: record(c, rc_old, old.cfg, old.merges) for c in old.citizens}
+    after = {c["id"]: record(c, rc_new, new.cfg, new.merges) for c in new.citizens}
     flow_l, flow_e = np.zeros(n), np.zeros(n)
     for cid in before.keys() | after.keys():
         if before.get(cid) == after.get(cid):

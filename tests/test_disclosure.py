@@ -29,23 +29,23 @@ REF = dt.date(2024, 6, 30)
 MISUSE_KINDS = ("alcohol", "soft_drugs", "hard_drugs")
 
 
+# the [coarsening] of a release whose tables all stay at their finest level
+FINEST = {"threshold": 1.0}
+
+
 def demo_release(
-    tmp: Path, n: int, seed: int, min_cell: int = 5, rules_path: Path | None = None
+    tmp: Path, n: int, seed: int, min_cell: int = 5, rules_path: Path | None = None,
+    coarsening: dict | None = None,
 ) -> tuple[duckdb.DuckDBPyConnection, Release, Config, Rules]:
     """The demo's release at `n` citizens (an in-memory warehouse, no files written but the
-    demo's input)."""
-    cfg = Config(reference_date=REF, min_cell=min_cell)
+    demo's input); coarsened as the defaults say unless `coarsening` says otherwise."""
+    cfg = Config(reference_date=REF, min_cell=min_cell, coarsening=coarsening or {})
     write_demo(tmp, n=n, seed=seed, reference_date=REF)
     rules = load_rules(rules_path)
     con = connect()
     ingest(con, cfg, tmp, "test")
     segment(con, cfg, rules)
     return con, publish(con, cfg), cfg, rules
-
-
-def attack_demo(tmp: Path, n: int, seed: int, **kw) -> Attack:
-    con, rel, cfg, rules = demo_release(tmp, n, seed, **kw)
-    return attack(knowledge(con, rel, cfg, rules, label=f"{n}/{seed}"))
 
 
 def found(a: Attack) -> dict[tuple[str, str, str], tuple[int, str]]:
@@ -56,18 +56,23 @@ def found(a: Attack) -> dict[tuple[str, str, str], tuple[int, str]]:
 # the issue's examples, and releases of the demo under custom rules
 
 
-def test_demo_60_seed_1_reveals_nothing(tmp_path):
+@pytest.mark.parametrize("coarsening", [FINEST, None], ids=["finest", "coarsened"])
+def test_demo_60_seed_1_reveals_nothing(tmp_path, coarsening):
     # issue 13: the rules tie the misuse table's base rows to the profile rows; the hidden
     # profile totals followed, then age_groups gave the age band of every diagnosed and
     # dual-diagnosis citizen (each hidden cell exactly 1). Before the fix: 84 printed
-    # cells disclosed
-    a = attack_demo(tmp_path, 60, 1)
+    # cells disclosed. Coarsened (the default at this size): the merged columns are sums
+    # of fine ones, or counts of citizens with any of their flags, and the oracle knows it
+    con, rel, cfg, rules = demo_release(tmp_path, 60, 1, coarsening=coarsening)
+    assert any(t.level for t in rel.tables) == (coarsening is None)
+    a = attack(knowledge(con, rel, cfg, rules, label="60/1"))
     assert a.findings == [], "\n".join(map(str, a.findings))
 
 
 @pytest.fixture(scope="module")
 def demo150(tmp_path_factory):
-    return demo_release(tmp_path_factory.mktemp("demo150"), 150, 3)
+    # the tables at their finest: the relations below are about the fine columns
+    return demo_release(tmp_path_factory.mktemp("demo150"), 150, 3, coarsening=FINEST)
 
 
 def test_demo_150_seed_3_reveals_nothing(demo150):
@@ -139,13 +144,27 @@ def complex_first_rules(folder: Path) -> Path:
     return write_rules(folder / "complex.toml", rules, base)
 
 
-@pytest.mark.parametrize("make_rules", [swapped_rules, complex_first_rules],
-                         ids=["swapped", "departments"])
+def merged_atoms_rules(folder: Path) -> Path:
+    """The shipped rules with a first rule on what coarsening merges: the age bands
+    (birth_year) and a focus flag that the default hierarchy puts into focus_other. The
+    merged columns are then sums of rule classes, not dimensions of their own."""
+    rules, base = _shipped()
+    rules.insert(0, ("older_resting", 7, "birth_year <= 1965 and focus_rest"))
+    return write_rules(folder / "merged.toml", rules, base)
+
+
+@pytest.mark.parametrize("make_rules", [swapped_rules, complex_first_rules,
+                                        merged_atoms_rules],
+                         ids=["swapped", "departments", "merged-atoms"])
 def test_custom_rules_reveal_nothing(tmp_path, make_rules):
     path = make_rules(tmp_path)
     rules = load_rules(path)
     assert len(rules.rules) in (6, 7)
-    a = attack_demo(tmp_path / "demo", 100, 2, rules_path=path)
+    con, rel, cfg, rules = demo_release(tmp_path / "demo", 100, 2, rules_path=path)
+    # at 100 citizens the defaults coarsen age and case focus (tests/test_coarsening.py)
+    levels = {t.id: t.level for t in rel.tables}
+    assert levels["age_groups"] >= 1 and levels["case_focus"] >= 1
+    a = attack(knowledge(con, rel, cfg, rules, label="100/2"))
     assert a.findings == [], "\n".join(map(str, a.findings))
 
 
@@ -156,7 +175,10 @@ def test_the_headline_is_suppressed_with_the_tables(tmp_path):
     was hidden, so the headline hid 17 while the tables showed it: a hidden number of the
     release derived exactly. Now the headline's numbers are in the one pattern and audit."""
     path = complex_first_rules(tmp_path)
-    con, rel, cfg, rules = demo_release(tmp_path / "demo", 60, 2, rules_path=path)
+    # the tables at their finest, as when the leak was found (the "before" below reads
+    # m3_duration's fine columns)
+    con, rel, cfg, rules = demo_release(tmp_path / "demo", 60, 2, rules_path=path,
+                                        coarsening=FINEST)
     kn = knowledge(con, rel, cfg, rules)
     assert kn.truth[("headline", "complex_case", "total")] == 17
     assert attack(kn).findings == []

@@ -2,13 +2,14 @@
 -- reason a cell is hidden (`primary` / `secondary`: internal, never in a published file).
 -- Grain: one row per table × row × column, totals included.
 -- A count is shown unless hidden; a share only when its count and its denominator are shown.
--- Reads marts.table_cells and marts.suppressed_cells (the pattern `report.py` chose with
--- pipeline.suppression). No parameters.
+-- Reads marts.release_cells (the tables at the level of coarsening chosen) and
+-- marts.suppressed_cells (the pattern `report.py` chose with pipeline.suppression).
+-- No parameters.
 with
 
 table_cells as (
 
-    select * from marts.table_cells
+    select * from marts.release_cells
 
 ),
 
