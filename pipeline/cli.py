@@ -118,6 +118,11 @@ RulesOpt = Annotated[
     _option("--rules", shown="the shipped rules",
             help="Profile rules file replacing the shipped one."),
 ]
+WorklistOpt = Annotated[
+    Path | None,
+    _option("--worklist", shown="the shipped worklist",
+            help="Re-review worklist rules replacing the shipped ones (internal list)."),
+]
 
 
 def _reference_date(text: str) -> dt.date:
@@ -576,6 +581,19 @@ def _checked_config(config: Path | None, **kw) -> Config:  # noqa: ANN003
         raise _fail(EXIT_USAGE, str(e)) from None
 
 
+def _check_worklist(worklist: Path | None) -> int | None:
+    """Parse and validate a `--worklist` file before any data is read, as `--rules`; the
+    number of its reasons (None: no file given)."""
+    if worklist is None:
+        return None
+    from pipeline.worklist import WorklistError, load_worklist
+
+    try:
+        return len(load_worklist(worklist).reasons)
+    except WorklistError as e:
+        raise _fail(EXIT_USAGE, str(e)) from None
+
+
 def _check_rules(rules: Path | None) -> Rules | None:
     """Parse and validate a `--rules` file before any data is read: a typo is a usage error
     (exit 2) at once, not after the export has been ingested. None (the shipped rules,
@@ -604,6 +622,7 @@ def run(
         typer.Option("--quiet/--no-quiet", "-q",
                      help="Print nothing but errors (for cron and timers)."),
     ] = False,
+    worklist: WorklistOpt = None,
 ) -> None:
     """Run every stage: ingest -> segment -> report.
 
@@ -613,7 +632,9 @@ def run(
 
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
     _check_rules(rules)
-    _run(STAGES, out, cfg, quiet=quiet, input_dir=input, rules_path=rules, config_path=config)
+    _check_worklist(worklist)
+    _run(STAGES, out, cfg, quiet=quiet, input_dir=input, rules_path=rules, config_path=config,
+         worklist_path=worklist)
 
 
 @app.command(cls=_Command)
@@ -667,14 +688,17 @@ def report(
     min_cell: MinCellOpt = None,
     lang: LangOpt = None,
     input: Annotated[Path | None, typer.Option("--input", hidden=True)] = None,
+    worklist: WorklistOpt = None,
 ) -> None:
-    """Count, suppress and publish the profile tables from what segment stored.
+    """Count, suppress and publish the profile tables from what segment stored; write the
+    internal re-review worklist.
 
     Example: m3-profiles report --out data/out --min-cell 5 --lang en
     """
     cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
     _check_rules(rules)
-    _run(("report",), out, cfg, rules_path=rules, config_path=config)
+    _check_worklist(worklist)
+    _run(("report",), out, cfg, rules_path=rules, config_path=config, worklist_path=worklist)
 
 
 @app.command(cls=_Command)
@@ -723,16 +747,26 @@ def validate(
                 help="Profile rules file to check (checked before the export)."),
     ] = None,
     reference_date: RefOpt = None,
+    worklist: Annotated[
+        Path | None,
+        _option("--worklist", shown="none",
+                help="Worklist rules file to check (before the export)."),
+    ] = None,
 ) -> None:
     """Check an export, a rules file or both without writing anything: exit 0 if they would
     load, 2 if the rules file (or config) is invalid, 3 if the export would be refused.
 
-    --rules alone reads no data; with both, the rules are checked first.
+    --rules alone reads no data; with both, the rules are checked first. --worklist checks a
+    worklist rules file the same way.
 
     Example: m3-profiles validate --input path/to/export --rules my-rules.toml
     """
-    if input is None and rules is None:
+    if input is None and rules is None and worklist is None:
         raise _fail(EXIT_USAGE, "nothing to check: give --input FOLDER, --rules FILE or both")
+    reasons = _check_worklist(worklist)
+    if reasons is not None:
+        console.print(f"The worklist file {escape(privacy.mask_name(str(worklist)))} is valid:"
+                      f" {reasons} reasons.", highlight=False, soft_wrap=True)
     with _stoppable("the check did not finish (validate writes nothing)"):
         _validate(input, config, rules, reference_date)
 

@@ -89,6 +89,9 @@ class Config:
     model_eval_max_citizens: int = 3000
     # Language of labels in the spreadsheet and report: "da" or "en".
     lang: str = "da"
+    # issue 17: the opportunity catalogue shown beside each profile (TOML, as
+    # pipeline/catalogue.toml); empty = the shipped one.
+    catalogue: str = ""
     # File holding the pseudonymisation key (else the M3_PSEUDONYM_KEY environment variable).
     pseudonym_key_file: str = ""
     # The history across runs (README, History): one Parquet file per night, kept when the

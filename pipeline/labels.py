@@ -50,6 +50,10 @@ class Labels:
     def text(self, key: str, **fmt: Any) -> str:
         return self.cat["text"][key][self.lang].format(**fmt)
 
+    def section(self, section: str, key: str, **fmt: Any) -> str:
+        """A text of a section of its own (`[worklist]`, `[catalogue]`)."""
+        return self.cat[section][key][self.lang].format(**fmt)
+
     def table(self, table_id: str, field: str) -> str:
         return self.cat["table"][table_id][f"{field}_{self.lang}"]
 

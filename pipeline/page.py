@@ -31,6 +31,7 @@ from pipeline.labels import (
 )
 from pipeline.release import Headline, Profiles, PublishedTable
 from pipeline.suppression import TOTAL
+from pipeline.worklist import Catalogue, Intervention, Reason, Worklist
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,25 @@ class _Text:
         return self._labels.text(key)
 
 
+class _Section:
+    """`worklist_t.key` in a partial: a text of the catalogue's `[worklist]` section."""
+
+    def __init__(self, labels: Labels, section: str) -> None:
+        self._labels, self._section = labels, section
+
+    def __getattr__(self, key: str) -> str:
+        return self._labels.section(self._section, key)
+
+
 def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
                 charts: Mapping[str, bytes], labels: Labels, cfg: Config,
-                profiles: Profiles, model_card: Mapping[str, Any] | None = None) -> str:
+                profiles: Profiles, model_card: Mapping[str, Any] | None = None, *,
+                worklist: tuple[Worklist, Sequence[tuple[Reason, int]], int] | None = None,
+                catalogue: Catalogue | None = None) -> str:
     """The self-contained report page: headline figures, each table with its chart and a
-    reading aid, the definitions used, and what the run was made of."""
+    reading aid, the opportunity catalogue beside each profile and the worklist's numbers
+    per reason (issue 17; sections left out when None), the definitions used, and what the
+    run was made of."""
     lb = labels
     scope_label = lb.text("in_scope" if cfg.scope == "m3" else "in_scope_all")
     cards = [
@@ -135,16 +150,67 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
         reference_date=lb.date(cfg.reference_date),
         population=population(lb, cfg),
         t=_Text(lb),
+        worklist_t=_Section(lb, "worklist"),
+        catalogue_t=_Section(lb, "catalogue"),
         cards=cards,
         profile_bars=profile_bars,
         tables=tables,
         hidden_note=hidden_note(lb, cfg),
         internal_only=cfg.min_cell == 0,
+        worklist=_worklist_part(lb, cfg, *worklist) if worklist else None,
+        catalogue=_catalogue_part(lb, catalogue, pub, profiles) if catalogue else None,
         definitions=_definitions(lb, cfg, profiles),
         run_info=_run_rows(lb, info, head, cfg),
         generated_by=lb.text("generated_by", version=pipeline.__version__),
         model_card=model_card,
     )
+
+
+def _worklist_part(lb: Labels, cfg: Config, worklist: Worklist,
+                   counts: Sequence[tuple[Reason, int]], listed: int) -> dict:
+    """The worklist's section: its reasons, never who is listed. The number per reason only
+    on an internal page (min_cell <= 1, nothing hidden anyway): a reason couples facts the
+    tables publish one at a time, so its count is no cell of the release and is not audited
+    with it (docs/disclosure.md §5)."""
+    internal = cfg.min_cell <= 1
+    return {
+        "rows": [{"label": r.label(lb.lang), "priority": r.priority, "n": lb.n(n),
+                  "source": r.source} for r, n in counts],
+        "counts": internal,
+        "listed": lb.n(listed),
+        "note": lb.section("worklist", "counts_internal", min_cell=cfg.min_cell) if internal
+        else lb.section("worklist", "counts_withheld"),
+        "rules": lb.section("worklist", "rules", version=worklist.version),
+    }
+
+
+def _catalogue_part(lb: Labels, catalogue: Catalogue, pub: Sequence[PublishedTable],
+                    profiles: Profiles) -> dict:
+    """The interventions for every profile once, then beside each profile (depth order) the
+    ones aimed at it, and for each barrier any of them addresses the barriers table's
+    published cell for the profile (a hidden one stays `c`): no number the release does not
+    already show."""
+    barriers = next(t for t in pub if t.id == "barriers")
+
+    def item(i: Intervention) -> dict:
+        return {"label": i.text("label", lb.lang), "description": i.text("description", lb.lang),
+                "source": lb.section("catalogue", "source", source=i.source)}
+
+    general = [i for i in catalogue.interventions if not i.profiles]
+    out = []
+    for code in profiles.order:
+        aimed = [i for i in catalogue.interventions if i.profiles and code in i.profiles]
+        addressed = dict.fromkeys(b for i in (*general, *aimed) for b in i.barriers
+                                  if b in barriers.cols)
+        cells = []
+        for b in addressed:
+            cell = barriers.cell(code, b) if code in barriers.rows else None
+            cells.append({"label": lb.col(b), "n": lb.n(cell.n if cell else None),
+                          "hidden": cell is None or cell.hidden})
+        out.append({"label": lb.row(code), "interventions": [item(i) for i in aimed],
+                    "barriers": cells})
+    return {"general": [item(i) for i in general], "profiles": out,
+            "version": lb.section("catalogue", "version", version=catalogue.version)}
 
 
 def _definitions(lb: Labels, cfg: Config, profiles: Profiles) -> list[str]:

@@ -156,6 +156,9 @@ MODELS: tuple[Model, ...] = (
             "marts__published_cells__shared_numbers_all_or_none",
         ),
     ),
+    # issue 17: the re-review worklist (internal, never published: pseudonymous ids), from
+    # the worklist file's reasons (`pipeline.worklist`)
+    Model("marts.worklist", "report"),
 )
 
 BY_NAME: Mapping[str, Model] = {m.name: m for m in MODELS}

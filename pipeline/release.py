@@ -42,6 +42,7 @@ from pipeline.rules import (
 )
 from pipeline.suppression import TOTAL, Relations, Table, audit, solve
 from pipeline.vocabulary import TABLES, age_band_codes
+from pipeline.worklist import Worklist, load_worklist
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,15 @@ class Release:
         return sum(len(t.cells) for t in self.tables)
 
 
-def context(cfg: Config) -> Context:
+def context(cfg: Config, worklist: Worklist | None = None) -> Context:
     """What the report models are built with: the tables (vocabulary), the age bands and
-    min_cell of the config; the union of the per-table count models for table_cells."""
+    min_cell of the config; the union of the per-table count models for table_cells; the
+    worklist's reasons for marts.worklist (None: the shipped worklist)."""
+    worklist = worklist or load_worklist()
     return Context(
         cfg,
         params={
+            **worklist.params(),
             "table_ids": [t.id for t in TABLES],
             "table_row_dims": [t.row_dim for t in TABLES],
             "table_multi_response": [t.multi_response for t in TABLES],
@@ -160,25 +164,29 @@ def context(cfg: Config) -> Context:
         placeholders={
             "table_counts": "\n    union all by name\n    ".join(
                 f"select '{t.id}' as table_id, * from {t.model}" for t in TABLES if t.model
-            )
+            ),
+            **worklist.placeholders(),
         },
     )
 
 
 def publish(
-    con: duckdb.DuckDBPyConnection, cfg: Config, *, counted: Callable[[], None] = lambda: None
+    con: duckdb.DuckDBPyConnection, cfg: Config, *, counted: Callable[[], None] = lambda: None,
+    worklist: Worklist | None = None,
 ) -> Release:
     """Count every table, choose and audit the suppression pattern, and read back what may be
     published. Runs in the caller's transaction: a failing check or audit leaves the
     marts as they were once the caller rolls back. `counted` is called when the tables are
-    counted, before the suppression is solved (the report starts its chart workers then)."""
+    counted, before the suppression is solved (the report starts its chart workers then).
+    The stage's last model is the internal worklist (`worklist`; None: the shipped one),
+    which nothing of the release reads."""
     cfg = cfg.resolved()
 
     def before(model: Model) -> None:
         if model.name == "marts.suppressed_cells":
             counted()
 
-    warehouse.build_stage(con, "report", context(cfg), before)
+    warehouse.build_stage(con, "report", context(cfg, worklist), before)
     tables = published(con)
     primary, secondary, tabulated = warehouse.query(con, "release_counts").fetchone()
     return Release(

@@ -42,11 +42,21 @@ from pipeline.release import Profiles, Release, publish
 from pipeline.rules import Rules, RulesError
 from pipeline.suppression import TOTAL
 from pipeline.vocabulary import age_band_codes
+from pipeline.worklist import (
+    Catalogue,
+    Worklist,
+    load_catalogue,
+    load_worklist,
+    reason_counts,
+)
+from pipeline.worklist import write_files as write_worklist
 
 # interface: what may be published, in a folder of its own inside the output folder, which
 # can be sent on as it is
 PUBLISH = "publish"
+# the worklist (issue 17) is internal: at the output folder's root, never in publish/
 OUTPUTS: tuple[str, ...] = ("tables", "tables.xlsx", "charts", "report.html")
+WORKLIST_OUTPUTS: tuple[str, ...] = ("worklist.xlsx", "worklist.csv")
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,11 @@ class ReportResult:
     # the profile totals as published (hidden ones as `c`), in the page's order, for the
     # terminal
     profile_totals: str = ""
+    # issue 17: the worklist and catalogue files used (file, version, sha256), the citizens
+    # the worklist lists (internal)
+    worklist: Mapping[str, str] | None = None
+    catalogue: Mapping[str, str] | None = None
+    listed: int = 0
 
     @property
     def hidden(self) -> int:
@@ -87,7 +102,8 @@ class ReportResult:
             self.profile_totals,
             self.headline,
             f"Wrote {PUBLISH}/: {', '.join(OUTPUTS)} ({self.lang}): what may be published."
-            " Every other file of the output folder is internal.",
+            " Every other file of the output folder is internal, among them"
+            f" {', '.join(WORKLIST_OUTPUTS)} ({self.listed:,} citizens listed for re-review).",
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,6 +113,8 @@ class ReportResult:
         d["tables"] = list(self.tables)
         d["files"] = list(self.files)
         d["rules"] = dict(self.rules)
+        d["worklist"] = dict(self.worklist) if self.worklist else None
+        d["catalogue"] = dict(self.catalogue) if self.catalogue else None
         return d
 
 
@@ -111,17 +129,26 @@ def report(
     out_dir: Path,
     manifest: Mapping[str, Any] | None = None,
     step: Callable[[str], None] | None = None,
+    worklist: Worklist | None = None,
+    catalogue: Catalogue | None = None,
 ) -> ReportResult:
     """Count, suppress, audit and publish the tables of definitions §5 into `out_dir`.
 
     The profiles, their labels and order are the ones segment stored (`marts.profiles`), so
     no rules file is needed; `rules`, when the user names one, must be the one segment used.
     `manifest` is what the runner knows of the run so far (its id); the input files and row
-    counts are what ingest recorded in the warehouse."""
+    counts are what ingest recorded in the warehouse. `worklist` and `catalogue` (issue 17;
+    None: the shipped worklist, the catalogue config `catalogue` names or the shipped one)
+    give the internal worklist files and the page's catalogue."""
     cfg = cfg.resolved()
     step = step or (lambda _: None)
     out_dir = Path(out_dir)
+    worklist = worklist or load_worklist()
+    catalogue = catalogue or load_catalogue(cfg.catalogue or None)
     _check_warehouse(con, cfg, rules)
+    codes = con.execute("select list(code order by precedence) from marts.profiles").fetchone()[0]
+    worklist.check_profiles(codes, "the rules segment used")
+    catalogue.check_profiles(codes, "the rules segment used")
 
     def counted() -> None:
         step(f"report: suppressing small counts (min_cell {cfg.min_cell})")
@@ -133,22 +160,33 @@ def report(
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".report-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    internal = out_dir / f"{tmp.name}-internal"  # the worklist's, named as a run's leftover
+    internal.mkdir()
     try:
         # the files are written inside the transaction: a failure writing them rolls the
         # release's marts back too
         with warehouse.transaction(con):
             step("report: counting the tables")
-            rel = publish(con, cfg, counted=counted)
+            rel = publish(con, cfg, counted=counted, worklist=worklist)
             info = _run_info(con, cfg, rel.profiles, manifest)
-            step("report: writing tables, spreadsheet, charts and report.html")
             labels = Labels(cfg.lang, rel.profiles)
+            counts, listed = reason_counts(con, worklist)
+            step("report: writing tables, spreadsheet, charts and report.html")
             card = model_card.card(con, cfg, labels)
-            files = _write_outputs(tmp, rel, info, labels, cfg, card)
+            files = _write_outputs(tmp, rel, info, labels, cfg, card,
+                                   (worklist, counts, listed), catalogue)
+            step("report: writing the internal worklist (worklist.xlsx, worklist.csv)")
+            write_worklist(internal, con, worklist, labels, cfg)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(internal, ignore_errors=True)
         raise
     _move_into_place(tmp, out_dir)
-    files = tuple(f"{PUBLISH}/{f}" for f in files)
+    # the worklist beside the warehouse, never in publish/
+    for name in WORKLIST_OUTPUTS:
+        os.replace(internal / name, out_dir / name)
+    internal.rmdir()
+    files = tuple(f"{PUBLISH}/{f}" for f in files)  # what is published; the worklist is not
     return ReportResult(
         reference_date=cfg.reference_date,
         lang=cfg.lang,
@@ -163,6 +201,11 @@ def report(
                "sha256": rel.profiles.sha256},
         headline=headline_line(rel),
         profile_totals=profile_totals_line(rel),
+        worklist={"file": privacy.mask_name(worklist.source), "version": worklist.version,
+                  "sha256": worklist.sha256},
+        catalogue={"file": privacy.mask_name(catalogue.source), "version": catalogue.version,
+                   "sha256": catalogue.sha256},
+        listed=listed,
     )
 
 
@@ -267,8 +310,12 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
 
 
 def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
-                   cfg: Config, card: Mapping[str, Any] | None = None) -> tuple[str, ...]:
-    """Every file of the release, into `tmp`; returns their paths relative to it."""
+                   cfg: Config, card: Mapping[str, Any] | None = None, worklist: Any = None,
+                   catalogue: Catalogue | None = None) -> tuple[str, ...]:
+    """Every file of the release, into `tmp`; returns their paths relative to it. The page
+    carries the model card (`card`), the worklist's numbers per reason (`worklist`: the
+    worklist, its counts as `worklist.reason_counts` gives them; shown only on an internal
+    page) and the catalogue beside each profile."""
     pub = rel.tables
     (tmp / "tables").mkdir()
     (tmp / "charts").mkdir()
@@ -286,10 +333,10 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
         files.append(f"charts/{t.id}.png")
         page_charts[t.id] = plain
     html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles,
-                            card)
+                            card, worklist=worklist, catalogue=catalogue)
     (tmp / "report.html").write_text(html, encoding="utf-8")
     files.append("report.html")
     return tuple(files)
 
 
-__all__ = ["OUTPUTS", "ReportError", "ReportResult", "report"]
+__all__ = ["OUTPUTS", "WORKLIST_OUTPUTS", "ReportError", "ReportResult", "report"]

@@ -13,7 +13,8 @@ import ast
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,28 @@ BOOLEAN_COLUMNS: tuple[str, ...] = FLAG_COLUMNS
 INTEGER_COLUMNS: tuple[str, ...] = ("departments_involved", "birth_year", "municipality_code")
 # definitions §1: misuse_any = alcohol OR soft_drugs OR hard_drugs (a name, not a column).
 MACROS: dict[str, str] = {"misuse_any": "alcohol or soft_drugs or hard_drugs"}
+# a category's value in a condition: a code of the vocabulary or of the rules file
+_VALUE = re.compile(r"[a-z0-9][a-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What a condition may name: flags (tested bare), integer columns (compared with a
+    whole number) and category columns (compared with == or != to a quoted code; the codes
+    allowed, or None for any code, checked by the caller: the profile codes of the rules in
+    use). The profile rules use the case review's flags and integers; the worklist
+    (`pipeline.worklist`) adds what segment derived."""
+
+    booleans: tuple[str, ...] = BOOLEAN_COLUMNS
+    integers: tuple[str, ...] = INTEGER_COLUMNS
+    categories: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*self.booleans, *MACROS, *self.integers, *self.categories)
+
+
+PROFILE_COLUMNS = Columns()
 
 _RULE_FIELDS = ("code", "label_da", "label_en", "depth", "condition")
 _BASE_RULE_FIELDS = ("code", "condition")
@@ -55,6 +78,10 @@ class Condition:
     sql: str
     flag_tests: tuple[tuple[str, str], ...]
     always: bool
+    # every column the condition names (macros as written), in order of first appearance;
+    # the category comparisons as (column, code), for the caller to check the codes
+    names: tuple[str, ...] = ()
+    codes: tuple[tuple[str, str], ...] = ()
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -242,8 +269,11 @@ def _check_catch_all(rules: list[tuple[str, Condition]], kind: str, source: str)
             )
 
 
-def compile_condition(text: Any, where: str = "condition") -> Condition:
-    """Parse `text` into the restricted grammar and compile it to a DuckDB expression."""
+def compile_condition(
+    text: Any, where: str = "condition", columns: Columns = PROFILE_COLUMNS
+) -> Condition:
+    """Parse `text` into the restricted grammar and compile it to a DuckDB expression over
+    `columns` (default: what a profile rule may test)."""
     if not isinstance(text, str):
         raise RulesError(f"{where}: field 'condition' must be text, got {text!r}")
     normalised = _KEYWORDS.sub(lambda m: m.group(1).lower(), text.strip())
@@ -253,14 +283,15 @@ def compile_condition(text: Any, where: str = "condition") -> Condition:
         lead = len(text) - len(text.lstrip())  # the parser counts in the stripped text
         raise RulesError(f"{where}: syntax error in condition {text!r}: "
                          f"{_syntax_hint(normalised, e, lead)}. {_GRAMMAR}") from None
-    compiler = _Compiler(where, text)
+    compiler = _Compiler(where, text, columns)
     sql = compiler.sql(tree)
     tests: dict[str, list[str]] = {}
     for name, test in compiler.flags:
         if test not in tests.setdefault(name, []):
             tests[name].append(test)
     flag_tests = tuple((name, " or ".join(t)) for name, t in tests.items())
-    return Condition(text, sql, flag_tests, _is_true(tree))
+    return Condition(text, sql, flag_tests, _is_true(tree), tuple(dict.fromkeys(compiler.names)),
+                     tuple(dict.fromkeys(compiler.codes)))
 
 
 # What a condition may say, with examples: the end of every syntax-error message
@@ -330,9 +361,11 @@ def _is_true(node: ast.expr) -> bool:
 class _Compiler:
     """Walks the AST: whitelists node types, emits SQL, collects the positive columns."""
 
-    def __init__(self, where: str, text: str) -> None:
-        self.where, self.text = where, text
+    def __init__(self, where: str, text: str, columns: Columns = PROFILE_COLUMNS) -> None:
+        self.where, self.text, self.columns = where, text, columns
         self.flags: list[tuple[str, str]] = []  # (column, SQL true when it helped)
+        self.names: list[str] = []  # every column named
+        self.codes: list[tuple[str, str]] = []  # (category column, code compared with)
 
     def fail(self, what: str) -> RulesError:
         return RulesError(f"{self.where}: {what} in condition {self.text!r}")
@@ -349,14 +382,20 @@ class _Compiler:
             name = node.id
             if name in ("true", "false"):
                 return name
+            cols = self.columns
             if name in MACROS:
+                self.names.append(name)
                 return self.sql(ast.parse(MACROS[name], mode="eval").body, negated)
-            if name in BOOLEAN_COLUMNS:
+            if name in cols.booleans:
+                self.names.append(name)
                 if not negated:
                     self.flags.append((name, _ident(name)))
                 return _ident(name)
-            if name in INTEGER_COLUMNS:
+            if name in cols.integers:
                 raise self.fail(f"integer column '{name}' must be compared (e.g. {name} >= 3)")
+            if name in cols.categories:
+                raise self.fail(f"column '{name}' must be compared with a code"
+                                f" (e.g. {name} == \"{(cols.categories[name] or ('code',))[0]}\")")
             raise self.fail(f"unknown column '{name}'")
         if isinstance(node, ast.Compare):
             if len(node.ops) != 1:
@@ -364,8 +403,10 @@ class _Compiler:
             left, (op,), (right,) = node.left, node.ops, node.comparators
             if not isinstance(left, ast.Name):
                 raise self.fail("a comparison must have a column on its left")
-            if left.id not in INTEGER_COLUMNS:
-                known = left.id in BOOLEAN_COLUMNS or left.id in MACROS
+            if left.id in self.columns.categories:
+                return self.category(left.id, op, right, negated)
+            if left.id not in self.columns.integers:
+                known = left.id in self.columns.booleans or left.id in MACROS
                 raise self.fail(
                     f"column '{left.id}' is not an integer column: a flag is tested by its"
                     f" name alone ('{left.id}', or 'not {left.id}')"
@@ -382,10 +423,30 @@ class _Compiler:
                 raise self.fail("unsupported comparison operator")
             # A missing value never satisfies a comparison (two-valued logic, as in the flags).
             sql = f"coalesce({_ident(left.id)} {_COMPARISONS[type(op)]} {right.value}, false)"
+            self.names.append(left.id)
             if not negated:
                 self.flags.append((left.id, sql))
             return sql
         raise self.fail(f"'{ast.unparse(node)}' is not allowed")
+
+    def category(self, column: str, op: ast.cmpop, right: ast.expr, negated: bool) -> str:
+        """`course_class == "long_continuous"`: a category compared with one of its codes."""
+        allowed = self.columns.categories[column]
+        if not isinstance(right, ast.Constant) or not isinstance(right.value, str):
+            raise self.fail(f"'{column}' must be compared with a quoted code"
+                            f" (e.g. {column} == \"{(allowed or ('code',))[0]}\")")
+        code = right.value
+        if not _VALUE.match(code) or (allowed is not None and code not in allowed):
+            known = f" (known: {', '.join(allowed)})" if allowed is not None else ""
+            raise self.fail(f"unknown code {code!r} for '{column}'{known}")
+        if type(op) not in (ast.Eq, ast.NotEq):
+            raise self.fail(f"'{column}' is compared with == or !=, not ordered")
+        self.names.append(column)
+        self.codes.append((column, code))
+        sql = f"coalesce({_ident(column)} {_COMPARISONS[type(op)]} '{code}', false)"
+        if not negated:
+            self.flags.append((column, sql))
+        return sql
 
 
 def _ident(name: str) -> str:

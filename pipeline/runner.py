@@ -63,6 +63,7 @@ from pipeline.errors import (
 )
 from pipeline.ingest import IngestResult, export_quarantine, ingest
 from pipeline.rules import Rules, load_rules
+from pipeline.worklist import Catalogue, Worklist, load_catalogue, load_worklist
 
 log = logging.getLogger("m3_profiles")
 STAGES = ("ingest", "segment", "report")
@@ -82,6 +83,8 @@ RUN_FILES = frozenset({
     MARKER, "run.log", "run.json", "quarantine.csv", "quarantine.xlsx", "citizens.parquet",
     PUBLISH, DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", history.NIGHT_FILE,
     *LEGACY_PUBLISHED,
+    # issue 17: the re-review worklist, internal, at the folder's root
+    "worklist.xlsx", "worklist.csv",
 })  # fmt: skip
 
 META_RUNS_DDL = """
@@ -109,6 +112,9 @@ class RunState:
     report: Any = None
     manifest: dict[str, Any] = field(default_factory=dict)
     current: str | None = None  # the stage running, for the log of a failed run
+    # issue 17: parsed before anything was read, when the run reports; None: no report
+    worklist: Worklist | None = None
+    catalogue: Catalogue | None = None
 
 
 def _sha256(path: Path | None) -> str | None:
@@ -181,7 +187,8 @@ def _stage_report(
     # the page shows this run's id and input files: the manifest so far (the final one is
     # written after every stage)
     manifest = _manifest(st, "running", None)
-    st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step)
+    st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
+                                  st.worklist, st.catalogue)
 
 
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
@@ -866,20 +873,33 @@ def run_stages(
     rules_path: Path | None = None,
     config_path: Path | None = None,
     step: Callable[[str], None] = lambda _: None,
+    worklist_path: Path | None = None,
 ) -> RunState:
     """Run `stages` (in pipeline order) into `out_dir` atomically; return the run's state.
 
     The rules file is parsed and validated first, then the paths checked (`check_paths`),
     before any lock is taken or file read (a typo costs nothing); a report run on its own
     needs no rules: it labels the profiles from what segment stored, and checks a rules file
-    given against it. Raises OutputError for paths it may not write, LockedError, Stopped on
-    SIGTERM / SIGINT, EnvironmentFault for the machine's faults, and the stages' errors."""
+    given against it. A run that reports parses the worklist (`worklist_path`, else the
+    shipped one) and the catalogue (config `catalogue`) first too. Raises OutputError for
+    paths it may not write, LockedError, Stopped on SIGTERM / SIGINT, EnvironmentFault for
+    the machine's faults, and the stages' errors."""
     cfg = cfg.resolved()
     rules = load_rules(rules_path) if "segment" in stages or rules_path else None
+    worklist = catalogue = None
+    if "report" in stages:
+        worklist = load_worklist(worklist_path)
+        catalogue = load_catalogue(cfg.catalogue or None)
+        if rules is not None:
+            against = f"the rules {rules.version}"
+            worklist.check_profiles(rules.codes, against)
+            catalogue.check_profiles(rules.codes, against)
     _fault_spec()  # a mistyped test hook fails here, not silently
     out_dir = out_dir.resolve()
     db_path = warehouse_path(cfg, out_dir)
-    keep = [p for p in (config_path, rules_path) if p is not None]
+    keep = [p for p in (config_path, rules_path, worklist_path) if p is not None]
+    if cfg.catalogue:
+        keep.append(Path(cfg.catalogue))
     if cfg.pseudonym_key_file:
         keep.append(Path(cfg.pseudonym_key_file))
     check_paths(out_dir, db_path, input_dir, keep)
@@ -907,7 +927,7 @@ def run_stages(
                 check_paths(out_dir, db_path, input_dir, keep)  # as the lock found it
                 return _run_locked(
                     tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, rules,
-                    config_path, step, run_id, recovered, signals,
+                    config_path, step, run_id, recovered, signals, worklist, catalogue,
                 )
         except BaseException as e:
             signals.deferred = True
@@ -944,6 +964,8 @@ def _run_locked(
     run_id: str,
     recovered: list[str],
     signals: _Signals,
+    worklist: Worklist | None = None,
+    catalogue: Catalogue | None = None,
 ) -> RunState:
     workdir = out_dir.with_name(f".{out_dir.name}.tmp-{run_id}")
     external = not _inside(db_path, out_dir)
@@ -964,7 +986,7 @@ def _run_locked(
     handler: logging.Handler | None = None
     st = RunState(
         run_id, stages, cfg, input_dir, rules_path, rules, config_path, workdir,
-        dt.datetime.now(),
+        dt.datetime.now(), worklist=worklist, catalogue=catalogue,
     )
     con: duckdb.DuckDBPyConnection | None = None
 

@@ -30,7 +30,8 @@ PUBLISHED = sorted(
     ["report.html", "tables.xlsx"] + [f"tables/{t}.csv" for t in TABLE_IDS]
     + [f"charts/{t}.png" for t in TABLE_IDS])
 INTERNAL = [".m3-profiles-output", "citizens.parquet", "history-night.parquet", "publish",
-            "quarantine.csv", "run.json", "run.log", "warehouse.duckdb"]
+            "quarantine.csv", "quarantine.xlsx", "run.json", "run.log", "warehouse.duckdb",
+            "worklist.csv", "worklist.xlsx"]  # issue 17: the re-review worklist, internal
 
 
 @dataclass(frozen=True)

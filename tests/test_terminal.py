@@ -43,11 +43,12 @@ def export(folder: Path, rows: int = 30) -> Path:
 
 LISTED = {
     "run": ["--input", "--out", "--config", "--rules", "--reference-date", "--min-cell", "--lang",
-            "--quiet"],
+            "--quiet", "--worklist"],
     "ingest": ["--input", "--out", "--config", "--reference-date"],
     "segment": ["--out", "--config", "--rules", "--reference-date"],
-    "report": ["--out", "--config", "--rules", "--reference-date", "--min-cell", "--lang"],
-    "validate": ["--input", "--config", "--rules", "--reference-date"],
+    "report": ["--out", "--config", "--rules", "--reference-date", "--min-cell", "--lang",
+               "--worklist"],
+    "validate": ["--input", "--config", "--rules", "--reference-date", "--worklist"],
     "demo": ["--out", "--citizens", "--seed", "--scenario", "--reference-date",
              "--unreviewed-share", "--dirty", "--series", "--every"],
     "history": ["--out", "--config"],
@@ -163,6 +164,7 @@ def test_progress_off_a_terminal_is_plain_log_lines(tmp_path):
         f"report: {models('report')} models built",
         "report: writing tables, spreadsheet, charts and report.html",
         f"report: {len(TABLES)} charts drawn",
+        "report: writing the internal worklist (worklist.xlsx, worklist.csv)",
     ]
 
 
