@@ -704,7 +704,7 @@ def report(
 @app.command(cls=_Command)
 def explain(
     citizen_id: Annotated[str, typer.Argument(help="The citizen's id, as in citizens.parquet.")],
-    out: OutOpt,
+    out: ReadOutOpt,
     config: ConfigOpt = None,
     lang: LangOpt = None,
 ) -> None:

@@ -53,6 +53,7 @@ LISTED = {
              "--unreviewed-share", "--dirty", "--series", "--every"],
     "history": ["--out", "--config"],
     "movement": ["--out"],
+    "explain": ["--out", "--config", "--lang"],
 }  # fmt: skip
 
 
