@@ -159,26 +159,34 @@ class Rules:
         return f"case {rule_column}\n    " + "\n    ".join(whens) + "\nend"
 
 
-def load_rules(path: Path | None = None) -> Rules:
-    """Read and validate a rules file (None = the one shipped with the package)."""
+def read_toml(path: Path | None, shipped: str, what: str,
+              error: type[RulesError] = RulesError) -> tuple[dict[str, Any], str, str]:
+    """A data file of the package's kind (rules, worklist, catalogue): `path`, or the one
+    shipped as `shipped` ("pipeline/<name>.toml") when None. Returns (table, source, SHA-256
+    of the bytes); an unreadable file, one not UTF-8 or not TOML is `error` naming it."""
     if path is None:
-        data_bytes = resources.files("pipeline").joinpath("rules.toml").read_bytes()
-        source = "pipeline/rules.toml"
+        data_bytes = resources.files("pipeline").joinpath(Path(shipped).name).read_bytes()
+        source = shipped
     else:
         source = str(path)
         try:
             data_bytes = Path(path).read_bytes()
         except FileNotFoundError:
-            raise RulesError(f"{source}: rules file not found") from None
+            raise error(f"{source}: {what} file not found") from None
         except OSError as e:
-            raise RulesError(f"{source}: cannot read rules file: {e}") from None
+            raise error(f"{source}: cannot read {what} file: {e}") from None
     try:
         data = tomllib.loads(data_bytes.decode("utf-8"))
     except UnicodeDecodeError:
-        raise RulesError(f"{source}: rules file is not UTF-8 text") from None
+        raise error(f"{source}: {what} file is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
-        raise RulesError(f"{source}: not valid TOML: {e}") from None
-    return _parse(data, source, hashlib.sha256(data_bytes).hexdigest())
+        raise error(f"{source}: not valid TOML: {e}") from None
+    return data, source, hashlib.sha256(data_bytes).hexdigest()
+
+
+def load_rules(path: Path | None = None) -> Rules:
+    """Read and validate a rules file (None = the one shipped with the package)."""
+    return _parse(*read_toml(path, "pipeline/rules.toml", "rules"))
 
 
 def _parse(data: dict[str, Any], source: str, sha256: str) -> Rules:

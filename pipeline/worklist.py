@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import re
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +36,7 @@ from pipeline.rules import (
     Condition,
     RulesError,
     compile_condition,
+    read_toml,
 )
 from pipeline.vocabulary import COURSE_CLASSES, FLAG_COLUMNS, M3_BANDS
 
@@ -204,24 +202,7 @@ class Catalogue:
 
 
 def _read(path: Path | None, shipped: str, what: str) -> tuple[dict[str, Any], str, str]:
-    if path is None:
-        data = resources.files("pipeline").joinpath(Path(shipped).name).read_bytes()
-        source = shipped
-    else:
-        source = str(path)
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise WorklistError(f"{source}: {what} file not found") from None
-        except OSError as e:
-            raise WorklistError(f"{source}: cannot read {what} file: {e}") from None
-    try:
-        parsed = tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise WorklistError(f"{source}: {what} file is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise WorklistError(f"{source}: not valid TOML: {e}") from None
-    return parsed, source, hashlib.sha256(data).hexdigest()
+    return read_toml(path, shipped, what, WorklistError)
 
 
 def _entries(data: dict[str, Any], key: str, fields: tuple[str, ...],
