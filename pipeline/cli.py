@@ -249,10 +249,10 @@ def _fail(code: int, message: str) -> typer.Exit:
     # the message is text, not markup: "[[rule]]" or "[columns.citizens]" must show as written;
     # a path or a header in it may hold a CPR number (a folder's name): masked like notes
     if _json_errors:
-        event = {"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                 "level": "error", "run_id": None, "exit_code": code,
-                 "message": privacy.mask_name(message)}
-        print(json.dumps(event, ensure_ascii=False), file=sys.stderr, flush=True)
+        from pipeline.operations import json_event
+
+        print(json_event("error", privacy.mask_name(message), exit_code=code),
+              file=sys.stderr, flush=True)
         return typer.Exit(code=code)
     err.print(f"[bold red]error:[/] {escape(privacy.mask_name(message))}", highlight=False,
               soft_wrap=True)

@@ -216,13 +216,21 @@ def _without_secret(url: str) -> str:
     return f"{head}/{tail[:4]}…"
 
 
+def json_event(level: str, message: str, run_id: str | None = None,
+               created: float | None = None, **extra: Any) -> str:
+    """One log event as a JSON line: time (ISO 8601 with its UTC offset), level, run id,
+    message, and `extra` fields (e.g. the CLI's exit code)."""
+    when = dt.datetime.fromtimestamp(created) if created is not None else dt.datetime.now()
+    event = {"time": when.astimezone().isoformat(timespec="seconds"), "level": level,
+             "run_id": run_id, **extra, "message": message}
+    return json.dumps(event, ensure_ascii=False)
+
+
 def _warn(line: str, json_lines: bool) -> None:
     """A warning outside the run's log (before it opens or after it closed): on stderr, as
     text or as a JSON event like the log's."""
     if json_lines:
-        line = json.dumps({"time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                           "level": "warning", "run_id": None,
-                           "message": line.removeprefix("warning: ")}, ensure_ascii=False)
+        line = json_event("warning", line.removeprefix("warning: "))
     print(line, file=sys.stderr, flush=True)
 
 
@@ -243,11 +251,5 @@ class JsonLines(logging.Formatter):
     message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        event = {
-            "time": dt.datetime.fromtimestamp(record.created).astimezone()
-            .isoformat(timespec="seconds"),
-            "level": record.levelname.lower(),
-            "run_id": getattr(record, "run_id", None),
-            "message": record.getMessage(),
-        }
-        return json.dumps(event, ensure_ascii=False)
+        return json_event(record.levelname.lower(), record.getMessage(),
+                          getattr(record, "run_id", None), record.created)
