@@ -343,3 +343,53 @@ def _rect(x: int, y: int, color: str):  # noqa: ANN202 - a matplotlib Rectangle
 
 
 __all__ = ["chart_png", "chart_pngs", "draw_charts"]
+
+
+# ---------------------------------------------------------------------------------------
+# Movement (issue 16, definitions §8.5): the time to leave M3, one Kaplan–Meier curve per
+# profile on the published monthly grid (pipeline.movement.published_curve), as steps:
+# between two points shown nothing is published, so the curve holds its last value
+
+
+def survival_chart_pngs(curves: Sequence, labels: Labels,
+                        reference_date: dt.date) -> tuple[bytes, bytes]:
+    """The time-to-leave chart: for slides (title and a footer line, 200 dpi) and for the
+    page (neither). `curves`: `pipeline.movement.Curve`s, the `total` one dashed."""
+    with rc_context(_CHART_RC):
+        fig = Figure(figsize=(7.2, 3.8))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        shades = [_SEA(x) for x in np.linspace(0.35, 0.95, max(len(curves) - 1, 1))]
+        i = 0
+        for c in curves:
+            months = [p[0] for p in c.points]
+            still = [100 * p[2] for p in c.points]
+            if c.profile == TOTAL:
+                ax.step(months, still, where="post", color="#1b2631", linestyle="--",
+                        linewidth=1.6, label=labels.section("movement", "all_profiles"))
+            else:
+                ax.step(months, still, where="post", color=shades[i % len(shades)],
+                        linewidth=1.8, label=labels.row(c.profile))
+                i += 1
+        ax.set_ylim(0, 102)
+        ax.set_xlim(left=0)
+        ax.set_xlabel(labels.section("movement", "curve_axis_x"))
+        ax.set_ylabel(labels.section("movement", "curve_axis_y"))
+        ax.yaxis.set_major_formatter(lambda v, _: labels.share(v / 100))
+        ax.grid(axis="y", color="#e3e8ed", linewidth=0.6)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+        title = fig.suptitle(_wrap(labels.section("movement", "curve_title"), 80), x=0.01,
+                             ha="left", fontsize=10, fontweight="bold", color="#0b2545")
+        fig.set_dpi(_SLIDE_DPI)
+        box = fig.get_tightbbox()
+        footer = fig.text(0.01, (box.y0 - _FOOTER_GAP) / fig.get_figheight(),
+                          labels.text("chart_source", date=labels.date(reference_date),
+                                      id="time_to_leave"),
+                          ha="left", va="top", fontsize=7.5, color="#4a5868")
+        extent = footer.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
+        titled = _png(fig, Bbox.union([box, extent]).padded(_PAD), _SLIDE_DPI)
+        title.set_visible(False)
+        footer.set_visible(False)
+        fig.set_dpi(_DPI)
+        plain = _png(fig, fig.get_tightbbox().padded(_PAD), _DPI)
+    return titled, plain

@@ -61,6 +61,10 @@ class Config:
     # definitions §8.3: the time to leave M3 follows M3 stretches that started at most this
     # many days before the reference date (five years).
     survival_window_days: int = 1826
+    # definitions §8.5 (docs/disclosure.md §6): the published time-to-leave curve stops where
+    # fewer citizens than this are still followed (at risk); a profile with fewer spells is
+    # not shown. 0 = twice min_cell (10 at min_cell 5).
+    survival_min_at_risk: int = 0
     # definitions §6: smallest count shown in published tables; 0 switches suppression off.
     min_cell: int = 5
     # data contract: a table with a larger share of quarantined rows is refused (exit 3).

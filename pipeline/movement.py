@@ -12,11 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 from scipy import stats
+
+from pipeline import warehouse
+from pipeline.config import Config
+from pipeline.labels import Labels
+from pipeline.registry import Context
+from pipeline.suppression import TOTAL, Relations, Table
 
 STATUSES: tuple[str, ...] = ("m3", "other_group", "fleksjob_pension", "other_benefit",
                              "off_support")
@@ -150,3 +158,304 @@ def survival(con: duckdb.DuckDBPyConnection) -> dict[str, Survival]:
 
 def fmt_days(v: float | None) -> str:
     return "not reached" if v is None or math.isnan(v) else f"{v:,.0f}"
+
+
+# ---------------------------------------------------------------------------------------
+# Publication (definitions §8.5, docs/disclosure.md §6). The cohort table is a table of the
+# release: its numbers join the one suppression pattern and audit (`cohort_relations`, the
+# release's hook). The time-to-leave curve is no count: it is published on a monthly grid,
+# only while enough citizens are followed, and only where the leavers since the point
+# before are none or at least min_cell (`published_curve`).
+
+COHORT = "cohort"  # the key of the numbers every horizon shares: a profile's cohort, the total
+GRID_MONTHS = 60  # the survival window's five years
+CURVE_MONTHS = (6, 12, 24)  # the summary's "still in M3 after"
+
+
+def month_day(m: int) -> int:
+    """The day of the grid's month m: m average months (6 → 183, 12 → 365, 24 → 730)."""
+    return round(m * 365.25 / 12)
+
+
+def min_at_risk(cfg: Config) -> int:
+    """The fewest citizens still followed for a point of the curve to be published (config
+    `survival_min_at_risk`; 0 = twice min_cell), at least 1."""
+    return max(1, cfg.survival_min_at_risk or 2 * cfg.min_cell)
+
+
+def cohort_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
+                     known: Relations | None, cfg: Config) -> Relations:
+    """`known` with the cohort table's numbers as numbers of the release (`Relations.cells`:
+    its population is not the tables', so it is no `Table` sharing their grand total) and
+    what ties them: per horizon, each profile's statuses add up to its cohort (one number
+    for every horizon) and each status's profiles to its total; the cohort's citizens in M3
+    on the reference date, per profile, are at most the tables' profile total and at most
+    its citizens with more than a year in M3 (each added only when it holds: a relation the
+    data break is no knowledge; one they keep makes the attacker stronger, never weaker)."""
+    known = known or Relations()
+    rows = con.execute(
+        "select horizon, day, profile, status, n, cell_table, cell_row, cell_col"
+        " from marts.cohort_cells").fetchall()
+    if not rows:
+        return known
+    key = {(h, p, s): (t, r, c) for h, _, p, s, _, t, r, c in rows}
+    cells = {(t, r, c): int(n) for _, _, _, _, n, t, r, c in rows}
+    horizons = sorted({(d, h) for h, d, *_ in rows})
+    profiles = sorted({p for _, _, p, *_ in rows} - {TOTAL})
+    statuses = list(STATUSES)
+    equal: list[dict] = []
+    for _, h in horizons:
+        for p in (*profiles, TOTAL):
+            equal.append({**{key[(h, p, s)]: 1 for s in statuses}, key[(h, p, TOTAL)]: -1})
+        for s in (*statuses, TOTAL):
+            equal.append({**{key[(h, p, s)]: 1 for p in profiles}, key[(h, TOTAL, s)]: -1})
+    at_most: list[dict] = []
+    ref = cfg.resolved().reference_date
+    on_ref = [h for d, h in horizons if d == ref]
+    by_id = {t.id: t for t in tables}
+    if on_ref and "profile_distribution" in by_id:
+        (h,) = on_ref
+        dist = by_id["profile_distribution"]
+        m3 = by_id.get("m3_duration")
+        over: list[str] = []
+        if m3 is not None:
+            from pipeline.coarsening import release_merges
+
+            merged = release_merges(con).get(m3.id, {})
+            over = [c for c in m3.cols
+                    if set(merged.get(c, (c,))) <= {"1_to_2y", "2y_plus"}]
+        for p in profiles:
+            if p not in dist.rows:
+                continue
+            still = cells[key[(h, p, "m3")]]
+            total = int(dist.counts[dist.rows.index(p), -1])
+            if still <= total:
+                at_most.append({key[(h, p, "m3")]: 1, (dist.id, p, TOTAL): -1})
+            if over and p in m3.rows:
+                i = m3.rows.index(p)
+                if still <= sum(int(m3.counts[i, m3.cols.index(c)]) for c in over):
+                    at_most.append({key[(h, p, "m3")]: 1,
+                                    **{(m3.id, p, c): -1 for c in over}})
+    return Relations(known.unpublished, (*known.equal, *equal), (*known.at_most, *at_most),
+                     {**known.cells, **cells})
+
+
+def published_curve(durations: np.ndarray, left: np.ndarray, at_risk: int,
+                    min_cell: int) -> list[tuple[int, int, float, float, float]]:
+    """The Kaplan–Meier curve as published: (month, day, still in M3, low, high) at month 0
+    and at the grid's months while at least `at_risk` citizens are still followed after the
+    day; a month whose leavers since the last point shown number 1 to min_cell − 1 is left
+    out (the next point shown spans both). Empty: too few spells to show any month."""
+    if durations.size < at_risk or durations.size == 0:
+        return []
+    data = stats.CensoredData(uncensored=durations[left], right=durations[~left])
+    sf = stats.ecdf(data).sf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = sf.confidence_interval(0.95, method="log-log")
+    out = [(0, 0, 1.0, 1.0, 1.0)]
+    last = 0
+    for m in range(1, GRID_MONTHS + 1):
+        d = month_day(m)
+        if int((durations > d).sum()) < at_risk:
+            break
+        leavers = int(((durations > last) & (durations <= d) & left).sum())
+        if 0 < leavers < min_cell:
+            continue
+        s = float(sf.evaluate(d))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = float(ci.low.evaluate(d)), float(ci.high.evaluate(d))
+        # log-log is undefined where nobody has left yet: the interval is the estimate
+        out.append((m, d, s, s if math.isnan(lo) else lo, s if math.isnan(hi) else hi))
+        last = d
+    return out if len(out) > 1 else []
+
+
+_CURVE_SCHEMA = pa.schema([("profile", pa.string()), ("month", pa.int32()),
+                           ("day", pa.int32()), ("still_in_m3", pa.float64()),
+                           ("low", pa.float64()), ("high", pa.float64())])
+
+
+def survival_points_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.Table:
+    """marts.survival_points (a Python model of the registry): the published time-to-leave
+    curve per profile and for every profile together (`total`), `published_curve` of the
+    spells of marts.m3_spells. A profile without a row is not shown (too few spells)."""
+    cfg = ctx.cfg
+    rows = con.execute(
+        """
+        select coalesce(c.profile, 'total'), list(s.duration_days order by s.citizen_id),
+            list(s.left_m3 order by s.citizen_id)
+        from marts.m3_spells as s
+        join marts.citizens as c using (citizen_id)
+        where c.profile is not null
+        group by grouping sets ((c.profile), ())
+        """
+    ).fetchall()
+    cols: dict[str, list] = {f.name: [] for f in _CURVE_SCHEMA}
+    threshold = min_at_risk(cfg)
+    for profile, d, e in sorted(rows):
+        points = published_curve(np.asarray(d, dtype=float), np.asarray(e, dtype=bool),
+                                 threshold, cfg.min_cell)
+        for m, day, s, lo, hi in points:
+            for name, v in zip(cols, (profile, m, day, s, lo, hi), strict=True):
+                cols[name].append(v)
+    return pa.table(cols, schema=_CURVE_SCHEMA)
+
+
+@dataclass(frozen=True)
+class CohortCell:
+    """One published cell of the cohort table: `n` None when hidden; the share of the
+    profile's cohort and its 95 % Wilson interval only when the count and the cohort are
+    shown."""
+
+    n: int | None
+    hidden: bool
+    share: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class PublishedCohort:
+    cohort_date: dt.date
+    horizons: tuple[tuple[str, dt.date], ...]
+    profiles: tuple[str, ...]  # depth order, then `total`
+    cells: Mapping[tuple[str, str, str], CohortCell]  # (horizon, profile, status or total)
+
+    def cell(self, horizon: str, profile: str, status: str) -> CohortCell:
+        return self.cells[(horizon, profile, status)]
+
+
+@dataclass(frozen=True)
+class Quantile:
+    """A quantile of the time to leave in months, from the published points: the first
+    month shown where the curve (its lower, upper bound) is at or below the level; None:
+    not within the months shown."""
+
+    months: int | None
+    low: int | None
+    high: int | None
+
+
+@dataclass(frozen=True)
+class Curve:
+    profile: str
+    points: tuple[tuple[int, int, float, float, float], ...]  # month, day, S, low, high
+
+    @property
+    def last_month(self) -> int:
+        return self.points[-1][0]
+
+    def quantile(self, level: float) -> Quantile:
+        def first(i: int) -> int | None:
+            return next((p[0] for p in self.points if p[i] <= level + 1e-12), None)
+
+        # the upper bound reaches a level last: it gives the interval's upper end
+        return Quantile(first(2), first(3), first(4))
+
+    def at(self, month: int) -> tuple[float, float, float] | None:
+        """Still in M3 after `month` months, with its interval; None: not published."""
+        return next((p[2:] for p in self.points if p[0] == month), None)
+
+
+@dataclass(frozen=True)
+class PublishedMovement:
+    cohort: PublishedCohort | None
+    curves: tuple[Curve, ...]  # depth order, then `total`
+    dropped: tuple[str, ...]  # profiles without a curve (too few spells)
+    min_at_risk: int
+
+
+def published(con: duckdb.DuckDBPyConnection, cfg: Config) -> PublishedMovement:
+    """What the report publishes of §8: marts.published_cohort and marts.survival_points."""
+    cfg = cfg.resolved()
+    order = [c for (c,) in con.execute(
+        "select code from marts.profiles order by depth, precedence").fetchall()]
+    rows = warehouse.records(con, "select * from marts.published_cohort")
+    cohort = None
+    if rows:
+        cells = {}
+        for r in rows:
+            share = r["share_published"]
+            low = high = None
+            if share is not None and r["status"] != TOTAL:
+                s = wilson(int(r["n"]), int(r["cohort_n"]))
+                low, high = s.low, s.high
+            cells[(r["horizon"], r["profile"], r["status"])] = CohortCell(
+                r["n_published"], bool(r["hidden"]), share, low, high)
+        horizons = tuple(dict.fromkeys((r["horizon"], r["day"]) for r in rows))
+        (cohort_date,) = con.execute(
+            "select any_value(cohort_date) from marts.cohort_status").fetchone()
+        cohort = PublishedCohort(cohort_date, horizons, (*order, TOTAL), cells)
+    points: dict[str, list] = {}
+    for p, m, d, s, lo, hi in con.execute(
+            "select * from marts.survival_points order by profile, month").fetchall():
+        points.setdefault(p, []).append((m, d, s, lo, hi))
+    curves = tuple(Curve(p, tuple(points[p])) for p in (*order, TOTAL) if p in points)
+    return PublishedMovement(cohort, curves, tuple(p for p in order if p not in points),
+                             min_at_risk(cfg))
+
+
+# ---------------------------------------------------------------------------------------
+# The words the page, the workbook and the CSVs share (labels.toml [movement])
+
+
+def horizon_months(horizon: str) -> int | None:
+    """1, 3, 6, 12 for "1m" … "12m"; None for the reference date."""
+    return int(horizon[:-1]) if horizon.endswith("m") and horizon[:-1].isdigit() else None
+
+
+def cohort_title(lb: Labels, cohort: PublishedCohort, horizon: str) -> str:
+    months = horizon_months(horizon)
+    if months is None:
+        return lb.section("movement", "cohort_title_ref", date=lb.date(cohort.cohort_date))
+    return lb.section("movement", "cohort_title", date=lb.date(cohort.cohort_date),
+                      months=months)
+
+
+def interval(lb: Labels, low: float | None, high: float | None) -> str:
+    """A 95 % interval of a share in whole percentages, "(22–50 %)"; "" when not shown."""
+    if low is None or high is None:
+        return ""
+    unit = " %" if lb.lang == "da" else "%"
+    return f"({low * 100:.0f}–{high * 100:.0f}{unit})"
+
+
+def months_text(lb: Labels, q: Quantile, last: int) -> str:
+    """A quantile in months with its interval: "14 (11–19)", "> 24" when not reached."""
+    def one(v: int | None) -> str:
+        return lb.section("movement", "not_reached", months=last) if v is None else str(v)
+
+    if q.months is None:
+        return one(None)
+    return f"{q.months} ({one(q.low)}–{one(q.high)})"
+
+
+def summary_rows(lb: Labels, moves: PublishedMovement) -> tuple[list[str], list[list[str]]]:
+    """The time-to-leave summary as text: its column headings and one row per curve
+    (profile label, the quartiles, still in M3 after 6/12/24 months, the last month shown)."""
+    head = [lb.text("profile"), lb.section("movement", "col_q25"),
+            lb.section("movement", "col_median"), lb.section("movement", "col_q75"),
+            *(lb.section("movement", "col_after", months=m) for m in CURVE_MONTHS),
+            lb.section("movement", "col_shown_to")]
+    rows = []
+    for c in moves.curves:
+        label = (lb.section("movement", "all_profiles") if c.profile == TOTAL
+                 else lb.row(c.profile))
+        after = []
+        for m in CURVE_MONTHS:
+            v = c.at(m)
+            after.append(lb.section("movement", "not_shown") if v is None
+                         else f"{lb.share(v[0])} {interval(lb, v[1], v[2])}")
+        rows.append([label, *(months_text(lb, c.quantile(level), c.last_month)
+                              for level in (0.75, 0.5, 0.25)), *after, str(c.last_month)])
+    return head, rows
+
+
+def status_label(lb: Labels, status: str) -> str:
+    return lb.section("movement", f"status_{status}")
+
+
+def profile_label(lb: Labels, profile: str) -> str:
+    return lb.row(profile)

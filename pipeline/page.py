@@ -88,7 +88,8 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
                 charts: Mapping[str, bytes], labels: Labels, cfg: Config,
                 profiles: Profiles, model_card: Mapping[str, Any] | None = None, *,
                 worklist: tuple[Worklist, Sequence[tuple[Reason, int]], int] | None = None,
-                catalogue: Catalogue | None = None) -> str:
+                catalogue: Catalogue | None = None,
+                movement: tuple[Any, bytes] | None = None) -> str:
     """The self-contained report page: headline figures, each table with its chart and a
     reading aid, the opportunity catalogue beside each profile and the worklist's numbers
     per reason (issue 17; sections left out when None), the definitions used, and what the
@@ -163,7 +164,58 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
         run_info=_run_rows(lb, info, head, cfg),
         generated_by=lb.text("generated_by", version=pipeline.__version__),
         model_card=model_card,
+        movement_t=_Section(lb, "movement"),
+        movement=_movement_part(lb, cfg, *movement) if movement else None,
     )
+
+
+def _movement_part(lb: Labels, cfg: Config, moves: Any, chart: bytes) -> dict:
+    """The movement section (issue 16, `pipeline.movement.PublishedMovement`): one table per
+    horizon of the cohort, the time-to-leave chart (`chart`: its PNG) and its summary."""
+    from pipeline import movement as mv
+
+    cohort = []
+    if moves.cohort is not None:
+        c = moves.cohort
+        statuses = (*mv.STATUSES, TOTAL)
+        for h, _ in c.horizons:
+            rows = []
+            for p in c.profiles:
+                cells = []
+                for st in statuses:
+                    cell = c.cell(h, p, st)
+                    css = " ".join(x for x in ("hidden" if cell.hidden else "",
+                                               "totalcol" if st == TOTAL else "") if x)
+                    cells.append({"n": lb.n(cell.n), "css": css,
+                                  "share": None if cell.share is None or st == TOTAL
+                                  else lb.share(cell.share),
+                                  "interval": mv.interval(lb, cell.low, cell.high)})
+                rows.append({"label": mv.profile_label(lb, p), "total": p == TOTAL,
+                             "cells": cells})
+            months = mv.horizon_months(h)
+            cohort.append({
+                "id": f"cohort-{h}",
+                "heading": mv.cohort_title(lb, c, h),
+                "columns": [mv.status_label(lb, st) for st in statuses],
+                "rows": rows,
+                "reading": lb.section("movement", "cohort_reading",
+                                      months=months if months else "–"),
+                "any_hidden": any(x.hidden for (hh, _, _), x in c.cells.items() if hh == h),
+            })
+    head, rows = mv.summary_rows(lb, moves)
+    return {
+        "cohort": cohort,
+        "chart": base64.b64encode(chart).decode("ascii") if moves.curves else None,
+        "summary_head": head,
+        "source_cohort": lb.section("movement", "source", file="cohort_status"),
+        "source_curve": lb.section("movement", "source", file="time_to_leave"),
+        "summary_rows": rows,
+        "curve_reading": lb.section("movement", "curve_reading", at_risk=moves.min_at_risk,
+                                    min_cell=max(cfg.min_cell, 1)),
+        "dropped": lb.section("movement", "curve_dropped",
+                              profiles=", ".join(lb.row(p) for p in moves.dropped))
+        if moves.dropped else None,
+    }
 
 
 def _worklist_part(lb: Labels, cfg: Config, worklist: Worklist,

@@ -145,6 +145,11 @@ MODELS: tuple[Model, ...] = (
     # definitions §6: every table at the level of its hierarchy chosen for the release (a
     # table that would hide too many of its citizens has columns merged; internal)
     Model("marts.release_cells", "report", python="pipeline.coarsening:release_cells_model"),
+    # movement (definitions §8.5): the cohort table, counted; its numbers join the one
+    # suppression pattern of marts.suppressed_cells (pipeline.movement.cohort_relations)
+    Model("marts.cohort_cells", "report"),
+    # the time-to-leave curve as published: a monthly grid, while enough are followed
+    Model("marts.survival_points", "report", python="pipeline.movement:survival_points_model"),
     # definitions §6: the cells hidden, and why (internal)
     Model("marts.suppressed_cells", "report", python="pipeline.release:suppressed_cells_model"),
     Model(
@@ -156,6 +161,9 @@ MODELS: tuple[Model, ...] = (
             "marts__published_cells__shared_numbers_all_or_none",
         ),
     ),
+    # the cohort table as published (definitions §8.5)
+    Model("marts.published_cohort", "report",
+          checks=("marts__published_cohort__no_small_count_shown",)),
     # issue 17: the re-review worklist (internal, never published: pseudonymous ids), from
     # the worklist file's reasons (`pipeline.worklist`)
     Model("marts.worklist", "report"),

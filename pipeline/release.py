@@ -247,6 +247,10 @@ def suppressed_cells_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.T
     tables = counted_tables(con)
     # min_cell 0 or 1 hides nothing (§6: internal work): no relations to derive
     known = relations(con, ctx.cfg, tables) if ctx.cfg.min_cell > 1 else None
+    # definitions §8.5: the cohort table's numbers are numbers of this release (x16)
+    from pipeline.movement import cohort_relations
+
+    known = cohort_relations(con, tables, known, ctx.cfg)
     pattern = solve(tables, ctx.cfg.min_cell, relations=known).pattern
     problems = audit(tables, pattern.keys(), ctx.cfg.min_cell, relations=known)
     if problems:

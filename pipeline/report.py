@@ -32,7 +32,16 @@ from typing import Any
 
 import duckdb
 
-from pipeline import chart_workers, charts, model_card, page, privacy, warehouse, workbook
+from pipeline import (
+    chart_workers,
+    charts,
+    model_card,
+    movement,
+    page,
+    privacy,
+    warehouse,
+    workbook,
+)
 from pipeline.config import Config, ConfigError
 from pipeline.errors import InputError, ReportError
 from pipeline.ingest import IngestResult
@@ -168,13 +177,14 @@ def report(
         with warehouse.transaction(con):
             step("report: counting the tables")
             rel = publish(con, cfg, counted=counted, worklist=worklist)
+            moves = movement.published(con, cfg)  # issue 16: part of the same release
             info = _run_info(con, cfg, rel.profiles, manifest)
             labels = Labels(cfg.lang, rel.profiles)
             counts, listed = reason_counts(con, worklist)
             step("report: writing tables, spreadsheet, charts and report.html")
             card = model_card.card(con, cfg, labels)
             files = _write_outputs(tmp, rel, info, labels, cfg, card,
-                                   (worklist, counts, listed), catalogue)
+                                   (worklist, counts, listed), catalogue, moves)
             step("report: writing the internal worklist (worklist.xlsx, worklist.csv)")
             write_worklist(internal, con, worklist, labels, cfg)
     except BaseException:
@@ -311,7 +321,8 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
 
 def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
                    cfg: Config, card: Mapping[str, Any] | None = None, worklist: Any = None,
-                   catalogue: Catalogue | None = None) -> tuple[str, ...]:
+                   catalogue: Catalogue | None = None,
+                   moves: movement.PublishedMovement | None = None) -> tuple[str, ...]:
     """Every file of the release, into `tmp`; returns their paths relative to it. The page
     carries the model card (`card`), the worklist's numbers per reason (`worklist`: the
     worklist, its counts as `worklist.reason_counts` gives them; shown only on an internal
@@ -323,7 +334,14 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
     for t in pub:
         workbook.write_csv(t, tmp / "tables" / f"{t.id}.csv")
         files.append(f"tables/{t.id}.csv")
-    workbook.write_xlsx(tmp / "tables.xlsx", pub, labels, cfg, info)
+    workbook.write_xlsx(tmp / "tables.xlsx", pub, labels, cfg, info, movement=moves)
+    moving = None
+    if moves is not None:  # issue 16: the cohort's CSV, the curves' CSV and chart
+        files += [f"tables/{f}" for f in workbook.write_movement_csvs(tmp / "tables", moves)]
+        titled, plain = charts.survival_chart_pngs(moves.curves, labels, cfg.reference_date)
+        (tmp / "charts" / "time_to_leave.png").write_bytes(titled)
+        files.append("charts/time_to_leave.png")
+        moving = (moves, plain)
     files.append("tables.xlsx")
     page_charts: dict[str, bytes] = {}
     drawn = charts.draw_charts(pub, labels, cfg.reference_date, cfg.min_cell)
@@ -333,7 +351,7 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
         files.append(f"charts/{t.id}.png")
         page_charts[t.id] = plain
     html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles,
-                            card, worklist=worklist, catalogue=catalogue)
+                            card, worklist=worklist, catalogue=catalogue, movement=moving)
     (tmp / "report.html").write_text(html, encoding="utf-8")
     files.append("report.html")
     return tuple(files)

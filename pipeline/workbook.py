@@ -64,7 +64,7 @@ def write_csv(table: PublishedTable, path: Path) -> None:
 
 
 def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: Config,
-               info: RunInfo | None = None) -> None:
+               info: RunInfo | None = None, movement: Any = None) -> None:
     """One formatted sheet per table (labels, frozen header, number formats, `c` with a
     footnote) after an overview sheet, which says what the tables were made from (`info`:
     run id, reference date, rules, config). Each table prints one page wide, landscape A4,
@@ -177,7 +177,137 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
         ws.repeat_rows(header_row, sub_row)
         ws.repeat_columns(0)
         ws.print_area(0, 0, last + notes, 2 * len(t.all_cols))
+    if movement is not None:  # issue 16: the cohort and the time to leave M3
+        _movement_sheets(wb, movement, labels, cfg, formats, f_title, f_note, f_head_left)
     wb.close()
 
 
-__all__ = ["CSV_COLUMNS", "write_csv", "write_xlsx"]
+# ---------------------------------------------------------------------------------------
+# Movement (issue 16, definitions §8.5): `pipeline.movement.PublishedMovement`
+
+COHORT_CSV_COLUMNS: tuple[str, ...] = ("horizon", "day", "profile", "status", "n", "share",
+                                       "share_low", "share_high", "hidden")
+CURVE_CSV_COLUMNS: tuple[str, ...] = ("profile", "month", "day", "still_in_m3", "low", "high")
+
+
+def write_movement_csvs(folder: Path, movement: Any) -> list[str]:
+    """tables/cohort_status.csv (tidy, as the other tables, with the share's 95 % Wilson
+    interval beside a shown share) and tables/time_to_leave.csv (the published points of
+    the curves); returns the names written."""
+    names = []
+    if movement.cohort is not None:
+        c = movement.cohort
+        with open(folder / "cohort_status.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(COHORT_CSV_COLUMNS)
+            for h, day in c.horizons:
+                for p in c.profiles:
+                    for st in (*_STATUSES, TOTAL):
+                        cell = c.cell(h, p, st)
+                        w.writerow([h, day.isoformat(), p, st,
+                                    "" if cell.n is None else cell.n,
+                                    *("" if v is None else f"{v:.4f}"
+                                      for v in (cell.share, cell.low, cell.high)),
+                                    HIDDEN if cell.hidden else ""])
+        names.append("cohort_status.csv")
+    with open(folder / "time_to_leave.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(CURVE_CSV_COLUMNS)
+        for curve in movement.curves:
+            for m, day, s, lo, hi in curve.points:
+                w.writerow([curve.profile, m, day, f"{s:.4f}", f"{lo:.4f}", f"{hi:.4f}"])
+    names.append("time_to_leave.csv")
+    return names
+
+
+def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg: Config,
+                     formats: dict, f_title: Any, f_note: Any, f_head: Any) -> None:
+    """Two sheets: the cohort (every horizon, one block each) and the time in M3 (the
+    summary, then the curves' points)."""
+    from pipeline import movement as mv
+
+    lb = labels
+    if movement.cohort is not None:
+        c = movement.cohort
+        ws = wb.add_worksheet(lb.section("movement", "cohort_sheet")[:31])
+        ws.set_column(0, 0, 40)
+        ws.set_column(1, 3 * (len(_STATUSES) + 1), 9)
+        row = 0
+        for h, _ in c.horizons:
+            ws.write_string(row, 0, mv.cohort_title(lb, c, h), f_title)
+            row += 1
+            ws.write_string(row, 0, lb.text("profile"), f_head)
+            for j, st in enumerate((*_STATUSES, TOTAL)):
+                col = 1 + 3 * j
+                ws.write_string(row, col, mv.status_label(lb, st), f_head)
+                ws.write_string(row + 1, col, lb.text("count"), f_head)
+                ws.write_string(row + 1, col + 1, lb.text("share"), f_head)
+                ws.write_string(row + 1, col + 2, "95 %", f_head)
+            ws.write_blank(row + 1, 0, None, f_head)
+            ws.set_row(row, 45)
+            row += 2
+            for p in c.profiles:
+                total = p == TOTAL
+                ws.write_string(row, 0, mv.profile_label(lb, p), formats[(total, "label")])
+                for j, st in enumerate((*_STATUSES, TOTAL)):
+                    cell, col = c.cell(h, p, st), 1 + 3 * j
+                    if cell.hidden:
+                        ws.write_string(row, col, HIDDEN, formats[(total, "hidden")])
+                    else:
+                        ws.write_number(row, col, cell.n, formats[(total, "n")])
+                    if cell.share is not None:
+                        ws.write_number(row, col + 1, cell.share, formats[(total, "share")])
+                    else:
+                        ws.write_blank(row, col + 1, None, formats[(total, "none")])
+                    ws.write_string(row, col + 2, mv.interval(lb, cell.low, cell.high),
+                                    formats[(total, "label")])
+                row += 1
+            months = mv.horizon_months(h)
+            ws.write_string(row, 0, lb.section("movement", "cohort_reading",
+                                                months=months if months else "–"), f_note)
+            row += 3
+        ws.write_string(row, 0, hidden_note(lb, cfg), f_note)
+        ws.write_string(row + 1, 0, lb.section("movement", "source", file="cohort_status"),
+                        f_note)
+    ws = wb.add_worksheet(lb.section("movement", "summary_sheet")[:31])
+    ws.set_column(0, 0, 40)
+    ws.set_column(1, 8, 18)
+    ws.write_string(0, 0, lb.section("movement", "summary_title"), f_title)
+    head, rows = mv.summary_rows(lb, movement)
+    for j, text in enumerate(head):
+        ws.write_string(1, j, text, f_head)
+    ws.set_row(1, 45)
+    for i, line in enumerate(rows, start=2):
+        for j, text in enumerate(line):
+            ws.write_string(i, j, text, formats[(False, "label")])
+    row = 3 + len(rows)
+    ws.write_string(row, 0, lb.section("movement", "summary_reading"), f_note)
+    ws.write_string(row + 1, 0, lb.section("movement", "curve_reading",
+                                           at_risk=movement.min_at_risk,
+                                           min_cell=max(cfg.min_cell, 1)), f_note)
+    if movement.dropped:
+        ws.write_string(row + 2, 0, lb.section(
+            "movement", "curve_dropped",
+            profiles=", ".join(lb.row(p) for p in movement.dropped)), f_note)
+    row += 4
+    ws.write_string(row, 0, lb.section("movement", "curve_title"), f_title)
+    for j, text in enumerate((lb.text("profile"), lb.section("movement", "curve_axis_x"),
+                              lb.section("movement", "curve_axis_y"), "95 %")):
+        ws.write_string(row + 1, j, text, f_head)
+    row += 2
+    for curve in movement.curves:
+        label = (lb.section("movement", "all_profiles") if curve.profile == TOTAL
+                 else lb.row(curve.profile))
+        for m, _, s, lo, hi in curve.points:
+            ws.write_string(row, 0, label, formats[(False, "label")])
+            ws.write_number(row, 1, m, formats[(False, "n")])
+            ws.write_number(row, 2, s, formats[(False, "share")])
+            ws.write_string(row, 3, mv.interval(lb, lo, hi), formats[(False, "label")])
+            row += 1
+    ws.write_string(row + 1, 0, lb.section("movement", "source", file="time_to_leave"), f_note)
+
+
+_STATUSES: tuple[str, ...] = ("m3", "other_group", "fleksjob_pension", "other_benefit",
+                              "off_support")
+
+__all__ = ["CSV_COLUMNS", "write_csv", "write_movement_csvs", "write_xlsx"]
