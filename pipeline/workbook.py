@@ -187,7 +187,8 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
 
 COHORT_CSV_COLUMNS: tuple[str, ...] = ("horizon", "day", "profile", "status", "n", "share",
                                        "share_low", "share_high", "hidden")
-CURVE_CSV_COLUMNS: tuple[str, ...] = ("profile", "month", "day", "still_in_m3", "low", "high")
+# the month's day (`pipeline.movement.month_day`) is in the definitions, not in the file
+CURVE_CSV_COLUMNS: tuple[str, ...] = ("profile", "month", "still_in_m3", "low", "high")
 
 
 def write_movement_csvs(folder: Path, movement: Any) -> list[str]:
@@ -214,8 +215,8 @@ def write_movement_csvs(folder: Path, movement: Any) -> list[str]:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(CURVE_CSV_COLUMNS)
         for curve in movement.curves:
-            for m, day, s, lo, hi in curve.points:
-                w.writerow([curve.profile, m, day, f"{s:.4f}", f"{lo:.4f}", f"{hi:.4f}"])
+            for m, _, s, lo, hi in curve.points:
+                w.writerow([curve.profile, m, f"{s:.4f}", f"{lo:.4f}", f"{hi:.4f}"])
     names.append("time_to_leave.csv")
     return names
 

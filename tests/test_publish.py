@@ -5,6 +5,7 @@ output folder's root; the terminal of `run` prints only published figures."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import re
@@ -28,7 +29,9 @@ from pipeline.vocabulary import TABLE_IDS
 REF = dt.date(2024, 6, 30)
 PUBLISHED = sorted(
     ["report.html", "tables.xlsx"] + [f"tables/{t}.csv" for t in TABLE_IDS]
-    + [f"charts/{t}.png" for t in TABLE_IDS])
+    + [f"charts/{t}.png" for t in TABLE_IDS]
+    # issue 16: the cohort table, the time-to-leave curves and their chart
+    + ["tables/cohort_status.csv", "tables/time_to_leave.csv", "charts/time_to_leave.png"])
 INTERNAL = [".m3-profiles-output", "citizens.parquet", "history-night.parquet", "publish",
             "quarantine.csv", "quarantine.xlsx", "run.json", "run.log", "warehouse.duckdb",
             "worklist.csv", "worklist.xlsx"]  # issue 17: the re-review worklist, internal
@@ -97,6 +100,11 @@ def published(run: Run) -> set[int]:
     for path in (run.out / "publish" / "tables").glob("*.csv"):
         out |= {int(n) for n in re.findall(r"^[^,]*,[^,]*,(\d+),", path.read_text(),
                                            re.MULTILINE)}
+    # issue 16: the cohort table's counts (its fifth column) and the curves' months
+    with open(run.out / "publish" / "tables" / "cohort_status.csv", encoding="utf-8") as f:
+        out |= {int(r["n"]) for r in csv.DictReader(f) if r["n"]}
+    with open(run.out / "publish" / "tables" / "time_to_leave.csv", encoding="utf-8") as f:
+        out |= {int(r["month"]) for r in csv.DictReader(f)}
     head = json.loads((run.out / "run.json").read_text("utf-8"))["report"]["headline"]
     return out | {int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", head)}
 
