@@ -411,7 +411,21 @@ def cohort_title(lb: Labels, cohort: PublishedCohort, horizon: str) -> str:
     if months is None:
         return lb.section("movement", "cohort_title_ref", date=lb.date(cohort.cohort_date))
     return lb.section("movement", "cohort_title", date=lb.date(cohort.cohort_date),
-                      months=months)
+                      after=after(lb, months))
+
+
+def cohort_reading(lb: Labels, horizon: str) -> str:
+    months = horizon_months(horizon)
+    if months is None:
+        return lb.section("movement", "cohort_reading_ref")
+    return lb.section("movement", "cohort_reading", after=after(lb, months))
+
+
+def after(lb: Labels, months: int | None) -> str:
+    """"1 måned", "3 måneder"; "–" for the reference date's horizon."""
+    if months is None:
+        return "–"
+    return lb.section("movement", "month_one" if months == 1 else "month_many", months=months)
 
 
 def interval(lb: Labels, low: float | None, high: float | None) -> str:

@@ -192,14 +192,12 @@ def _movement_part(lb: Labels, cfg: Config, moves: Any, chart: bytes) -> dict:
                                   "interval": mv.interval(lb, cell.low, cell.high)})
                 rows.append({"label": mv.profile_label(lb, p), "total": p == TOTAL,
                              "cells": cells})
-            months = mv.horizon_months(h)
             cohort.append({
                 "id": f"cohort-{h}",
                 "heading": mv.cohort_title(lb, c, h),
                 "columns": [mv.status_label(lb, st) for st in statuses],
                 "rows": rows,
-                "reading": lb.section("movement", "cohort_reading",
-                                      months=months if months else "–"),
+                "reading": mv.cohort_reading(lb, h),
                 "any_hidden": any(x.hidden for (hh, _, _), x in c.cells.items() if hh == h),
             })
     head, rows = mv.summary_rows(lb, moves)

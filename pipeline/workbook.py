@@ -263,9 +263,7 @@ def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg
                     ws.write_string(row, col + 2, mv.interval(lb, cell.low, cell.high),
                                     formats[(total, "label")])
                 row += 1
-            months = mv.horizon_months(h)
-            ws.write_string(row, 0, lb.section("movement", "cohort_reading",
-                                                months=months if months else "–"), f_note)
+            ws.write_string(row, 0, mv.cohort_reading(lb, h), f_note)
             row += 3
         ws.write_string(row, 0, hidden_note(lb, cfg), f_note)
         ws.write_string(row + 1, 0, lb.section("movement", "source", file="cohort_status"),
