@@ -351,6 +351,10 @@ __all__ = ["chart_png", "chart_pngs", "draw_charts"]
 # between two points shown nothing is published, so the curve holds its last value
 
 
+_CURVE_DASHES = ("-", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (3, 1)),
+                 (0, (8, 2, 1, 2, 1, 2)))
+
+
 def survival_chart_pngs(curves: Sequence, labels: Labels,
                         reference_date: dt.date) -> tuple[bytes, bytes]:
     """The time-to-leave chart: for slides (title and a footer line, 200 dpi) and for the
@@ -368,8 +372,10 @@ def survival_chart_pngs(curves: Sequence, labels: Labels,
                 ax.step(months, still, where="post", color="#1b2631", linestyle="--",
                         linewidth=1.6, label=labels.section("movement", "all_profiles"))
             else:
+                # shades of one colour and a dash pattern each: told apart in grey print too
                 ax.step(months, still, where="post", color=shades[i % len(shades)],
-                        linewidth=1.8, label=labels.row(c.profile))
+                        linestyle=_CURVE_DASHES[i % len(_CURVE_DASHES)], linewidth=1.8,
+                        label=labels.row(c.profile))
                 i += 1
         ax.set_ylim(0, 102)
         ax.set_xlim(left=0)

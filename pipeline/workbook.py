@@ -268,6 +268,7 @@ def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg
         ws.write_string(row, 0, hidden_note(lb, cfg), f_note)
         ws.write_string(row + 1, 0, lb.section("movement", "source", file="cohort_status"),
                         f_note)
+    f_month = wb.add_format({"num_format": "0", "border": 1, "border_color": "#c9d3dd"})
     ws = wb.add_worksheet(lb.section("movement", "summary_sheet")[:31])
     ws.set_column(0, 0, 40)
     ws.set_column(1, 8, 18)
@@ -299,7 +300,7 @@ def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg
                  else lb.row(curve.profile))
         for m, _, s, lo, hi in curve.points:
             ws.write_string(row, 0, label, formats[(False, "label")])
-            ws.write_number(row, 1, m, formats[(False, "n")])
+            ws.write_number(row, 1, m, f_month)
             ws.write_number(row, 2, s, formats[(False, "share")])
             ws.write_string(row, 3, mv.interval(lb, lo, hi), formats[(False, "label")])
             row += 1
