@@ -902,7 +902,7 @@ def test_printed_page(release, chromium, page, tmp_path):
     first = f"{lb.text('table')} 1.".casefold()
     assert first in flat[0], "page 1 holds the headline only"
     assert pages[0][1] == 1, "table 1's chart is not on page 1"
-    assert sum(images for _, images in pages) == len(TABLE_IDS)
+    assert sum(images for _, images in pages) == len(TABLE_IDS) + 1  # issue 16: the curves
     run_keys = [lb.text(k) for k in ("about_run", "reference_date", "rules_version",
                                      "config_hash", "min_cell")]
     run_keys.append(lb.text("generated_by", version=pipeline.__version__))
