@@ -10,6 +10,7 @@ page publishes them only once the release handles their population (definitions 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -167,7 +168,6 @@ def fmt_days(v: float | None) -> str:
 # only while enough citizens are followed, and only where the leavers since the point
 # before are none or at least min_cell (`published_curve`).
 
-COHORT = "cohort"  # the key of the numbers every horizon shares: a profile's cohort, the total
 GRID_MONTHS = 60  # the survival window's five years
 CURVE_MONTHS = (6, 12, 24)  # the summary's "still in M3 after"
 
@@ -187,8 +187,8 @@ def cohort_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
                      known: Relations | None, cfg: Config) -> Relations:
     """`known` with the cohort table's numbers as numbers of the release (`Relations.cells`:
     its population is not the tables', so it is no `Table` sharing their grand total) and
-    what ties them: per horizon, each profile's statuses add up to its cohort (one number
-    for every horizon) and each status's profiles to its total; the cohort's citizens in M3
+    what ties them: per horizon, each profile's statuses add up to its cohort and each
+    status's profiles to its total; a profile's cohort is the same at every horizon; the cohort's citizens in M3
     on the reference date, per profile, are at most the tables' profile total and at most
     its citizens with more than a year in M3 (each added only when it holds: a relation the
     data break is no knowledge; one they keep makes the attacker stronger, never weaker)."""
@@ -209,6 +209,12 @@ def cohort_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
             equal.append({**{key[(h, p, s)]: 1 for s in statuses}, key[(h, p, TOTAL)]: -1})
         for s in (*statuses, TOTAL):
             equal.append({**{key[(h, p, s)]: 1 for p in profiles}, key[(h, TOTAL, s)]: -1})
+    # a profile's cohort is the same number at every horizon, printed at each: one printing
+    # shown fixes the others, so the pattern hides all or none of them, and hiding it costs
+    # what it hides (every share of the profile's rows), not one number's worth
+    for (_, h), (_, h2) in itertools.pairwise(horizons):
+        for p in (*profiles, TOTAL):
+            equal.append({key[(h, p, TOTAL)]: 1, key[(h2, p, TOTAL)]: -1})
     at_most: list[dict] = []
     ref = cfg.resolved().reference_date
     on_ref = [h for d, h in horizons if d == ref]

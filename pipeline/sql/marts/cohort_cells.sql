@@ -5,9 +5,8 @@
 -- each citizen of the cohort has one status per horizon). Every profile of marts.profiles
 -- and every status is a row, a zero included, so the grid is complete.
 -- `cell_table`, `cell_row`, `cell_col`: the number's key in the suppression
--- (`pipeline.movement.cohort_relations`): a profile's cohort and the cohort's grand total
--- are one number each, shared by every horizon (table id `cohort`), the rest are keyed by
--- the horizon (`cohort_<horizon>`).
+-- (`pipeline.movement.cohort_relations`), `cohort_<horizon>`: a profile's cohort is printed
+-- once per horizon, and the suppression knows the printings are equal.
 -- Reads marts.cohort_status (the segment stage's view) and marts.citizens (the profile),
 -- marts.profiles (the codes and their depth order).
 -- No parameters.
@@ -82,8 +81,7 @@ final as (
         grid.status,
         grid.status_order,
         coalesce(counted.n, 0)::bigint as n,
-        case when grid.status = 'total' then 'cohort' else 'cohort_' || grid.horizon end
-            as cell_table,
+        'cohort_' || grid.horizon as cell_table,
         grid.profile as cell_row,
         grid.status as cell_col
     from grid
