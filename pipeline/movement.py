@@ -188,10 +188,11 @@ def cohort_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
     """`known` with the cohort table's numbers as numbers of the release (`Relations.cells`:
     its population is not the tables', so it is no `Table` sharing their grand total) and
     what ties them: per horizon, each profile's statuses add up to its cohort and each
-    status's profiles to its total; a profile's cohort is the same at every horizon; the cohort's citizens in M3
-    on the reference date, per profile, are at most the tables' profile total and at most
-    its citizens with more than a year in M3 (each added only when it holds: a relation the
-    data break is no knowledge; one they keep makes the attacker stronger, never weaker)."""
+    status's profiles to its total; a profile's cohort is the same at every horizon; the
+    cohort's citizens in M3 on the reference date, per profile, are at most the tables'
+    profile total and at most its citizens with more than a year in M3 (each added only
+    when it holds: a relation the data break is no knowledge; one they keep makes the
+    attacker stronger, never weaker)."""
     known = known or Relations()
     rows = con.execute(
         "select horizon, day, profile, status, n, cell_table, cell_row, cell_col"
