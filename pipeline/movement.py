@@ -450,6 +450,9 @@ def months_text(lb: Labels, q: Quantile, last: int) -> str:
 
     if q.months is None:
         return one(None)
+    if q.high is None:  # the interval's upper end lies beyond the months shown
+        return lb.section("movement", "open_interval", months=q.months, low=one(q.low),
+                          last=last)
     return f"{q.months} ({one(q.low)}–{one(q.high)})"
 
 

@@ -290,3 +290,20 @@ def test_the_attacker_has_teeth(release):
     bounds = attack(showing(lambda r: (r["horizon"], r["status"]) == ("12m", "m3")), m3_rows,
                     REF.isoformat())
     assert bounds[("m3_duration", profile, "under_1y")] == (1, 3)
+
+
+def test_quartiles_are_read_off_the_published_points():
+    c = movement.Curve("p", ((0, 0, 1.0, 1.0, 1.0), (1, 30, 0.9, 0.8, 1.0),
+                             (2, 61, 0.7, 0.6, 0.8), (4, 122, 0.45, 0.35, 0.6)))
+    # the first month shown at or below the level: the curve, its lower and upper bound
+    assert c.quantile(0.75) == movement.Quantile(2, 2, 4)
+    assert c.quantile(0.5) == movement.Quantile(4, 4, None)
+    assert c.quantile(0.25) == movement.Quantile(None, None, None)
+    assert c.at(2) == (0.7, 0.6, 0.8) and c.at(3) is None  # month 3 was not published
+    from pipeline.labels import Labels
+    from pipeline.release import Profiles
+
+    lb = Labels("da", Profiles(("p",), ("p",), (), {"p": {"da": "P", "en": "P"}}, "", "", ""))
+    assert movement.months_text(lb, c.quantile(0.75), c.last_month) == "2 (2–4)"
+    assert movement.months_text(lb, c.quantile(0.5), c.last_month) == "4 (4 til over 4)"
+    assert movement.months_text(lb, c.quantile(0.25), c.last_month) == "> 4"
