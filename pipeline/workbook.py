@@ -228,6 +228,12 @@ def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg
     from pipeline import movement as mv
 
     lb = labels
+
+    def label(total: bool, text: str) -> Any:
+        # a profile's label is the rules file's free text: Excel's quote prefix where it
+        # looks like a formula, as on the tables' sheets
+        return formats[(total, "quoted_label" if looks_like_formula(text) else "label")]
+
     if movement.cohort is not None:
         c = movement.cohort
         ws = wb.add_worksheet(lb.section("movement", "cohort_sheet")[:31])
@@ -249,7 +255,8 @@ def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg
             row += 2
             for p in c.profiles:
                 total = p == TOTAL
-                ws.write_string(row, 0, mv.profile_label(lb, p), formats[(total, "label")])
+                text = mv.profile_label(lb, p)
+                ws.write_string(row, 0, text, label(total, text))
                 for j, st in enumerate((*_STATUSES, TOTAL)):
                     cell, col = c.cell(h, p, st), 1 + 3 * j
                     if cell.hidden:
@@ -279,7 +286,7 @@ def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg
     ws.set_row(1, 45)
     for i, line in enumerate(rows, start=2):
         for j, text in enumerate(line):
-            ws.write_string(i, j, text, formats[(False, "label")])
+            ws.write_string(i, j, text, label(False, text))
     row = 3 + len(rows)
     ws.write_string(row, 0, lb.section("movement", "summary_reading"), f_note)
     ws.write_string(row + 1, 0, lb.section("movement", "curve_reading",
@@ -296,10 +303,10 @@ def _movement_sheets(wb: xlsxwriter.Workbook, movement: Any, labels: Labels, cfg
         ws.write_string(row + 1, j, text, f_head)
     row += 2
     for curve in movement.curves:
-        label = (lb.section("movement", "all_profiles") if curve.profile == TOTAL
-                 else lb.row(curve.profile))
+        name = (lb.section("movement", "all_profiles") if curve.profile == TOTAL
+                else lb.row(curve.profile))
         for m, _, s, lo, hi in curve.points:
-            ws.write_string(row, 0, label, formats[(False, "label")])
+            ws.write_string(row, 0, name, label(False, name))
             ws.write_number(row, 1, m, f_month)
             ws.write_number(row, 2, s, formats[(False, "share")])
             ws.write_string(row, 3, mv.interval(lb, lo, hi), formats[(False, "label")])
