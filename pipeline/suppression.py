@@ -40,9 +40,13 @@ Method (definitions §6, "the attacker"):
   total equals 0), so with every non-zero cell hidden the true table t and every multiple
   k*t (k >= 1 whole) are consistent; each hidden cell then ranges from at most its value
   to infinity. `SuppressionInfeasible` therefore signals a solver failure, not a property
-  of the data. If the time budget runs out, hidden cells are added greedily (cheapest
+  of the data. If the work budget runs out, hidden cells are added greedily (cheapest
   first, next to an exposed cell) until the audit passes, which ends at the latest at
   "everything non-zero hidden".
+* The budget is work, never wall-clock time (`MAX_ROUNDS` rounds of the cut loop,
+  `NODE_LIMIT` branch-and-bound nodes per master MILP, HiGHS's `node_limit`), so the
+  pattern is a function of the data alone: a busy machine takes longer, it does not choose
+  differently. HiGHS is deterministic for one input (same build, same options).
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ Ref = CellKey | str  # a printed cell, or the name of a quantity no table prints
 Reason = Literal["primary", "secondary"]
 
 _TOL = 1e-6
+# the work budget of the pattern search (see the module docstring). Measured on the demo's
+# releases (bench/disclosure.py, 60-1,000 citizens): at most 15 rounds, and the largest
+# master MILP well under 10,000 nodes; the budget leaves an order of magnitude of room
+MAX_ROUNDS = 200
+NODE_LIMIT = 200_000
 
 
 class SuppressionInfeasible(RuntimeError):
@@ -602,7 +611,9 @@ def _initial_rows(model: _Model, cand: np.ndarray) -> list[tuple[np.ndarray, flo
 
 
 def _solve_master(model: _Model, cand: np.ndarray, rows: list[tuple[np.ndarray, float]],
-                  time_limit: float) -> tuple[np.ndarray, bool] | None:
+                  node_limit: int) -> tuple[np.ndarray | None, bool, int]:
+    """The cheapest pattern meeting every row so far: (pattern or None, optimal, nodes).
+    Bounded by nodes explored, never by time: the same rows give the same answer."""
     n = model.n
     # fewest hidden citizens (a shared number once), then fewest printed cells (§6)
     big = model.ninst.sum() + 1.0
@@ -616,16 +627,17 @@ def _solve_master(model: _Model, cand: np.ndarray, rows: list[tuple[np.ndarray, 
     else:
         cons = []
     res = milp(cost, constraints=cons, integrality=np.ones(n), bounds=Bounds(lb, ub),
-               options={"mip_rel_gap": 0.0, "time_limit": max(time_limit, 0.01)})
+               options={"mip_rel_gap": 0.0, "node_limit": int(node_limit)})
+    nodes = int(getattr(res, "mip_node_count", 0) or 0)
     if res.x is None:
         if res.status == 2:  # infeasible: impossible, all-hidden satisfies every cut
             raise SuppressionInfeasible("no safe suppression pattern exists")
-        return None
-    return res.x > 0.5, res.status == 0
+        return None, False, nodes
+    return res.x > 0.5, res.status == 0, nodes
 
 
 def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
-    """Fallback when the time budget is spent: hide more until the audit passes. Each
+    """Fallback when the work budget is spent: hide more until the audit passes. Each
     round hides, for every exposed cell, the cheapest shown non-zero cell in a relation
     with it (or anywhere, if none is left). Ends at the latest with every non-zero cell
     hidden, which is always safe (module docstring)."""
@@ -652,30 +664,37 @@ def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
 # Public API
 
 
-def suppress(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.0,
+def suppress(tables: Sequence[Table], min_cell: int = 5, *, max_rounds: int = MAX_ROUNDS,
+             node_limit: int = NODE_LIMIT,
              relations: Relations | None = None) -> dict[CellKey, Reason]:
     """Cells to hide in the release (definitions §6), with the reason; shown cells absent.
 
     `relations`: what the reader knows beyond each table's sums (`Relations`).
-    `time_limit` (seconds) bounds the search for the optimal pattern; past it, the best
-    candidate is completed greedily (safe, perhaps not minimal)."""
-    return solve(tables, min_cell, time_limit=time_limit, relations=relations).pattern
+    `max_rounds` (of the cut loop) and `node_limit` (per master MILP) bound the search for
+    the optimal pattern by work, not time; past them, the best candidate is completed
+    greedily (safe, perhaps not minimal), the same way on every machine."""
+    return solve(tables, min_cell, max_rounds=max_rounds, node_limit=node_limit,
+                 relations=relations).pattern
 
 
 @dataclass(frozen=True)
 class Solution:
-    """A pattern and how it was found: `greedy` when the time budget ran out and the
-    fallback completed it (safe, perhaps not minimal); `rounds` of the cut loop."""
+    """A pattern and how it was found: `greedy` when the work budget ran out and the
+    fallback completed it (safe, perhaps not minimal); `rounds` of the cut loop; `nodes`:
+    branch-and-bound nodes of the master MILPs, all rounds; `seconds`: measured, for the
+    bench only (nothing depends on it)."""
 
     pattern: dict[CellKey, Reason]
     greedy: bool
     rounds: int
     seconds: float
+    nodes: int = 0
 
 
-def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.0,
-          relations: Relations | None = None) -> Solution:
-    """`suppress`, with how the pattern was found."""
+def solve(tables: Sequence[Table], min_cell: int = 5, *, max_rounds: int = MAX_ROUNDS,
+          node_limit: int = NODE_LIMIT, relations: Relations | None = None) -> Solution:
+    """`suppress`, with how the pattern was found. The budget is work (module docstring):
+    the pattern depends on the data and the budget only."""
     start = time.monotonic()
     model = _Model(tables, min_cell, relations)
     if model.min_cell <= 1 or not model.primary.any():
@@ -686,20 +705,24 @@ def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.
     hide = model.primary.copy()
     pool: list[np.ndarray] = []
     greedy = False
-    rounds = 0
+    rounds = nodes = 0
     while True:
-        rounds += 1
-        left = time_limit - (time.monotonic() - start)
-        got = _solve_master(model, cand, rows, left) if left > 0 else None
-        if got is None:  # out of time before any candidate: complete the last one
+        if rounds >= max_rounds:  # the budget is spent: complete the last candidate
             hide = _greedy_repair(model, hide)
             greedy = True
             break
-        hide, optimal = got
+        rounds += 1
+        got, optimal, used = _solve_master(model, cand, rows, node_limit)
+        nodes += used
+        if got is None:  # no candidate within the node budget: complete the last one
+            hide = _greedy_repair(model, hide)
+            greedy = True
+            break
+        hide = got
         viol = _check(model, np.nonzero(hide)[0], want_cuts=True, pool=pool)
         if not viol:
             break
-        if not optimal:  # the MILP stopped at its time limit: complete this candidate
+        if not optimal:  # the MILP stopped at its node limit: complete this candidate
             hide = _greedy_repair(model, hide)
             greedy = True
             break
@@ -717,7 +740,7 @@ def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.
         v = model.cell_var[cell]
         if hide[v]:
             out[cell] = "primary" if model.primary[v] else "secondary"
-    return Solution(out, greedy, rounds, time.monotonic() - start)
+    return Solution(out, greedy, rounds, time.monotonic() - start, nodes)
 
 
 def audit(tables: Sequence[Table], hidden: Collection[CellKey], min_cell: int = 5, *,
