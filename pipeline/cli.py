@@ -335,7 +335,14 @@ def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
                          " run.json, run.log, quarantine.csv.")
         if st.segment is not None:
             lines += st.segment.summary_lines(internal=False)
-        lines += st.report.summary_lines()
+        release = getattr(st, "release", None)
+        if release is not None and not release.published:
+            # the new release was not published: none of its numbers is printed
+            lines.append(release.line)
+        else:
+            lines += st.report.summary_lines()
+            if release is not None and release.previous is not None:
+                lines.append(release.line)
     else:
         # a stage on its own prints what it computed, unsuppressed and labelled internal
         if st.ingest is not None:

@@ -52,7 +52,7 @@ from typing import Any
 import duckdb
 
 import pipeline
-from pipeline import chart_workers, history, operations, privacy, warehouse
+from pipeline import chart_workers, history, operations, privacy, releases, warehouse
 from pipeline.config import Config
 from pipeline.errors import (
     EnvironmentFault,
@@ -82,6 +82,7 @@ LEGACY_PUBLISHED = frozenset({"tables", "tables.xlsx", "report.html", "charts"})
 RUN_FILES = frozenset({
     MARKER, "run.log", "run.json", "quarantine.csv", "quarantine.xlsx", "citizens.parquet",
     PUBLISH, DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", history.NIGHT_FILE,
+    releases.RECORD,  # the record of the release published, until the store has it
     *LEGACY_PUBLISHED,
     # issue 17: the re-review worklist, internal, at the folder's root
     "worklist.xlsx", "worklist.csv",
@@ -115,6 +116,9 @@ class RunState:
     # issue 17: parsed before anything was read, when the run reports; None: no report
     worklist: Worklist | None = None
     catalogue: Catalogue | None = None
+    # issue 13 item 3: the output folder, and what the publication policy decided
+    out_dir: Path | None = None
+    release: releases.Decision | None = None
 
 
 def _sha256(path: Path | None) -> str | None:
@@ -189,6 +193,19 @@ def _stage_report(
     manifest = _manifest(st, "running", None)
     st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
                                   st.worklist, st.catalogue)
+    # the publication policy (issue 13 item 3): the new release against the releases
+    # published from this output folder; not safe together, the earlier publish folder
+    # is put back unchanged (the internal files are refreshed all the same)
+    assert st.out_dir is not None
+    step("report: checking the release against the releases published before")
+    st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir)
+    if st.release is not None:
+        if st.release.published:
+            log.info(st.release.line)
+        else:
+            log.warning(st.release.line)
+            for problem in st.release.problems[:10]:
+                log.info("across releases: %s", problem)
 
 
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
@@ -252,6 +269,8 @@ def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
         m["segment"] = st.segment.as_dict()
     if st.report is not None:
         m["report"] = st.report.as_dict()
+    if st.release is not None:
+        m["release"] = st.release.as_dict()
     if error:
         m["error"] = privacy.mask_name(error)
     return m
@@ -903,7 +922,7 @@ def run_stages(
     if cfg.pseudonym_key_file:
         keep.append(Path(cfg.pseudonym_key_file))
     check_paths(out_dir, db_path, input_dir, keep)
-    if "segment" in stages:
+    if "segment" in stages or "report" in stages:
         history.check(history.folder(cfg, out_dir))
     run_id = _new_run_id()
     tag = operations.RunId(run_id)
@@ -924,6 +943,8 @@ def run_stages(
                 if history.append(history.folder(cfg, out_dir), out_dir / history.NIGHT_FILE):
                     # the last run was stopped between its swap and its history
                     recovered.append("added the previous run's night to the history")
+                if releases.append(releases.store(cfg, out_dir), out_dir / releases.RECORD):
+                    recovered.append("added the previous run's release to the releases kept")
                 check_paths(out_dir, db_path, input_dir, keep)  # as the lock found it
                 return _run_locked(
                     tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, rules,
@@ -986,7 +1007,7 @@ def _run_locked(
     handler: logging.Handler | None = None
     st = RunState(
         run_id, stages, cfg, input_dir, rules_path, rules, config_path, workdir,
-        dt.datetime.now(), worklist=worklist, catalogue=catalogue,
+        dt.datetime.now(), worklist=worklist, catalogue=catalogue, out_dir=out_dir,
     )
     con: duckdb.DuckDBPyConnection | None = None
 
@@ -1117,6 +1138,12 @@ def _commit(
             log.info("night %s added to the history", st.cfg.reference_date)
     except OSError as e:
         log.warning("could not add this night to the history (%s): the next run adds it", e)
+    try:
+        if releases.append(releases.store(st.cfg, out_dir), out_dir / releases.RECORD):
+            log.info("release %s kept for the audit of later releases", st.run_id)
+    except OSError as e:
+        log.warning("could not keep this release for the audit of later releases (%s): the "
+                    "next run keeps it", e)
     if replaced is not None:
         try:
             _remove(replaced)

@@ -95,6 +95,9 @@ class Table:
     cols: tuple[str, ...]
     counts: np.ndarray
     multi_response: bool = False
+    # which release the table belongs to, when several are modelled together (the audit
+    # across releases): numbers are shared between tables of one release only
+    release: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", tuple(self.rows))
@@ -156,6 +159,9 @@ class Relations:
     equal: tuple[Mapping[Ref, int], ...] = ()
     at_most: tuple[Mapping[Ref, int], ...] = ()
     cells: Mapping[CellKey, int] = field(default_factory=dict)
+    # of `cells`: facts the reader is assumed to know (e.g. how many citizens left between
+    # two releases), never hidden and never small-count cells themselves
+    known: frozenset[CellKey] = frozenset()
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,12 +225,16 @@ class _Model:
                 for j, c in enumerate(cols):
                     val = int(t.counts[i, j])
                     cell = (t.id, r, c)
+                    ns = (t.release,) if t.release else ()
                     if r == TOTAL and c == TOTAL:
-                        key, name = ("grand",), "the grand total"
+                        key, name = ("grand", *ns), "the grand total"
                     elif c == TOTAL:  # shared by every table with this row_dim (§6)
-                        key, name = ("row", t.row_dim, r), f"the {t.row_dim} total of {r!r}"
+                        key = ("row", *ns, t.row_dim, r)
+                        name = f"the {t.row_dim} total of {r!r}"
                     else:
                         key, name = ("cell", t.id, r, c), f"{t.id}[{r}, {c}]"
+                    if ns and c == TOTAL:
+                        name = f"{name} (release {t.release})"
                     grid[i, j] = var(key, val, cell, name)
             if t.rows:  # vertical relations hold in every table (each citizen in one row)
                 for j in range(len(cols)):
@@ -260,6 +270,8 @@ class _Model:
             self.instances.append([])
             self.names.append(f"unpublished {name!r}")
 
+        self.aux_index = {k[1]: v for k, v in index.items() if k[0] == "aux"}
+
         def ref(r: Ref) -> int:
             if isinstance(r, str):
                 if ("aux", r) not in index:
@@ -284,6 +296,11 @@ class _Model:
         n = len(self.keys)
         self.n = n
         self.aux = np.arange(n) >= first_aux
+        self.known = np.zeros(n, dtype=bool)
+        for cell in relations.known:
+            if cell not in relations.cells:
+                raise ValueError(f"known {cell!r} is no number outside the tables")
+            self.known[self.cell_var[cell]] = True
         self.a = np.array(self.values, dtype=float)
         self.eq_terms = list(eqs)
         self.E = np.zeros((len(eqs), n))
@@ -299,11 +316,15 @@ class _Model:
             raise ValueError("a relation does not hold for the counts given")
         self.ninst = np.array([len(x) for x in self.instances], dtype=float)
         m = self.min_cell
-        self.primary = (self.a >= 1) & (self.a <= m - 1) & ~self.aux
-        self.nonzero = (self.a >= 1) & ~self.aux  # the cells that may be hidden
+        self.primary = (self.a >= 1) & (self.a <= m - 1) & ~self.aux & ~self.known
+        self.nonzero = (self.a >= 1) & ~self.aux & ~self.known  # the cells that may be hidden
 
     def describe(self, v: int) -> str:
         return self.names[v]
+
+    def cell_var_aux(self, name: str) -> int:
+        """The variable of an unpublished quantity."""
+        return self.aux_index[name]
 
 
 # ---------------------------------------------------------------------------------------
@@ -480,11 +501,15 @@ class _Violation:
 
 
 def _check(model: _Model, hidden: np.ndarray, want_cuts: bool,
-           pool: list[np.ndarray] | None = None) -> list[_Violation]:
+           pool: list[np.ndarray] | None = None,
+           watch: Sequence[int] = ()) -> list[_Violation]:
     """Exact audit of the hidden variables (definitions §6); with cuts for the master.
-    `pool` collects whole-number attacker solutions, reused by later calls."""
+    `pool` collects whole-number attacker solutions, reused by later calls. `watch`:
+    unpublished quantities that must not be fixed when their true value is from 1 to
+    min_cell - 1 (the flows between releases: `audit`), checked without cuts."""
     out: list[_Violation] = []
-    if not len(hidden):
+    watch = [v for v in watch if 1 <= model.a[v] <= model.min_cell - 1]
+    if not len(hidden) and not watch:
         return out
     att = _Attacker(model, hidden, pool)
     hidden_mask = np.zeros(model.n, dtype=bool)
@@ -545,6 +570,24 @@ def _check(model: _Model, hidden: np.ndarray, want_cuts: bool,
             msg = f"{name}: hidden cell is determined (whole-number attacker)"
             cut = no_good
         out.append(_Violation(v, msg, cut))
+    if watch:
+        need = np.zeros(len(att.hidden))
+        need[[att.pos[v] for v in watch]] = 1.0
+        att.spread(np.where((need > 0) & (att.up < 1 - _TOL) & (att.down < 1 - _TOL), 1.0, 0.0))
+        att.spread(np.where((need > 0) & (att.up < 1 - _TOL) & (att.down < 1 - _TOL), 1.0, 0.0),
+                   -1)
+    for v in watch:
+        k = att.pos[v]
+        if att.up[k] >= 1 - _TOL or att.down[k] >= 1 - _TOL:
+            continue
+        up = att.bound(v, +1)
+        if up.value >= 1 - _TOL and _reaches(att, v, +1, up, 1.0):
+            continue
+        down = att.bound(v, -1)
+        if down.value >= 1 - _TOL and _reaches(att, v, -1, down, 1.0):
+            continue
+        out.append(_Violation(v, f"{model.describe(v)}: fixed at {int(model.a[v])} (below "
+                              f"{model.min_cell}) by what is shown", None))
     return sorted(out, key=lambda x: x.var)
 
 
@@ -744,9 +787,15 @@ def solve(tables: Sequence[Table], min_cell: int = 5, *, max_rounds: int = MAX_R
 
 
 def audit(tables: Sequence[Table], hidden: Collection[CellKey], min_cell: int = 5, *,
-          relations: Relations | None = None) -> list[str]:
-    """Violations of definitions §6 for a proposed set of hidden cells; [] means safe."""
+          relations: Relations | None = None, watch: Collection[str] = ()) -> list[str]:
+    """Violations of definitions §6 for a proposed set of hidden cells; [] means safe.
+    `watch`: unpublished quantities of `relations` (e.g. how many citizens left a cell
+    between two releases) that must not be fixed at a value from 1 to min_cell - 1."""
     model = _Model(tables, min_cell, relations)
+    unknown = sorted(set(watch) - set((relations or Relations()).unpublished))
+    if unknown:
+        raise ValueError(f"watched quantities {unknown[:3]} are not unpublished")
+    watched = sorted(model.cell_var_aux(w) for w in watch)
     problems: list[str] = []
     hidden_set = set(hidden)
     for key in sorted(hidden_set - model.cell_var.keys()):
@@ -767,5 +816,6 @@ def audit(tables: Sequence[Table], hidden: Collection[CellKey], min_cell: int = 
         if model.min_cell > 1 and model.primary[v] and shown:
             problems.append(f"{model.describe(v)} is below {model.min_cell} and shown")
     # only numbers hidden in every table are hidden for the attacker
-    problems.extend(x.message for x in _check(model, np.nonzero(hide)[0], False))
+    problems.extend(x.message for x in _check(model, np.nonzero(hide)[0], False,
+                                              watch=watched))
     return problems
