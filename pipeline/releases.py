@@ -47,7 +47,7 @@ from pipeline.errors import ReportError
 from pipeline.suppression import TOTAL, Relations, Table, audit
 
 STORE = "releases"  # in the history folder
-RECORD = "release-record"  # in the output folder: the record of the release it published
+RECORD = history.RELEASE_RECORD  # in the output folder: the record of the release published
 _JSON = "release.json"
 _CITIZENS = "citizens.parquet"
 FORMAT = 1
@@ -283,8 +283,9 @@ def store(cfg: Config, out_dir: Path) -> Path:
 
 
 def append(store_dir: Path, record: Path) -> bool:
-    """Add `record` (a folder from `write_record`) to the store unless it is there; True if
-    added. Atomic: copied beside its place, fsynced, renamed."""
+    """Add `record` (a folder from `write_record`) to the store unless it is there, then
+    remove it (the store holds it); True if added. Atomic: copied beside its place,
+    fsynced, renamed."""
     if not (record / _JSON).is_file() or not (record / _CITIZENS).is_file():
         return False
     run_id = json.loads((record / _JSON).read_text("utf-8"))["run_id"]
@@ -292,6 +293,7 @@ def append(store_dir: Path, record: Path) -> bool:
     history.check(hist)
     target = store_dir / run_id
     if target.exists():
+        shutil.rmtree(record, ignore_errors=True)
         return False
     store_dir.mkdir(parents=True, exist_ok=True)
     (hist / history.MARKER).touch()
@@ -311,6 +313,7 @@ def append(store_dir: Path, record: Path) -> bool:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     _fsync_dir(store_dir)
+    shutil.rmtree(record, ignore_errors=True)
     return True
 
 
@@ -435,6 +438,7 @@ class Verdict:
     safe: bool
     problems: tuple[str, ...]
     changed: int  # citizens whose published membership changed since the last release
+    comparable: bool = True  # counted the same way as every release kept
 
 
 def audit_chain(previous: Sequence[Snapshot], new: Snapshot) -> Verdict:
@@ -442,8 +446,10 @@ def audit_chain(previous: Sequence[Snapshot], new: Snapshot) -> Verdict:
     chain = [*previous, new]
     changed = flows(previous[-1], new)[2] if previous else 0
     if any(not comparable(s, new) for s in previous):
-        return Verdict(False, ("the tables are not those of the earlier releases (rules, "
-                               "configuration or coarsening changed)",), changed)
+        diff = sorted({k for s in previous for k in new.structure
+                       if s.structure.get(k) != new.structure[k]})
+        return Verdict(False, (f"the tables are not counted as in the earlier releases: {diff}",),
+                       changed, comparable=False)
     min_cell = int(new.structure["min_cell"])
     tables: list[Table] = []
     loose: dict[tuple, int] = {}
@@ -547,7 +553,10 @@ def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Pa
     last = previous[-1].reference_date if previous else None
     citizens = f"{verdict.changed:,} citizen{'' if verdict.changed == 1 else 's'}"
     if verdict.safe:
-        write_record(snap, workdir)
+        same = bool(previous) and verdict.changed == 0 and (
+            snap.values, snap.hidden) == (previous[-1].values, previous[-1].hidden)
+        if not same:  # the same numbers again need no record: the chain does not grow
+            write_record(snap, workdir)
         line = ("New release published" + (f" ({citizens} changed since the release of"
                                            f" {last})" if last else "") + ".")
         return Decision(True, line, last, verdict.changed, len(previous) + 1)
@@ -559,6 +568,10 @@ def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Pa
         stand = "its tables stand"
     else:
         stand = "its publish folder is gone, so nothing is published"
-    line = (f"No new release: {citizens} changed since the release of "
-            f"{last}; {stand} (use a new output folder for a separate release).")
+    if verdict.comparable:
+        why = f"{citizens} changed since the release of {last}"
+    else:  # a count of changed citizens means nothing when the tables differ
+        why = (f"the tables are not counted as in the release of {last} (rules, configuration"
+               " or grouping of the tables changed)")
+    line = f"No new release: {why}; {stand} (use a new output folder for a separate release)."
     return Decision(False, line, last, verdict.changed, len(previous), verdict.problems)

@@ -52,7 +52,7 @@ from typing import Any
 import duckdb
 
 import pipeline
-from pipeline import chart_workers, history, operations, privacy, releases, warehouse
+from pipeline import chart_workers, history, operations, privacy, warehouse
 from pipeline.config import Config
 from pipeline.errors import (
     EnvironmentFault,
@@ -82,7 +82,7 @@ LEGACY_PUBLISHED = frozenset({"tables", "tables.xlsx", "report.html", "charts"})
 RUN_FILES = frozenset({
     MARKER, "run.log", "run.json", "quarantine.csv", "quarantine.xlsx", "citizens.parquet",
     PUBLISH, DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", history.NIGHT_FILE,
-    releases.RECORD,  # the record of the release published, until the store has it
+    history.RELEASE_RECORD,  # the record of the release published, until the store has it
     *LEGACY_PUBLISHED,
     # issue 17: the re-review worklist, internal, at the folder's root
     "worklist.xlsx", "worklist.csv",
@@ -118,7 +118,7 @@ class RunState:
     catalogue: Catalogue | None = None
     # issue 13 item 3: the output folder, and what the publication policy decided
     out_dir: Path | None = None
-    release: releases.Decision | None = None
+    release: Any = None  # pipeline.releases.Decision
 
 
 def _sha256(path: Path | None) -> str | None:
@@ -196,6 +196,8 @@ def _stage_report(
     # the publication policy (issue 13 item 3): the new release against the releases
     # published from this output folder; not safe together, the earlier publish folder
     # is put back unchanged (the internal files are refreshed all the same)
+    from pipeline import releases
+
     assert st.out_dir is not None
     step("report: checking the release against the releases published before")
     st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir)
@@ -943,7 +945,7 @@ def run_stages(
                 if history.append(history.folder(cfg, out_dir), out_dir / history.NIGHT_FILE):
                     # the last run was stopped between its swap and its history
                     recovered.append("added the previous run's night to the history")
-                if releases.append(releases.store(cfg, out_dir), out_dir / releases.RECORD):
+                if _keep_release(cfg, out_dir):
                     recovered.append("added the previous run's release to the releases kept")
                 check_paths(out_dir, db_path, input_dir, keep)  # as the lock found it
                 return _run_locked(
@@ -1139,7 +1141,7 @@ def _commit(
     except OSError as e:
         log.warning("could not add this night to the history (%s): the next run adds it", e)
     try:
-        if releases.append(releases.store(st.cfg, out_dir), out_dir / releases.RECORD):
+        if _keep_release(st.cfg, out_dir):
             log.info("release %s kept for the audit of later releases", st.run_id)
     except OSError as e:
         log.warning("could not keep this release for the audit of later releases (%s): the "
@@ -1159,6 +1161,16 @@ def _commit(
     if signals.received is not None:
         raise Stopped(signals.received, published=True)
     return st
+
+
+def _keep_release(cfg: Config, out_dir: Path) -> bool:
+    """Add the output's release record to the releases kept (pipeline.releases), if it has
+    one; imported only then (it loads the report's libraries)."""
+    if not (out_dir / history.RELEASE_RECORD).is_dir():
+        return False
+    from pipeline import releases
+
+    return releases.append(releases.store(cfg, out_dir), out_dir / history.RELEASE_RECORD)
 
 
 def _close_log(handler: logging.Handler | None) -> None:

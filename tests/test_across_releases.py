@@ -138,7 +138,8 @@ def test_two_runs_into_one_folder_keep_the_first_release(tmp_path):
     first = cli(*args, str(tmp_path / "in1"))
     assert first.returncode == 0, first.stderr
     assert "added the previous run's release" in first.stdout + first.stderr
-    assert len(releases.kept(store)) == 2  # the killed run's and this one (nothing changed)
+    # the killed run's release; this one is the same release again: no second record
+    assert len(releases.kept(store)) == 1
     published = snapshot(out / "publish")
     citizens_before = (out / "citizens.parquet").read_bytes()
 
@@ -156,5 +157,5 @@ def test_two_runs_into_one_folder_keep_the_first_release(tmp_path):
     assert manifest["release"]["changed"] == 1
     assert line in (out / "run.log").read_text("utf-8")
     assert "m3_profiles_release_published 0" in (tmp_path / "m3.prom").read_text("utf-8")
-    assert len(releases.kept(store)) == 2
+    assert len(releases.kept(store)) == 1
     assert not (out / releases.RECORD).exists()
