@@ -94,7 +94,14 @@ def test_a_month_later_with_four_citizens_changed_is_refused(first60):
     disclosure.py --across compares the two on every pair): refused."""
     tmp, con, rel, cfg, rules, snap = first60
     later = Config(reference_date=dt.date(2024, 7, 31), min_cell=5)
-    con2, _ = second_release(tmp / "a", later, rules)
+    con2, rel2 = second_release(tmp / "a", later, rules)
+    # before: both published, the oracle fixes flows of the second release
+    a = attack_pair(knowledge(con, rel, cfg, rules, label="first"),
+                    knowledge(con2, rel2, later, rules, label="later"), hidden_numbers=False)
+    assert {(key, what) for _, key, what, _ in a.fixed} == {
+        (("age_groups", "total", "all_ages"), "entered"),
+        (("course_history", "total", "any_course"), "entered")}
+    # after: refused
     verdict = releases.audit_chain([snap], releases.snapshot(con2, later, "20240731T000000-c"))
     assert not verdict.safe and verdict.changed == 4
     assert any("cell|age_groups|total|all_ages': fixed at" in x for x in verdict.problems)
