@@ -204,7 +204,7 @@ def _stage_report(
     from pipeline import releases
 
     assert st.out_dir is not None
-    step("report: checking the release against the releases published before")
+    log.info("report: checking the release against the releases published before")
     st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir)
     if st.release is not None:
         if st.release.published:
