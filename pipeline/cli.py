@@ -162,13 +162,15 @@ def _config(
     reference_date: dt.date | None = None,
     min_cell: int | None = None,
     lang: Lang | None = None,
+    resolve: bool = True,
 ) -> Config:
-    cfg = load_config(config)
-    return cfg.with_overrides(
+    cfg = load_config(config).with_overrides(
         reference_date=reference_date,
         min_cell=min_cell,
         lang=lang.value if lang else None,
-    ).resolved()
+    )
+    # `report` alone keeps "not given": it then takes the date segment used (runner)
+    return cfg.resolved() if resolve else cfg
 
 
 class _Steps:
@@ -703,7 +705,8 @@ def report(
 
     Example: m3-profiles report --out data/out --min-cell 5 --lang en
     """
-    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang,
+                          resolve=False)
     _check_rules(rules)
     _check_worklist(worklist)
     _run(("report",), out, cfg, rules_path=rules, config_path=config, worklist_path=worklist)

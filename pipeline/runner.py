@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import datetime as dt
 import errno
 import hashlib
@@ -53,7 +54,7 @@ import duckdb
 
 import pipeline
 from pipeline import chart_workers, history, operations, privacy, warehouse
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
 from pipeline.errors import (
     EnvironmentFault,
     InputError,
@@ -123,6 +124,9 @@ class RunState:
     # issue 13 item 3: the output folder, and what the publication policy decided
     out_dir: Path | None = None
     release: Any = None  # pipeline.releases.Decision
+    # False: the reference date is today's by default, so a report run on its own takes
+    # the one segment used instead (`_segment_reference_date`)
+    reference_given: bool = True
 
 
 def _sha256(path: Path | None) -> str | None:
@@ -193,6 +197,8 @@ def _stage_report(
 
     if st.ingest is None:  # a report run on its own: what the ingest before it recorded
         st.ingest = IngestResult.from_warehouse(con)
+    if "segment" not in st.stages:
+        st.cfg = _segment_reference_date(con, st)
     # the page shows this run's id and input files: the manifest so far (the final one is
     # written after every stage)
     manifest = _manifest(st, "running", None)
@@ -213,6 +219,28 @@ def _stage_report(
             log.warning(st.release.line)
             for problem in st.release.problems[:10]:
                 log.info("across releases: %s", problem)
+
+
+def _segment_reference_date(con: duckdb.DuckDBPyConnection, st: RunState) -> Config:
+    """The config a report run on its own counts with: the reference date segment used.
+    The profiles, courses and times in M3 in the warehouse are of that date; a page dated
+    otherwise (today, by default) would mislabel them, and the cohort would be a year
+    before the wrong day. A date given that differs is refused, as other rules are."""
+    if not warehouse.exists(con, "meta.runs"):
+        return st.cfg
+    row = con.execute(
+        "select reference_date from meta.runs where outcome = 'success'"
+        " and list_contains(string_split(stages, ','), 'segment')"
+        " order by finished desc limit 1"
+    ).fetchone()
+    if row is None or row[0] is None or row[0] == st.cfg.reference_date:
+        return st.cfg
+    if st.reference_given:
+        raise ConfigError(
+            f"reference date {st.cfg.reference_date}: the warehouse was segmented for"
+            f" {row[0]}; report without --reference-date (it takes {row[0]}), or run"
+            f" segment again with {st.cfg.reference_date}")
+    return dataclasses.replace(st.cfg, reference_date=row[0])
 
 
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
@@ -910,6 +938,7 @@ def run_stages(
     shipped one) and the catalogue (config `catalogue`) first too. Raises OutputError for
     paths it may not write, LockedError, Stopped on SIGTERM / SIGINT, EnvironmentFault for
     the machine's faults, and the stages' errors."""
+    reference_given = cfg.reference_date is not None
     cfg = cfg.resolved()
     rules = load_rules(rules_path) if "segment" in stages or rules_path else None
     worklist = catalogue = None
@@ -956,6 +985,7 @@ def run_stages(
                 return _run_locked(
                     tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, rules,
                     config_path, step, run_id, recovered, signals, worklist, catalogue,
+                    reference_given=reference_given,
                 )
         except BaseException as e:
             signals.deferred = True
@@ -994,6 +1024,8 @@ def _run_locked(
     signals: _Signals,
     worklist: Worklist | None = None,
     catalogue: Catalogue | None = None,
+    *,
+    reference_given: bool = True,
 ) -> RunState:
     workdir = out_dir.with_name(f".{out_dir.name}.tmp-{run_id}")
     external = not _inside(db_path, out_dir)
@@ -1015,6 +1047,7 @@ def _run_locked(
     st = RunState(
         run_id, stages, cfg, input_dir, rules_path, rules, config_path, workdir,
         dt.datetime.now(), worklist=worklist, catalogue=catalogue, out_dir=out_dir,
+        reference_given=reference_given,
     )
     con: duckdb.DuckDBPyConnection | None = None
 
