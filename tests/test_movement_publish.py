@@ -307,3 +307,16 @@ def test_quartiles_are_read_off_the_published_points():
     assert movement.months_text(lb, c.quantile(0.75), c.last_month) == "2 (2–4)"
     assert movement.months_text(lb, c.quantile(0.5), c.last_month) == "4 (4 til over 4)"
     assert movement.months_text(lb, c.quantile(0.25), c.last_month) == "> 4"
+
+
+def test_a_second_night_into_the_same_folder(release, tmp_path):
+    """The audit across releases (pipeline.releases) records a release's hidden numbers;
+    the cohort table's are no number it records, and a second night must not trip on them
+    (it failed with a KeyError on a hidden cohort cell before)."""
+    out, _ = release
+    export = out.parent / "export"
+    again = tmp_path / "out"
+    for ref in (REF, dt.date(2024, 7, 31)):
+        run_stages(("ingest", "segment", "report"), again, Config(reference_date=ref),
+                   input_dir=export)
+    assert (again / "publish" / "tables" / "cohort_status.csv").exists()
