@@ -87,6 +87,9 @@ class Config:
     model_cv_folds: int = 5
     # The evaluation takes at most this many reviewed citizens (seeded, stratified sample).
     model_eval_max_citizens: int = 3000
+    # The model learns from at most this many reviewed citizens (seeded sample stratified by
+    # profile): training costs the same at 20,000 or 200,000 reviewed (issue 15's 1M bench).
+    model_max_training_citizens: int = 20000
     # Language of labels in the spreadsheet and report: "da" or "en".
     lang: str = "da"
     # issue 17: the opportunity catalogue shown beside each profile (TOML, as
