@@ -468,6 +468,7 @@ class _Watch:
             self.ops.write_metrics(
                 self.metrics, outcome="success" if code == 0 else "failed", exit_code=code,
                 started=self.started, manifest=manifest, json_lines=self.json_lines,
+                run_id=run_id,
             )
         self.heartbeat.end(code, run_id)
 

@@ -140,6 +140,7 @@ def write_metrics(
     started: float,
     manifest: Mapping[str, Any] | None,
     json_lines: bool = False,
+    run_id: str | None = None,
 ) -> None:
     """Write the metrics file atomically; a failure to write is a warning, never the run's."""
     finished = time.time()
@@ -158,7 +159,12 @@ def write_metrics(
     except (OSError, MetricsFileError) as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        _warn(f"warning: could not write the metrics file {path}: {e}", json_lines)
+        # the usual cause on a new machine: node_exporter (which makes the folder) is not
+        # installed yet; the temp file's name in OSError's text would only confuse
+        why = (f"its folder {path.parent} does not exist (install node_exporter's textfile"
+               f" collector, or set metrics_file = \"\")" if not path.parent.is_dir()
+               else e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+        _warn(f"warning: could not write the metrics file {path}: {why}", json_lines, run_id)
 
 
 def run_manifest(out_dir: Path, since: dt.datetime) -> dict[str, Any] | None:
@@ -226,11 +232,11 @@ def json_event(level: str, message: str, run_id: str | None = None,
     return json.dumps(event, ensure_ascii=False)
 
 
-def _warn(line: str, json_lines: bool) -> None:
+def _warn(line: str, json_lines: bool, run_id: str | None = None) -> None:
     """A warning outside the run's log (before it opens or after it closed): on stderr, as
     text or as a JSON event like the log's."""
     if json_lines:
-        line = json_event("warning", line.removeprefix("warning: "))
+        line = json_event("warning", line.removeprefix("warning: "), run_id)
     print(line, file=sys.stderr, flush=True)
 
 

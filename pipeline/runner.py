@@ -71,7 +71,11 @@ DB_NAME = "warehouse.duckdb"
 # the output folder's own marker: a folder holding it is an m3-profiles output, and a run
 # may replace it as a whole
 MARKER = ".m3-profiles-output"
-_RUN_ID = r"\d{8}T\d{6}-[0-9a-f]{8}"
+# UTC, ISO 8601 basic format with its Z, then 8 random hex digits. The Z is load-bearing:
+# "…T221055-2472febf" (local time, before) reads as a CPR number (221055-2472) to the
+# masker, which then hid the run id in the logs of about one run in 30. The optional Z
+# still recognises the leftovers of runs that named their folders the old way.
+_RUN_ID = r"\d{8}T\d{6}Z?-[0-9a-f]{8}"
 # the publish folder (pipeline.report.PUBLISH): what may be published, and nothing else;
 # the rest of the output folder is internal
 PUBLISH = "publish"
@@ -132,8 +136,9 @@ def _config_digest(cfg: Config, path: Path | None) -> dict[str, Any]:
     }
 
 
-def _new_run_id() -> str:
-    return dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+def _new_run_id(now: dt.datetime | None = None, suffix: str | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + (suffix or uuid.uuid4().hex[:8])
 
 
 def _stage_ingest(

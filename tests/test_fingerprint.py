@@ -37,7 +37,7 @@ FOLDER = Path(__file__).resolve().parent / "fingerprints"
 REF = dt.date(2024, 6, 30)
 # name -> (citizens, seed)
 CASES = {"demo-150": (150, 3), "demo-10000": (10_000, 42)}
-RUN_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")
+RUN_ID = re.compile(r"\d{8}T\d{6}Z?-[0-9a-f]{8}")
 IMAGE = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
 
 

@@ -202,6 +202,41 @@ def test_a_metrics_file_the_pipeline_did_not_write_is_never_touched(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything was read
 
 
+def test_a_metrics_folder_not_there_yet_is_one_warning_with_the_run_id(tmp_path):
+    """Found installing deploy/ by hand: node_exporter (which makes the textfile folder) is
+    often installed after m3-profiles. The night still succeeds; the warning names the
+    folder and the fix, carries the run id, and leaves no temp file."""
+    export(tmp_path / "export")
+    cfg = config(tmp_path, metrics_file="node-exporter/m3.prom", log_format="json")
+    done = cli("run", "--input", "export", "--out", "out", "--quiet", "--config", str(cfg),
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads((tmp_path / "out" / "run.json").read_text())["run_id"]
+    [event] = [json.loads(line) for line in done.stderr.splitlines()]
+    assert event["level"] == "warning" and event["run_id"] == run_id
+    assert event["message"] == (
+        "could not write the metrics file node-exporter/m3.prom: its folder node-exporter"
+        " does not exist (install node_exporter's textfile collector, or set"
+        ' metrics_file = "")')
+    assert not (tmp_path / "node-exporter").exists()  # not ours to create
+
+
+def test_the_service_may_write_where_the_run_writes_and_starts_without_node_exporter():
+    """ProtectSystem=strict makes everything read-only but ReadWritePaths; a listed path
+    that does not exist stops the unit from starting (226/NAMESPACE) unless it is
+    optional ("-"). The run writes its output, the lock, the history and a failed run's
+    folder beside --out, and the metrics file the batch config names."""
+    service = (ROOT / "deploy" / "m3-profiles.service").read_text()
+    paths = re.search(r"^ReadWritePaths=(.+)$", service, re.M).group(1).split()
+    required = [p for p in paths if not p.startswith("-")]
+    optional = [p.removeprefix("-") for p in paths if p.startswith("-")]
+    out = Path(re.search(r"--out (\S+)", service).group(1))
+    assert required == [str(out.parent)]
+    metrics_file = re.search(r'^metrics_file = "(.+)"$',
+                             (ROOT / "deploy" / "config.toml").read_text(), re.M).group(1)
+    assert optional == [str(Path(metrics_file).parent)]
+
+
 def test_metrics_text_is_exact_for_a_hand_made_manifest():
     manifest = {
         "run_id": "R1",

@@ -4,8 +4,10 @@ SQL HMAC against Python's hmac."""
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import hashlib
 import hmac
+import re
 
 import duckdb
 import pyarrow as pa
@@ -234,3 +236,20 @@ def test_spreadsheet_text_sql_neutralises_what_looks_like_a_formula(text):
         assert got is None
     else:
         assert got == ("'" + text if privacy.looks_like_formula(text) else text)
+
+
+def test_the_old_run_id_could_read_as_a_cpr_number():
+    # 22:10:55 local time and a suffix starting with four digits: 221055-2472 is a valid
+    # CPR shape, so the log's masker hid part of the run id (seen in a nightly run's log)
+    assert privacy.find_cpr("20261204T221055-2472febf") == ["221055-2472"]
+
+
+@given(st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2099, 12, 31)),
+       st.text("0123456789abcdef", min_size=8, max_size=8))
+def test_no_run_id_reads_as_a_cpr_number(when, suffix):
+    from pipeline.runner import _RUN_ID, _new_run_id
+
+    run_id = _new_run_id(when.replace(tzinfo=dt.UTC), suffix)
+    assert re.fullmatch(_RUN_ID, run_id)
+    assert privacy.find_cpr(run_id) == []
+    assert privacy.mask_text(f"run {run_id} stopped")[0] == f"run {run_id} stopped"

@@ -85,7 +85,7 @@ def numbers_in(text: str) -> set[int]:
     """Every whole number written in `text` (Danish thousands separator: 1.116), after
     taking out the embedded images, hashes and run ids."""
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", " ", text)
-    text = re.sub(r"\b[0-9a-f]{64}\b|\b\d{8}T\d{6}-[0-9a-f]{8}\b", " ", text)
+    text = re.sub(r"\b[0-9a-f]{64}\b|\b\d{8}T\d{6}Z?-[0-9a-f]{8}\b", " ", text)
     text = re.sub(r"<[^>]+>", " ", text)
     return {int(t.replace(".", "")) for t in re.findall(r"(?<![\d.,])\d{1,3}(?:\.\d{3})+(?![\d])"
                                                         r"|(?<![\d.,])\d+(?![\d])", text)}
