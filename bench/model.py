@@ -83,7 +83,7 @@ def step_model(db: Path) -> dict:
     (citizens,) = con.execute("select count(*) from marts.citizens_ruled").fetchone()
     con.close()
     return {
-        "citizens": citizens, "reviewed": len(trained.frame), "trained_on": trained.trained_on,
+        "citizens": citizens, "reviewed": trained.reviewed, "trained_on": trained.trained_on,
         "predicted": predicted, "uncertain": uncertain,
         "train_seconds": round(t1 - t0, 3), "predict_seconds": round(t2 - t1, 3),
     }  # fmt: skip
@@ -150,6 +150,11 @@ def run(sizes: tuple[int, ...] = SIZES, seed: int = 42, evaluate: bool = True) -
     per = [figures[str(n)]["predict_seconds_per_100k"] for n in sizes]
     goals = {
         "model train + predict at the largest size under 60 s (wall)": big["wall_seconds"] < 60,
+        # the figure the load of a shared machine does not inflate: the child's CPU seconds
+        # (user + system, every thread); on an idle machine the wall time is about this or
+        # less (no waiting on disk: the warehouse is in the page cache; DuckDB's parts run
+        # on both cores), while on a loaded one it is this times the load's share
+        "model train + predict at the largest size under 60 CPU-s": big["cpu_seconds"] < 60,
         "model train + predict peak memory under 2 GB": big["peak_rss_mib"] * 2**20 < 2e9,
         # linear: the cost per citizen at the largest size within 1.5x of the smallest
         # size's (small sizes carry fixed costs, so the figure may only fall)

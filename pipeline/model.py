@@ -194,10 +194,11 @@ def target_flags(rule_sql: str) -> tuple[str, ...]:
     return tuple(c for c in BOOLEAN_COLUMNS if c in named)
 
 
-def frame_query(flags: tuple[str, ...], which: str | None = None) -> str:
+def frame_query(flags: tuple[str, ...], which: str | None = None, ids: bool = False) -> str:
     """The SQL of `load_frame` (parameters $reference_date, $benefits). `which`: None =
     every citizen, "reviewed" = the reviewed (in scope or not: the flags mean the same),
-    "todo" = the unreviewed in scope (what the model predicts)."""
+    "todo" = the unreviewed in scope (what the model predicts). `ids`: only the citizens of
+    the parameter $ids."""
     cols = ", ".join(f'c."{x}"' for x in (*_CASE_COLUMNS[1:], *flags))
     per_benefit = ", ".join(
         f"coalesce(sum(days) filter (where benefit = $benefits[{i + 1}]), 0) as b{i}"
@@ -206,6 +207,8 @@ def frame_query(flags: tuple[str, ...], which: str | None = None) -> str:
                        for i, b in enumerate(BENEFITS))  # fmt: skip
     where = {None: "true", "reviewed": "coalesce(r.reviewed, false)",
              "todo": "not coalesce(r.reviewed, false) and coalesce(r.in_scope, false)"}[which]
+    if ids:
+        where += " and r.citizen_id in (select unnest($ids::varchar[]))"
     return f"""
         with days as (
             select citizen_id, benefit,
@@ -228,13 +231,16 @@ def frame_query(flags: tuple[str, ...], which: str | None = None) -> str:
 
 
 def load_frame(con: duckdb.DuckDBPyConnection, params: dict[str, Any],
-               flags: tuple[str, ...], which: str | None = None) -> pd.DataFrame:
+               flags: tuple[str, ...], which: str | None = None,
+               ids: list[str] | None = None) -> pd.DataFrame:
     """One row per citizen (of `which`, see `frame_query`): measures, the named case-review
     columns, the benefit mix (each benefit's share of the citizen's days on the contract's
     benefits up to the reference date; 0 without any), in citizen order. One query: a
     pandas pivot of the episodes' mix held 1.7 GB at 1,000,000 citizens."""
     # through Arrow, as `predict` streams its chunks: the same types on both sides
-    reader = con.sql(frame_query(flags, which), params=_frame_params(params)).to_arrow_reader()
+    query = frame_query(flags, which, ids is not None)
+    bound = {**_frame_params(params), **({"ids": ids} if ids is not None else {})}
+    reader = con.sql(query, params=bound).to_arrow_reader()
     return reader.read_all().to_pandas()
 
 
@@ -636,12 +642,15 @@ class Trained:
     """What one run's model step learned (or why it learned nothing)."""
 
     flags: tuple[str, ...]
-    frame: pd.DataFrame  # the reviewed citizens (`load_frame(..., "reviewed")`)
+    # the reviewed citizens the model learned from (`load_frame(..., "reviewed")`: all of
+    # them, or the sample when there are more than model_max_training_citizens)
+    frame: pd.DataFrame
     models: FlagModels | None
     version: str
     message: str
     trained_on: int = 0  # the reviewed citizens the model learned from (its sample)
     reason: str = "trained"  # or why not: "too_few" (reviewed per flag), "no_flags"
+    reviewed: int = 0  # the run's reviewed citizens
 
 
 def train(con: duckdb.DuckDBPyConnection, ctx: Context) -> Trained:
@@ -649,34 +658,44 @@ def train(con: duckdb.DuckDBPyConnection, ctx: Context) -> Trained:
     cfg = ctx.cfg
     rule_sql = ctx.placeholders["rule"]
     flags = target_flags(rule_sql + ctx.placeholders["base_profile"])
-    # the reviewed only: the unreviewed are streamed chunk by chunk by `predict`
-    frame = load_frame(con, dict(ctx.params), flags, "reviewed")
-    reviewed = frame
-    version = _hash(
-        MODEL_CODE_VERSION,
-        _frame_hash(reviewed, ["citizen_id", *_CASE_COLUMNS[1:], *flags])
-        if len(reviewed) else "",
-        cfg.model_seed, cfg.model_min_reviewed_per_flag, cfg.model_min_probability, rule_sql,
-        *((cfg.model_max_training_citizens,) if len(reviewed) > cfg.model_max_training_citizens
-          else ()),
-    )
+    params = dict(ctx.params)
+    # first the reviewed citizens' profiles and flags (light), then the rows of the training
+    # sample only: 800,000 reviewed citizens' notes are never loaded; the unreviewed are
+    # streamed chunk by chunk by `predict`
+    keys = con.sql(
+        "select r.citizen_id, r.profile as rules_profile, "
+        + ", ".join(f'c."{f}"' for f in flags) + (", " if flags else "")
+        + "true as _reviewed from marts.citizens_ruled r join staging.citizens c"
+        " using (citizen_id) where coalesce(r.reviewed, false) order by r.citizen_id"
+    ).to_arrow_table().to_pandas()
+    capped = len(keys) > cfg.model_max_training_citizens
     if not flags:
-        return Trained(flags, frame, None, version, "The rules test no flag: no model.",
-                       reason="no_flags")
-    counts = flag_counts(reviewed, flags)
+        return Trained(flags, keys, None, _hash(MODEL_CODE_VERSION, rule_sql),
+                       "The rules test no flag: no model.", reason="no_flags")
+    counts = flag_counts(keys, flags)
     short = too_few(counts, cfg.model_min_reviewed_per_flag)
     if short:
         detail = ", ".join(f"{f} ({counts[f][0]} with, {counts[f][1]} without)" for f in short)
         return Trained(
-            flags, frame, None, version,
+            flags, keys, None, _hash(MODEL_CODE_VERSION, rule_sql),
             f"No model: too few reviewed citizens to learn from (at least"
             f" {cfg.model_min_reviewed_per_flag} with and without each flag are needed;"
             f" {detail}). The unreviewed citizens stay unreviewed.", reason="too_few",
         )  # fmt: skip
-    sample = stratified_sample(reviewed, cfg.model_max_training_citizens, cfg.model_seed)
+    # the same rows a sample of the whole frame would take: the split depends only on the
+    # number of rows, the profiles and the seed
+    chosen = stratified_sample(keys, cfg.model_max_training_citizens, cfg.model_seed)
+    sample = load_frame(con, params, flags, "reviewed",
+                        ids=chosen["citizen_id"].tolist() if capped else None)  # fmt: skip
+    version = _hash(
+        MODEL_CODE_VERSION,
+        _frame_hash(sample, ["citizen_id", *_CASE_COLUMNS[1:], *flags]),
+        cfg.model_seed, cfg.model_min_reviewed_per_flag, cfg.model_min_probability, rule_sql,
+        *((cfg.model_max_training_citizens, len(keys)) if capped else ()),
+    )
     models, _ = fit(sample, flags, cfg.model_seed)
-    return Trained(flags, frame, models, version, trained_message(len(sample), len(reviewed)),
-                   trained_on=len(sample))
+    return Trained(flags, sample, models, version, trained_message(len(sample), len(keys)),
+                   trained_on=len(sample), reviewed=len(keys))
 
 
 def predictions_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pd.DataFrame:

@@ -17,9 +17,10 @@ where there are intervals, and `n`, the citizens behind the figure):
   equal); `n` = the citizens the rate is over (a small group's figure is marked);
 - `status`: the model step's plain message, the citizens evaluated.
 
-The evaluation takes at most `model_eval_max_citizens` reviewed citizens (a seeded sample,
-stratified by profile): the figures' precision is then bounded by that size, not the
-municipality's, and the run's cost stays flat.
+The evaluation takes at most `model_eval_max_citizens` of the reviewed citizens the model
+learned from (all the reviewed, or the training sample above `model_max_training_citizens`;
+a seeded sample, stratified by profile): the figures' precision is then bounded by that
+size, not the municipality's, and the run's cost stays flat.
 """
 
 from __future__ import annotations
@@ -180,8 +181,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, ctx: Context,
     rows += [("status", "model", "all", "citizens_evaluated", float(n), None, None, n, None),
              ("status", "model", "all", "citizens_trained", float(trained.trained_on), None,
               None, trained.trained_on, None),
-             ("status", "model", "all", "citizens_reviewed", float(len(reviewed)), None, None,
-              len(reviewed), None)]  # fmt: skip
+             ("status", "model", "all", "citizens_reviewed", float(trained.reviewed), None,
+              None, trained.reviewed, None)]  # fmt: skip
     truth = data[list(flags)].fillna(False).to_numpy(dtype=bool)
     true_profile = profiles_of(truth, combo_rule)
     p = cross_validated(data, flags, cfg.model_seed, cfg.model_cv_folds)

@@ -98,7 +98,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
     cards = [
         {"value": lb.n(head.in_scope), "label": scope_label,
          "note": f"{lb.text('profiled')}: {lb.n(head.profiled.n)} ({sources(lb, head)}); "
-                 f"{lb.text('unreviewed')}: {lb.n(head.unreviewed)} ({uncertain(lb, head)})"},
+                 f"{lb.text('unreviewed')}: {lb.n(head.unreviewed)}"},
         {"value": lb.share_of(head.m3_over_1y),
          "label": lb.text("m3_over_1y"), "note": lb.text("of_profiled")},
         {"value": lb.share_of(head.long_continuous), "label": lb.text("long_continuous"),

@@ -69,7 +69,7 @@ def test_headline_splits_reviewed_model_uncertain(run):
     def da(n: int) -> str:
         return f"{n:,}".replace(",", ".")
 
-    assert f"fra en gennemgået sag {da(head.reviewed)}, fra modellen {da(head.model)}" in page
+    assert f"fra gennemgang {da(head.reviewed)}, fra modellen {da(head.model)}" in page
     assert f"modellen usikker, til gennemgang {da(head.uncertain)}" in page
 
 
