@@ -165,7 +165,7 @@ def run(sizes: tuple[int, ...] = SIZES, seed: int = 42, evaluate: bool = True) -
             "goals_met": goals}  # fmt: skip
 
 
-def markdown(report: dict) -> list[str]:
+def markdown(report: dict, goals: bool = True) -> list[str]:
     lines = ["", "| model, citizens | reviewed (trained on) | unreviewed predicted | train s |"
              " predict s | predict s / 100k | child wall s | child CPU s | peak RSS MiB |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -182,8 +182,9 @@ def markdown(report: dict) -> list[str]:
             lines += ["", f"Evaluation at {int(n):,} (its own child): {e['wall_seconds']:.2f} s"
                       f" wall, {e['peak_rss_mib']:.0f} MiB; macro-F1 "
                       + ", ".join(f"{k} {v:.3f}" for k, v in e["result"]["macro_f1"].items())]
-    lines += ["", "| model goal | met |", "|---|---|"]
-    lines += [f"| {k} | {'yes' if v else 'NO'} |" for k, v in report["goals_met"].items()]
+    if goals:
+        lines += ["", "| model goal | met |", "|---|---|"]
+        lines += [f"| {k} | {'yes' if v else 'NO'} |" for k, v in report["goals_met"].items()]
     return lines
 
 

@@ -530,7 +530,7 @@ def main() -> None:
     ]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
-    lines += model_bench.markdown(model_report)[:-3]  # its goals go in the one table below
+    lines += model_bench.markdown(model_report, goals=False)  # its goals: the table below
     lines += ["", "| goal | met |", "|---|---|"]
     lines += [f"| {k} | {'yes' if v else 'NO'} |" for k, v in goals.items()]
     md = "\n".join(lines) + "\n"
