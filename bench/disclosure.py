@@ -12,6 +12,15 @@ default hierarchy and threshold.
 
     python bench/disclosure.py [--sizes 60 100 ...] [--seeds 1 2 3] [--min-cell 5]
                                [--config FILE]  (its [coarsening] for "after")
+
+`--across` (issue 13 item 3): for each size and seed, two releases from one output folder:
+the same export a month later (reference date 2024-07-31), and the export without one
+citizen (the first maybe-suitable one). For each pair: how many citizens changed, the
+verdict of the audit across releases (`pipeline.releases.audit_chain`: published or kept)
+and its time, and the oracle's two-release attack (tests/attacker.py `attack_pair`) on the
+pair as it would be published without the policy ("before"): hidden numbers derived, flows
+fixed. "After" is safe when the policy keeps the earlier release, or publishes a release the
+oracle learns nothing from. Written to bench/results/across-<timestamp>.md.
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from attacker import attack, knowledge  # noqa: E402
+from attacker import attack, attack_pair, knowledge  # noqa: E402
 
+from pipeline import releases  # noqa: E402
 from pipeline.coarsening import hidden_share  # noqa: E402
 from pipeline.config import Config, load_config  # noqa: E402
 from pipeline.demo import write_demo  # noqa: E402
@@ -151,13 +161,116 @@ def markdown(rows: list[dict], min_cell: int) -> str:
     return "\n".join(lines)
 
 
+def _warehouse(folder: Path, cfg: Config, rules):  # noqa: ANN001, ANN202
+    con = connect()
+    ingest(con, cfg, folder, "bench")
+    segment(con, cfg, rules)
+    return con, publish(con, cfg)
+
+
+def across(n: int, seed: int, min_cell: int, oracle: bool = True) -> list[dict]:
+    """Two releases from one output folder, a month apart and one citizen removed."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_demo(tmp / "a", n=n, seed=seed, reference_date=REF)
+        rules = load_rules()
+        cfg = Config(reference_date=REF, min_cell=min_cell)
+        con, rel = _warehouse(tmp / "a", cfg, rules)
+        first = releases.snapshot(con, cfg, "1")
+        k1 = knowledge(con, rel, cfg, rules, label="first") if oracle else None
+        (leaver,) = con.execute(
+            "select citizen_id from marts.citizens where tabulated and"
+            " profile = 'maybe_suitable' order by citizen_id limit 1").fetchone()
+        (tmp / "b").mkdir()
+        for name in ("citizens.csv", "episodes.csv"):
+            lines = (tmp / "a" / name).read_bytes().split(b"\n")
+            (tmp / "b" / name).write_bytes(b"\n".join(
+                x for x in lines if not x.startswith(f'"{leaver}";'.encode())))
+        later = Config(reference_date=dt.date(2024, 7, 31), min_cell=min_cell)
+        for case, folder, c2 in (("a month later", tmp / "a", later),
+                                 ("one citizen removed", tmp / "b", cfg)):
+            con2, rel2 = _warehouse(folder, c2, rules)
+            second = releases.snapshot(con2, c2, "2")
+            start = time.monotonic()
+            verdict = releases.audit_chain([first], second)
+            seconds = time.monotonic() - start
+            row = {"size": n, "seed": seed, "case": case, "changed": verdict.changed,
+                   "published": verdict.safe, "seconds": seconds, "problems": len(verdict.problems)}
+            if oracle:
+                start = time.monotonic()
+                a = attack_pair(k1, knowledge(con2, rel2, c2, rules, label="second"))
+                row.update(findings=len(a.findings), fixed=len(a.fixed), proven=len(a.flows),
+                           oracle_safe=a.safe, oracle_seconds=time.monotonic() - start)
+            out.append(row)
+            con2.close()
+        con.close()
+    return out
+
+
+def across_markdown(rows: list[dict], min_cell: int) -> str:
+    lines = [
+        f"# Across releases: two releases from one output folder (min_cell {min_cell})", "",
+        "First release: the demo at reference date 2024-06-30. Second: the same export at",
+        "2024-07-31 (a month later), or the export without its first maybe-suitable citizen.",
+        "Changed: citizens whose published categories differ (left, entered or changed).",
+        "Audit: pipeline.releases.audit_chain (published, or kept: the earlier release stands).",
+        "Oracle before: tests/attacker.py attack_pair on the pair as published without the",
+        "policy: hidden numbers derived or proven small, flows fixed at 1..min_cell-1, flows",
+        "proven >= 1 (someone who moved is in the cell). After: safe when kept, or when the",
+        "oracle finds nothing in the pair the policy publishes.", "",
+        "| size | seed | case | changed | audit | audit s | oracle: hidden found | flows fixed"
+        " | flows proven >= 1 | safe before | safe after | agrees | oracle s |",
+        "|---:|---:|---|---:|---|---:|---:|---:|---:|:-:|:-:|:-:|---:|",
+    ]
+    for r in rows:
+        if "oracle_safe" in r:
+            after = (not r["published"]) or r["oracle_safe"]
+            agrees = r["published"] == r["oracle_safe"]
+            lines.append(
+                f"| {r['size']} | {r['seed']} | {r['case']} | {r['changed']}"
+                f" | {'published' if r['published'] else 'kept'} | {r['seconds']:.1f}"
+                f" | {r['findings']} | {r['fixed']} | {r['proven']}"
+                f" | {'yes' if r['oracle_safe'] else 'no'} | {'yes' if after else 'no'}"
+                f" | {'yes' if agrees else 'no'} | {r['oracle_seconds']:.0f} |")
+        else:
+            lines.append(
+                f"| {r['size']} | {r['seed']} | {r['case']} | {r['changed']}"
+                f" | {'published' if r['published'] else 'kept'} | {r['seconds']:.1f}"
+                " | - | - | - | - | - | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+def main_across(args: argparse.Namespace) -> None:
+    rows = []
+    for n in args.sizes:
+        for seed in args.seeds:
+            for r in across(n, seed, args.min_cell, oracle=not args.no_oracle):
+                rows.append(r)
+                print(r, flush=True)
+    text = across_markdown(rows, args.min_cell)
+    out = HERE / "results" / f"across-{dt.datetime.now():%Y%m%dT%H%M%S}.md"
+    out.write_text(text, "utf-8")
+    print(text)
+    print(f"wrote {out}")
+    bad = [r for r in rows if r["published"] and not r.get("oracle_safe", True)]
+    if bad:
+        sys.exit(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     ap.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     ap.add_argument("--min-cell", type=int, default=5)
     ap.add_argument("--config", type=Path, help="a config whose [coarsening] 'after' uses")
+    ap.add_argument("--across", action="store_true",
+                    help="two releases from one folder (issue 13 item 3) instead")
+    ap.add_argument("--no-oracle", action="store_true", help="--across: the audit only")
     args = ap.parse_args()
+    if args.across:
+        main_across(args)
+        return
     coarsening = load_config(args.config).coarsening if args.config else {}
     rows = []
     for n in args.sizes:

@@ -162,13 +162,15 @@ def _config(
     reference_date: dt.date | None = None,
     min_cell: int | None = None,
     lang: Lang | None = None,
+    resolve: bool = True,
 ) -> Config:
-    cfg = load_config(config)
-    return cfg.with_overrides(
+    cfg = load_config(config).with_overrides(
         reference_date=reference_date,
         min_cell=min_cell,
         lang=lang.value if lang else None,
-    ).resolved()
+    )
+    # `report` alone keeps "not given": it then takes the date segment used (runner)
+    return cfg.resolved() if resolve else cfg
 
 
 class _Steps:
@@ -335,7 +337,14 @@ def _print_summary(st) -> None:  # noqa: ANN001 - a RunState
                          " run.json, run.log, quarantine.csv.")
         if st.segment is not None:
             lines += st.segment.summary_lines(internal=False)
-        lines += st.report.summary_lines()
+        release = getattr(st, "release", None)
+        if release is not None and not release.published:
+            # the new release was not published: none of its numbers is printed
+            lines.append(release.line)
+        else:
+            lines += st.report.summary_lines()
+            if release is not None and release.previous is not None:
+                lines.append(release.line)
     else:
         # a stage on its own prints what it computed, unsuppressed and labelled internal
         if st.ingest is not None:
@@ -696,7 +705,8 @@ def report(
 
     Example: m3-profiles report --out data/out --min-cell 5 --lang en
     """
-    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang)
+    cfg = _checked_config(config, reference_date=reference_date, min_cell=min_cell, lang=lang,
+                          resolve=False)
     _check_rules(rules)
     _check_worklist(worklist)
     _run(("report",), out, cfg, rules_path=rules, config_path=config, worklist_path=worklist)

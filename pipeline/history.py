@@ -33,6 +33,10 @@ from pipeline.errors import OutputError
 MARKER = ".m3-profiles-history"
 NIGHT_FILE = "history-night.parquet"
 NIGHT_QUERY = "history_night"  # pipeline/sql/queries/history_night.sql
+# the record of the release a run published, in its output folder until the history's
+# `releases/` has it (pipeline.releases; named here so that the runner needs no import of
+# the report's libraries to recognise it)
+RELEASE_RECORD = "release-record"
 _NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})_([0-9a-f]{16})\.parquet$")
 # a citizen's state on a night when it has no profile in scope
 NOT_IN_M3 = "not_in_m3"  # in the export, not in scope (left M3, or never in it)

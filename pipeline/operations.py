@@ -123,6 +123,11 @@ def metrics_text(
         gauge("m3_profiles_suppressed_cells", "Cells hidden in the last run's published "
               "tables, by why (primary: a small count; secondary: to protect one).",
               [({"reason": r}, float(report[f"hidden_{r}"])) for r in ("primary", "secondary")])
+    release = (manifest or {}).get("release") or {}
+    if "published" in release:
+        gauge("m3_profiles_release_published", "1 if the last run published a new release, 0"
+              " if it kept the earlier one (the audit across releases, README Privacy).",
+              [({}, 1.0 if release["published"] else 0.0)])
     return "\n".join(lines) + "\n"
 
 

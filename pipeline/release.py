@@ -345,17 +345,34 @@ def _blocks(tables: Sequence[Table],
     return out
 
 
-def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Table],
-              merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> Relations:
-    """Every relation between the cells of `tables` that the definitions and the rules in
-    use imply (see the comment above), with the true value of each unpublished count.
-    `merges`: the merged columns of coarsened tables (table -> code -> fine codes; None:
-    those of marts.release_cells); a merged column is a sum of its fine cells' classes."""
-    cfg = cfg.resolved()
-    if merges is None:
-        from pipeline.coarsening import release_merges
+@dataclass(frozen=True)
+class Linking:
+    """What the rules in use test among the published dimensions: the rule class is
+    (profile, base profile, *linked flags, complex if `complex_linked`, age band if
+    `age_linked`) — `dims` — and its unpublished count is named `class_name(values)`."""
 
-        merges = release_merges(con) if warehouse.exists(con, "marts.release_cells") else {}
+    rules: Rules
+    tested: set[str]
+    ints: dict[str, set[int]]
+    blocks: list[_Block]
+    linked: list[str]
+    age_linked: bool
+    complex_linked: bool
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return ("profile", "base_profile", *self.linked,
+                *(("complex",) if self.complex_linked else ()),
+                *(("age_band",) if self.age_linked else ()))
+
+
+def class_name(values: Sequence[Any]) -> str:
+    """The unpublished quantity of one rule class (`relations`)."""
+    return "class " + "|".join(map(str, values))
+
+
+def _linking(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Table],
+             merges: Mapping[str, Mapping[str, tuple[str, ...]]]) -> Linking:
     rules = rules_in_use(con)
     sqls = [r.condition.sql for r in (*rules.rules, *rules.base_rules)]
     tested = {c for c in BOOLEAN_COLUMNS if any(f'"{c}"' in q for q in sqls)}
@@ -375,6 +392,29 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
     complex_linked = "departments_involved" in ints
     if complex_linked:
         ints["departments_involved"].add(cfg.complex_case_departments)
+    return Linking(rules, tested, ints, blocks, linked, age_linked, complex_linked)
+
+
+def linking(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Table],
+            merges: Mapping[str, Mapping[str, tuple[str, ...]]]) -> Linking:
+    """The rule classes' dimensions and the blocks of `tables` (see `Linking`)."""
+    return _linking(con, cfg.resolved(), tables, merges)
+
+
+def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Table],
+              merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> Relations:
+    """Every relation between the cells of `tables` that the definitions and the rules in
+    use imply (see the comment above), with the true value of each unpublished count.
+    `merges`: the merged columns of coarsened tables (table -> code -> fine codes; None:
+    those of marts.release_cells); a merged column is a sum of its fine cells' classes."""
+    cfg = cfg.resolved()
+    if merges is None:
+        from pipeline.coarsening import release_merges
+
+        merges = release_merges(con) if warehouse.exists(con, "marts.release_cells") else {}
+    link = _linking(con, cfg, tables, merges)
+    rules, tested, ints, blocks = link.rules, link.tested, link.ints, link.blocks
+    linked, age_linked, complex_linked = link.linked, link.age_linked, link.complex_linked
     counts = _class_counts(con, linked, age_linked, complex_linked)
     grid = 2 ** len(tested | set(linked))
     for values in ints.values():
@@ -389,12 +429,11 @@ def relations(con: duckdb.DuckDBPyConnection, cfg: Config, tables: Sequence[Tabl
         # class the rules can make. The attacker then also "knows" the empty classes are
         # empty: stronger than the real one, so a pattern safe against it is safe
         classes = sorted(counts)
-    dims = ["profile", "base_profile", *linked, *(["complex"] if complex_linked else []),
-            *(["age_band"] if age_linked else [])]
+    dims = list(link.dims)
     unknown = set(counts) - set(classes)
     if unknown:
         raise ReportError(f"citizens in classes the rules cannot make: {sorted(unknown)[:3]}")
-    name = {k: "class " + "|".join(map(str, k)) for k in classes}
+    name = {k: class_name(k) for k in classes}
     unpublished = {name[k]: counts.get(k, 0) for k in classes}
     equal: list[dict] = []
     at_most: list[dict] = []

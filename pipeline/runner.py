@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import datetime as dt
 import errno
 import hashlib
@@ -53,7 +54,7 @@ import duckdb
 
 import pipeline
 from pipeline import chart_workers, history, operations, privacy, warehouse
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
 from pipeline.errors import (
     EnvironmentFault,
     InputError,
@@ -86,6 +87,7 @@ LEGACY_PUBLISHED = frozenset({"tables", "tables.xlsx", "report.html", "charts"})
 RUN_FILES = frozenset({
     MARKER, "run.log", "run.json", "quarantine.csv", "quarantine.xlsx", "citizens.parquet",
     PUBLISH, DB_NAME, f"{DB_NAME}.wal", f"{DB_NAME}.tmp", history.NIGHT_FILE,
+    history.RELEASE_RECORD,  # the record of the release published, until the store has it
     *LEGACY_PUBLISHED,
     # issue 17: the re-review worklist, internal, at the folder's root
     "worklist.xlsx", "worklist.csv",
@@ -119,6 +121,12 @@ class RunState:
     # issue 17: parsed before anything was read, when the run reports; None: no report
     worklist: Worklist | None = None
     catalogue: Catalogue | None = None
+    # issue 13 item 3: the output folder, and what the publication policy decided
+    out_dir: Path | None = None
+    release: Any = None  # pipeline.releases.Decision
+    # False: the reference date is today's by default, so a report run on its own takes
+    # the one segment used instead (`_segment_reference_date`)
+    reference_given: bool = True
 
 
 def _sha256(path: Path | None) -> str | None:
@@ -189,11 +197,50 @@ def _stage_report(
 
     if st.ingest is None:  # a report run on its own: what the ingest before it recorded
         st.ingest = IngestResult.from_warehouse(con)
+    if "segment" not in st.stages:
+        st.cfg = _segment_reference_date(con, st)
     # the page shows this run's id and input files: the manifest so far (the final one is
     # written after every stage)
     manifest = _manifest(st, "running", None)
     st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
                                   st.worklist, st.catalogue)
+    # the publication policy (issue 13 item 3): the new release against the releases
+    # published from this output folder; not safe together, the earlier publish folder
+    # is put back unchanged (the internal files are refreshed all the same)
+    from pipeline import releases
+
+    assert st.out_dir is not None
+    log.info("report: checking the release against the releases published before")
+    st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir)
+    if st.release is not None:
+        if st.release.published:
+            log.info(st.release.line)
+        else:
+            log.warning(st.release.line)
+            for problem in st.release.problems[:10]:
+                log.info("across releases: %s", problem)
+
+
+def _segment_reference_date(con: duckdb.DuckDBPyConnection, st: RunState) -> Config:
+    """The config a report run on its own counts with: the reference date segment used.
+    The profiles, courses and times in M3 in the warehouse are of that date; a page dated
+    otherwise (today, by default) would mislabel them, and the cohort would be a year
+    before the wrong day. A date given that differs is refused, as other rules are."""
+    if not warehouse.exists(con, "meta.runs"):
+        return st.cfg
+    row = con.execute(
+        "select reference_date from meta.runs where outcome = 'success'"
+        " and list_contains(string_split(stages, ','), 'segment')"
+        " order by finished desc limit 1"
+    ).fetchone()
+    if row is None or row[0] is None or row[0] == st.cfg.reference_date:
+        return st.cfg
+    if st.reference_given:
+        raise ConfigError(
+            f"reference date {st.cfg.reference_date}: the warehouse was segmented for"
+            f" {row[0]}; report without --reference-date (it takes {row[0]}), or run"
+            f" segment again with {st.cfg.reference_date}")
+    return dataclasses.replace(st.cfg, reference_date=row[0])
 
 
 STAGE_FUNCS = {"ingest": _stage_ingest, "segment": _stage_segment, "report": _stage_report}
@@ -257,6 +304,8 @@ def _manifest(st: RunState, outcome: str, error: str | None) -> dict[str, Any]:
         m["segment"] = st.segment.as_dict()
     if st.report is not None:
         m["report"] = st.report.as_dict()
+    if st.release is not None:
+        m["release"] = st.release.as_dict()
     if error:
         m["error"] = privacy.mask_name(error)
     return m
@@ -889,6 +938,7 @@ def run_stages(
     shipped one) and the catalogue (config `catalogue`) first too. Raises OutputError for
     paths it may not write, LockedError, Stopped on SIGTERM / SIGINT, EnvironmentFault for
     the machine's faults, and the stages' errors."""
+    reference_given = cfg.reference_date is not None
     cfg = cfg.resolved()
     rules = load_rules(rules_path) if "segment" in stages or rules_path else None
     worklist = catalogue = None
@@ -908,7 +958,7 @@ def run_stages(
     if cfg.pseudonym_key_file:
         keep.append(Path(cfg.pseudonym_key_file))
     check_paths(out_dir, db_path, input_dir, keep)
-    if "segment" in stages:
+    if "segment" in stages or "report" in stages:
         history.check(history.folder(cfg, out_dir))
     run_id = _new_run_id()
     tag = operations.RunId(run_id)
@@ -929,10 +979,13 @@ def run_stages(
                 if history.append(history.folder(cfg, out_dir), out_dir / history.NIGHT_FILE):
                     # the last run was stopped between its swap and its history
                     recovered.append("added the previous run's night to the history")
+                if _keep_release(cfg, out_dir):
+                    recovered.append("added the previous run's release to the releases kept")
                 check_paths(out_dir, db_path, input_dir, keep)  # as the lock found it
                 return _run_locked(
                     tuple(stages), out_dir, db_path, cfg, input_dir, rules_path, rules,
                     config_path, step, run_id, recovered, signals, worklist, catalogue,
+                    reference_given=reference_given,
                 )
         except BaseException as e:
             signals.deferred = True
@@ -971,6 +1024,8 @@ def _run_locked(
     signals: _Signals,
     worklist: Worklist | None = None,
     catalogue: Catalogue | None = None,
+    *,
+    reference_given: bool = True,
 ) -> RunState:
     workdir = out_dir.with_name(f".{out_dir.name}.tmp-{run_id}")
     external = not _inside(db_path, out_dir)
@@ -991,7 +1046,8 @@ def _run_locked(
     handler: logging.Handler | None = None
     st = RunState(
         run_id, stages, cfg, input_dir, rules_path, rules, config_path, workdir,
-        dt.datetime.now(), worklist=worklist, catalogue=catalogue,
+        dt.datetime.now(), worklist=worklist, catalogue=catalogue, out_dir=out_dir,
+        reference_given=reference_given,
     )
     con: duckdb.DuckDBPyConnection | None = None
 
@@ -1122,6 +1178,12 @@ def _commit(
             log.info("night %s added to the history", st.cfg.reference_date)
     except OSError as e:
         log.warning("could not add this night to the history (%s): the next run adds it", e)
+    try:
+        if _keep_release(st.cfg, out_dir):
+            log.info("release %s kept for the audit of later releases", st.run_id)
+    except OSError as e:
+        log.warning("could not keep this release for the audit of later releases (%s): the "
+                    "next run keeps it", e)
     if replaced is not None:
         try:
             _remove(replaced)
@@ -1137,6 +1199,16 @@ def _commit(
     if signals.received is not None:
         raise Stopped(signals.received, published=True)
     return st
+
+
+def _keep_release(cfg: Config, out_dir: Path) -> bool:
+    """Add the output's release record to the releases kept (pipeline.releases), if it has
+    one; imported only then (it loads the report's libraries)."""
+    if not (out_dir / history.RELEASE_RECORD).is_dir():
+        return False
+    from pipeline import releases
+
+    return releases.append(releases.store(cfg, out_dir), out_dir / history.RELEASE_RECORD)
 
 
 def _close_log(handler: logging.Handler | None) -> None:

@@ -40,9 +40,13 @@ Method (definitions §6, "the attacker"):
   total equals 0), so with every non-zero cell hidden the true table t and every multiple
   k*t (k >= 1 whole) are consistent; each hidden cell then ranges from at most its value
   to infinity. `SuppressionInfeasible` therefore signals a solver failure, not a property
-  of the data. If the time budget runs out, hidden cells are added greedily (cheapest
+  of the data. If the work budget runs out, hidden cells are added greedily (cheapest
   first, next to an exposed cell) until the audit passes, which ends at the latest at
   "everything non-zero hidden".
+* The budget is work, never wall-clock time (`MAX_ROUNDS` rounds of the cut loop,
+  `NODE_LIMIT` branch-and-bound nodes per master MILP, HiGHS's `node_limit`), so the
+  pattern is a function of the data alone: a busy machine takes longer, it does not choose
+  differently. HiGHS is deterministic for one input (same build, same options).
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ Ref = CellKey | str  # a printed cell, or the name of a quantity no table prints
 Reason = Literal["primary", "secondary"]
 
 _TOL = 1e-6
+# the work budget of the pattern search (see the module docstring). Measured on the demo's
+# releases (bench/disclosure.py, 60-1,000 citizens): at most 15 rounds, and the largest
+# master MILP well under 10,000 nodes; the budget leaves an order of magnitude of room
+MAX_ROUNDS = 200
+NODE_LIMIT = 200_000
 
 
 class SuppressionInfeasible(RuntimeError):
@@ -86,6 +95,9 @@ class Table:
     cols: tuple[str, ...]
     counts: np.ndarray
     multi_response: bool = False
+    # which release the table belongs to, when several are modelled together (the audit
+    # across releases): numbers are shared between tables of one release only
+    release: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rows", tuple(self.rows))
@@ -147,6 +159,9 @@ class Relations:
     equal: tuple[Mapping[Ref, int], ...] = ()
     at_most: tuple[Mapping[Ref, int], ...] = ()
     cells: Mapping[CellKey, int] = field(default_factory=dict)
+    # of `cells`: facts the reader is assumed to know (e.g. how many citizens left between
+    # two releases), never hidden and never small-count cells themselves
+    known: frozenset[CellKey] = frozenset()
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,12 +225,16 @@ class _Model:
                 for j, c in enumerate(cols):
                     val = int(t.counts[i, j])
                     cell = (t.id, r, c)
+                    ns = (t.release,) if t.release else ()
                     if r == TOTAL and c == TOTAL:
-                        key, name = ("grand",), "the grand total"
+                        key, name = ("grand", *ns), "the grand total"
                     elif c == TOTAL:  # shared by every table with this row_dim (§6)
-                        key, name = ("row", t.row_dim, r), f"the {t.row_dim} total of {r!r}"
+                        key = ("row", *ns, t.row_dim, r)
+                        name = f"the {t.row_dim} total of {r!r}"
                     else:
                         key, name = ("cell", t.id, r, c), f"{t.id}[{r}, {c}]"
+                    if ns and c == TOTAL:
+                        name = f"{name} (release {t.release})"
                     grid[i, j] = var(key, val, cell, name)
             if t.rows:  # vertical relations hold in every table (each citizen in one row)
                 for j in range(len(cols)):
@@ -251,6 +270,8 @@ class _Model:
             self.instances.append([])
             self.names.append(f"unpublished {name!r}")
 
+        self.aux_index = {k[1]: v for k, v in index.items() if k[0] == "aux"}
+
         def ref(r: Ref) -> int:
             if isinstance(r, str):
                 if ("aux", r) not in index:
@@ -275,6 +296,11 @@ class _Model:
         n = len(self.keys)
         self.n = n
         self.aux = np.arange(n) >= first_aux
+        self.known = np.zeros(n, dtype=bool)
+        for cell in relations.known:
+            if cell not in relations.cells:
+                raise ValueError(f"known {cell!r} is no number outside the tables")
+            self.known[self.cell_var[cell]] = True
         self.a = np.array(self.values, dtype=float)
         self.eq_terms = list(eqs)
         self.E = np.zeros((len(eqs), n))
@@ -290,11 +316,15 @@ class _Model:
             raise ValueError("a relation does not hold for the counts given")
         self.ninst = np.array([len(x) for x in self.instances], dtype=float)
         m = self.min_cell
-        self.primary = (self.a >= 1) & (self.a <= m - 1) & ~self.aux
-        self.nonzero = (self.a >= 1) & ~self.aux  # the cells that may be hidden
+        self.primary = (self.a >= 1) & (self.a <= m - 1) & ~self.aux & ~self.known
+        self.nonzero = (self.a >= 1) & ~self.aux & ~self.known  # the cells that may be hidden
 
     def describe(self, v: int) -> str:
         return self.names[v]
+
+    def cell_var_aux(self, name: str) -> int:
+        """The variable of an unpublished quantity."""
+        return self.aux_index[name]
 
 
 # ---------------------------------------------------------------------------------------
@@ -471,11 +501,15 @@ class _Violation:
 
 
 def _check(model: _Model, hidden: np.ndarray, want_cuts: bool,
-           pool: list[np.ndarray] | None = None) -> list[_Violation]:
+           pool: list[np.ndarray] | None = None,
+           watch: Sequence[int] = ()) -> list[_Violation]:
     """Exact audit of the hidden variables (definitions §6); with cuts for the master.
-    `pool` collects whole-number attacker solutions, reused by later calls."""
+    `pool` collects whole-number attacker solutions, reused by later calls. `watch`:
+    unpublished quantities that must not be fixed when their true value is from 1 to
+    min_cell - 1 (the flows between releases: `audit`), checked without cuts."""
     out: list[_Violation] = []
-    if not len(hidden):
+    watch = [v for v in watch if 1 <= model.a[v] <= model.min_cell - 1]
+    if not len(hidden) and not watch:
         return out
     att = _Attacker(model, hidden, pool)
     hidden_mask = np.zeros(model.n, dtype=bool)
@@ -536,6 +570,24 @@ def _check(model: _Model, hidden: np.ndarray, want_cuts: bool,
             msg = f"{name}: hidden cell is determined (whole-number attacker)"
             cut = no_good
         out.append(_Violation(v, msg, cut))
+    if watch:
+        need = np.zeros(len(att.hidden))
+        need[[att.pos[v] for v in watch]] = 1.0
+        att.spread(np.where((need > 0) & (att.up < 1 - _TOL) & (att.down < 1 - _TOL), 1.0, 0.0))
+        att.spread(np.where((need > 0) & (att.up < 1 - _TOL) & (att.down < 1 - _TOL), 1.0, 0.0),
+                   -1)
+    for v in watch:
+        k = att.pos[v]
+        if att.up[k] >= 1 - _TOL or att.down[k] >= 1 - _TOL:
+            continue
+        up = att.bound(v, +1)
+        if up.value >= 1 - _TOL and _reaches(att, v, +1, up, 1.0):
+            continue
+        down = att.bound(v, -1)
+        if down.value >= 1 - _TOL and _reaches(att, v, -1, down, 1.0):
+            continue
+        out.append(_Violation(v, f"{model.describe(v)}: fixed at {int(model.a[v])} (below "
+                              f"{model.min_cell}) by what is shown", None))
     return sorted(out, key=lambda x: x.var)
 
 
@@ -602,7 +654,9 @@ def _initial_rows(model: _Model, cand: np.ndarray) -> list[tuple[np.ndarray, flo
 
 
 def _solve_master(model: _Model, cand: np.ndarray, rows: list[tuple[np.ndarray, float]],
-                  time_limit: float) -> tuple[np.ndarray, bool] | None:
+                  node_limit: int) -> tuple[np.ndarray | None, bool, int]:
+    """The cheapest pattern meeting every row so far: (pattern or None, optimal, nodes).
+    Bounded by nodes explored, never by time: the same rows give the same answer."""
     n = model.n
     # fewest hidden citizens (a shared number once), then fewest printed cells (§6)
     big = model.ninst.sum() + 1.0
@@ -616,16 +670,17 @@ def _solve_master(model: _Model, cand: np.ndarray, rows: list[tuple[np.ndarray, 
     else:
         cons = []
     res = milp(cost, constraints=cons, integrality=np.ones(n), bounds=Bounds(lb, ub),
-               options={"mip_rel_gap": 0.0, "time_limit": max(time_limit, 0.01)})
+               options={"mip_rel_gap": 0.0, "node_limit": int(node_limit)})
+    nodes = int(getattr(res, "mip_node_count", 0) or 0)
     if res.x is None:
         if res.status == 2:  # infeasible: impossible, all-hidden satisfies every cut
             raise SuppressionInfeasible("no safe suppression pattern exists")
-        return None
-    return res.x > 0.5, res.status == 0
+        return None, False, nodes
+    return res.x > 0.5, res.status == 0, nodes
 
 
 def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
-    """Fallback when the time budget is spent: hide more until the audit passes. Each
+    """Fallback when the work budget is spent: hide more until the audit passes. Each
     round hides, for every exposed cell, the cheapest shown non-zero cell in a relation
     with it (or anywhere, if none is left). Ends at the latest with every non-zero cell
     hidden, which is always safe (module docstring)."""
@@ -652,30 +707,37 @@ def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
 # Public API
 
 
-def suppress(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.0,
+def suppress(tables: Sequence[Table], min_cell: int = 5, *, max_rounds: int = MAX_ROUNDS,
+             node_limit: int = NODE_LIMIT,
              relations: Relations | None = None) -> dict[CellKey, Reason]:
     """Cells to hide in the release (definitions §6), with the reason; shown cells absent.
 
     `relations`: what the reader knows beyond each table's sums (`Relations`).
-    `time_limit` (seconds) bounds the search for the optimal pattern; past it, the best
-    candidate is completed greedily (safe, perhaps not minimal)."""
-    return solve(tables, min_cell, time_limit=time_limit, relations=relations).pattern
+    `max_rounds` (of the cut loop) and `node_limit` (per master MILP) bound the search for
+    the optimal pattern by work, not time; past them, the best candidate is completed
+    greedily (safe, perhaps not minimal), the same way on every machine."""
+    return solve(tables, min_cell, max_rounds=max_rounds, node_limit=node_limit,
+                 relations=relations).pattern
 
 
 @dataclass(frozen=True)
 class Solution:
-    """A pattern and how it was found: `greedy` when the time budget ran out and the
-    fallback completed it (safe, perhaps not minimal); `rounds` of the cut loop."""
+    """A pattern and how it was found: `greedy` when the work budget ran out and the
+    fallback completed it (safe, perhaps not minimal); `rounds` of the cut loop; `nodes`:
+    branch-and-bound nodes of the master MILPs, all rounds; `seconds`: measured, for the
+    bench only (nothing depends on it)."""
 
     pattern: dict[CellKey, Reason]
     greedy: bool
     rounds: int
     seconds: float
+    nodes: int = 0
 
 
-def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.0,
-          relations: Relations | None = None) -> Solution:
-    """`suppress`, with how the pattern was found."""
+def solve(tables: Sequence[Table], min_cell: int = 5, *, max_rounds: int = MAX_ROUNDS,
+          node_limit: int = NODE_LIMIT, relations: Relations | None = None) -> Solution:
+    """`suppress`, with how the pattern was found. The budget is work (module docstring):
+    the pattern depends on the data and the budget only."""
     start = time.monotonic()
     model = _Model(tables, min_cell, relations)
     if model.min_cell <= 1 or not model.primary.any():
@@ -686,20 +748,24 @@ def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.
     hide = model.primary.copy()
     pool: list[np.ndarray] = []
     greedy = False
-    rounds = 0
+    rounds = nodes = 0
     while True:
-        rounds += 1
-        left = time_limit - (time.monotonic() - start)
-        got = _solve_master(model, cand, rows, left) if left > 0 else None
-        if got is None:  # out of time before any candidate: complete the last one
+        if rounds >= max_rounds:  # the budget is spent: complete the last candidate
             hide = _greedy_repair(model, hide)
             greedy = True
             break
-        hide, optimal = got
+        rounds += 1
+        got, optimal, used = _solve_master(model, cand, rows, node_limit)
+        nodes += used
+        if got is None:  # no candidate within the node budget: complete the last one
+            hide = _greedy_repair(model, hide)
+            greedy = True
+            break
+        hide = got
         viol = _check(model, np.nonzero(hide)[0], want_cuts=True, pool=pool)
         if not viol:
             break
-        if not optimal:  # the MILP stopped at its time limit: complete this candidate
+        if not optimal:  # the MILP stopped at its node limit: complete this candidate
             hide = _greedy_repair(model, hide)
             greedy = True
             break
@@ -717,13 +783,19 @@ def solve(tables: Sequence[Table], min_cell: int = 5, *, time_limit: float = 30.
         v = model.cell_var[cell]
         if hide[v]:
             out[cell] = "primary" if model.primary[v] else "secondary"
-    return Solution(out, greedy, rounds, time.monotonic() - start)
+    return Solution(out, greedy, rounds, time.monotonic() - start, nodes)
 
 
 def audit(tables: Sequence[Table], hidden: Collection[CellKey], min_cell: int = 5, *,
-          relations: Relations | None = None) -> list[str]:
-    """Violations of definitions §6 for a proposed set of hidden cells; [] means safe."""
+          relations: Relations | None = None, watch: Collection[str] = ()) -> list[str]:
+    """Violations of definitions §6 for a proposed set of hidden cells; [] means safe.
+    `watch`: unpublished quantities of `relations` (e.g. how many citizens left a cell
+    between two releases) that must not be fixed at a value from 1 to min_cell - 1."""
     model = _Model(tables, min_cell, relations)
+    unknown = sorted(set(watch) - set((relations or Relations()).unpublished))
+    if unknown:
+        raise ValueError(f"watched quantities {unknown[:3]} are not unpublished")
+    watched = sorted(model.cell_var_aux(w) for w in watch)
     problems: list[str] = []
     hidden_set = set(hidden)
     for key in sorted(hidden_set - model.cell_var.keys()):
@@ -744,5 +816,6 @@ def audit(tables: Sequence[Table], hidden: Collection[CellKey], min_cell: int = 
         if model.min_cell > 1 and model.primary[v] and shown:
             problems.append(f"{model.describe(v)} is below {model.min_cell} and shown")
     # only numbers hidden in every table are hidden for the attacker
-    problems.extend(x.message for x in _check(model, np.nonzero(hide)[0], False))
+    problems.extend(x.message for x in _check(model, np.nonzero(hide)[0], False,
+                                              watch=watched))
     return problems

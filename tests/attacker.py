@@ -636,18 +636,25 @@ def attack(kn: Knowledge, min_cell: int | None = None, exact: bool = False) -> A
 @dataclass
 class PairAttack:
     """What an attacker holding two releases learns: hidden numbers of either release
-    (`findings`, as `attack`), and the cells a leaver or an entrant is proven to be in
-    (`flows`: (release label, cell key, "left" | "entered"))."""
+    (`findings`, as `attack`); the cells a leaver or an entrant is proven to be in
+    (`flows`: (release label, cell key, "left" | "entered"), the flow from 1 to
+    min_cell - 1 and at least 1 for every solution); and among those, the flows fixed
+    exactly (`fixed`: ..., with the value): one citizen's categories read from the
+    differences (definitions §6). A grand total's flow is not counted: the attacker is
+    given the flow volumes."""
 
     findings: list[Finding]
     flows: list[tuple[str, Key, str]]
+    fixed: list[tuple[str, Key, str, int]] = field(default_factory=list)
 
     @property
     def safe(self) -> bool:
-        return not self.findings and not self.flows
+        """Nothing hidden derived, nothing small proven small, no flow fixed."""
+        return not self.findings and not self.fixed
 
 
-def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None) -> PairAttack:
+def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
+                hidden_numbers: bool = True) -> PairAttack:
     """The attacker with both releases who also knows how many citizens left and how many
     entered (the worst case: e.g. "one citizen left"). Class counts of the new population
     are those of the old one minus the leavers plus the entrants, class by class (the
@@ -741,7 +748,7 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None) -> 
         return float(np.rint(-res.fun))
 
     findings = []
-    for label, key, e, value in hidden:
+    for label, key, e, value in hidden if hidden_numbers else ():
         hi = extreme(e, +1.0)
         lo = -extreme(e, -1.0)
         if lo == hi:
@@ -749,6 +756,7 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None) -> 
         elif 1 <= value < min_cell and hi < min_cell:
             findings.append(Finding((label, *key), value, lo, hi, "small"))
     flows = []
+    fixed: list[tuple[str, Key, str, int]] = []
     seen: set[tuple] = set()
     for part, what in (("L", "left"), ("E", "entered")):
         for key, e in p_new.expr.items():
@@ -758,6 +766,10 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None) -> 
             if not 1 <= true_flow < min_cell or sig in seen:
                 continue
             seen.add(sig)
-            if -extreme(le, -1.0) >= 1:  # proven: someone who left / entered is in it
+            lo = -extreme(le, -1.0)
+            if lo >= 1:  # proven: someone who left / entered is in it
                 flows.append((new.label, key, what))
-    return PairAttack(findings, flows)
+                grand = key[1:] == (T, T) or key == ("headline", "grand", T)
+                if not grand and extreme(le, +1.0) == lo:
+                    fixed.append((new.label, key, what, int(lo)))
+    return PairAttack(findings, flows, fixed)

@@ -216,3 +216,30 @@ def test_a_bad_date_in_the_config_file_says_how_to_write_one(tmp_path, command):
         "YYYY-MM-DD, e.g. 2024-06-30\n"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_a_report_on_its_own_takes_the_reference_date_segment_used(tmp_path):
+    # found running `report --lang en` after `run --reference-date 2024-06-30`: the page
+    # and run.json said today's date over tables counted for 2024-06-30
+    import json
+
+    small_export(tmp_path / "in")
+    out = tmp_path / "out"
+    done = CliRunner().invoke(app, ["run", "--input", str(tmp_path / "in"), "--out", str(out),
+                                    *REF_OPT])
+    assert done.exit_code == 0, done.output
+    done = CliRunner().invoke(app, ["report", "--out", str(out), "--lang", "en"])
+    assert done.exit_code == 0, done.output
+    assert json.loads((out / "run.json").read_text())["reference_date"] == "2024-06-30"
+    assert "reference date 2024-06-30)." in " ".join(done.output.split())
+    page = (out / "publish" / "report.html").read_text("utf-8")
+    assert "2024-06-30" in page and dt.date.today().isoformat() not in page
+    before = (out / "run.json").read_bytes()
+    done = CliRunner().invoke(app, ["report", "--out", str(out), "--reference-date",
+                                    "2024-07-31"])
+    assert done.exit_code == 2
+    assert done.output.strip().splitlines()[-1] == (
+        "error: reference date 2024-07-31: the warehouse was segmented for 2024-06-30; report"
+        " without --reference-date (it takes 2024-06-30), or run segment again with"
+        " 2024-07-31")
+    assert (out / "run.json").read_bytes() == before  # nothing replaced

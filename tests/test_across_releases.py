@@ -1,0 +1,168 @@
+"""Issue 13 item 3: the releases published from one output folder are safe together
+(definitions §6: the attacker holds every earlier release and compares them).
+
+The oracle is tests/attacker.py's `attack_pair` (written apart from pipeline.suppression and
+pipeline.releases): an exact integer program over both releases with the leavers and the
+entrants of every joint class, knowing how many left and how many entered. Without the
+policy the second release of a population with one citizen removed hands that citizen's
+categories to it; with the policy (`pipeline.releases`) that release is not published, and
+a release the policy does publish leaves the oracle nothing. The real-process test runs
+`m3-profiles run` twice into one output folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from attacker import attack_pair, knowledge
+from faults import cli, snapshot
+from test_disclosure import REF, demo_release, without
+
+from pipeline import releases
+from pipeline.config import Config
+from pipeline.ingest import ingest
+from pipeline.release import publish
+from pipeline.segment import segment
+from pipeline.warehouse import connect
+
+
+def second_release(folder: Path, cfg: Config, rules):  # noqa: ANN001, ANN202
+    con = connect()
+    ingest(con, cfg, folder, "test")
+    segment(con, cfg, rules)
+    return con, publish(con, cfg)
+
+
+@pytest.fixture(scope="module")
+def first60(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("first60")
+    con, rel, cfg, rules = demo_release(tmp / "a", 60, 1)
+    return tmp, con, rel, cfg, rules, releases.snapshot(con, cfg, "20240630T000000-first")
+
+
+def test_the_snapshot_gives_back_every_number(first60):
+    """Where each citizen is counted gives back every number of the release (the check
+    `snapshot` makes itself), and the record reads back as it was written."""
+    tmp, con, rel, cfg, rules, snap = first60
+    assert snap.tabulated == rel.tabulated
+    assert sum(c.hidden for t in rel.tables for c in t.cells.values()) <= len(snap.hidden)
+    assert snap.citizens.num_rows == con.execute(
+        "select count(*) from marts.citizens where in_scope").fetchone()[0]
+    folder = tmp / "out"
+    folder.mkdir()
+    releases.write_record(snap, folder)
+    store = tmp / "hist" / releases.STORE
+    assert releases.append(store, folder / releases.RECORD)
+    assert not releases.append(store, folder / releases.RECORD)  # once
+    (back,) = releases.kept(store)
+    assert back.as_json() == snap.as_json()
+    assert back.citizens.equals(snap.citizens)
+    # the same release again: nothing changed, nothing to learn
+    verdict = releases.audit_chain([back], snap)
+    assert verdict.safe and verdict.changed == 0
+
+
+def test_one_citizen_removed_is_read_by_the_oracle_and_refused_by_the_audit(first60):
+    """Before: the second release (one maybe-suitable citizen fewer) published beside the
+    first hands the oracle that citizen's profile, course class, age band, time in M3 and
+    ticks (flows fixed at 1). After: the audit across releases refuses it, naming the same
+    profile total."""
+    tmp, con, rel, cfg, rules, snap = first60
+    first = knowledge(con, rel, cfg, rules, label="first")
+    leaver = next(c for c in first.citizens if c["profile"] == "maybe_suitable")
+    folder = without(tmp / "a", tmp / "b", leaver["id"])
+    con2, rel2 = second_release(folder, cfg, rules)
+    second = knowledge(con2, rel2, cfg, rules, label="second")
+    p = leaver["profile"]
+    a = attack_pair(first, second, hidden_numbers=False)  # the flows suffice here
+    fixed = {(key, what, value) for _, key, what, value in a.fixed}
+    assert (("profile_distribution", p, "total"), "left", 1) in fixed
+    assert not a.safe
+    verdict = releases.audit_chain([snap], releases.snapshot(con2, cfg, "20240701T000000-b"))
+    assert not verdict.safe and verdict.changed == 1
+    assert any(f"left 1/cell|profile_distribution|{p}|total': fixed at 1" in x
+               for x in verdict.problems)
+
+
+def test_a_month_later_with_four_citizens_changed_is_refused(first60):
+    """The same export a month later (reference date 2024-07-31): four citizens change
+    (time in M3, leaving M3). With so few, the coarsened column totals fix the flows (the
+    entrants all have a known age and a course: the oracle finds the same, bench/
+    disclosure.py --across compares the two on every pair): refused."""
+    tmp, con, rel, cfg, rules, snap = first60
+    later = Config(reference_date=dt.date(2024, 7, 31), min_cell=5)
+    con2, rel2 = second_release(tmp / "a", later, rules)
+    # before: both published, the oracle fixes flows of the second release
+    a = attack_pair(knowledge(con, rel, cfg, rules, label="first"),
+                    knowledge(con2, rel2, later, rules, label="later"), hidden_numbers=False)
+    assert {(key, what) for _, key, what, _ in a.fixed} == {
+        (("age_groups", "total", "all_ages"), "entered"),
+        (("course_history", "total", "any_course"), "entered")}
+    # after: refused
+    verdict = releases.audit_chain([snap], releases.snapshot(con2, later, "20240731T000000-c"))
+    assert not verdict.safe and verdict.changed == 4
+    assert any("cell|age_groups|total|all_ages': fixed at" in x for x in verdict.problems)
+
+
+# ---------------------------------------------------------------------------------------
+# the policy with real processes
+
+
+def _removed(src: Path, dst: Path) -> Path:
+    """`src` without its first citizen."""
+    first = (src / "citizens.csv").read_bytes().split(b"\n")[1].split(b";")[0]
+    dst.mkdir()
+    for name in ("citizens.csv", "episodes.csv"):
+        lines = (src / name).read_bytes().split(b"\n")
+        dst.joinpath(name).write_bytes(
+            b"\n".join(x for x in lines if not x.startswith(first + b";")))
+    return dst
+
+
+def test_two_runs_into_one_folder_keep_the_first_release(tmp_path):
+    """A run killed after its output is in place but before its release is kept leaves the
+    record beside it; the next run keeps it first. A run whose release would let the two be
+    compared (one citizen fewer) exits 0, refreshes the internal files, keeps publish/
+    byte for byte, and says so on the terminal, in run.json, run.log and the metrics."""
+    from pipeline.demo import write_demo
+
+    write_demo(tmp_path / "in1", n=60, seed=1, reference_date=REF)
+    in2 = _removed(tmp_path / "in1", tmp_path / "in2")
+    out = tmp_path / "out"
+    store = tmp_path / "out.history" / releases.STORE
+    config = tmp_path / "m3.toml"
+    config.write_text(f'metrics_file = "{tmp_path / "m3.prom"}"\n', encoding="utf-8")
+    args = ("run", "--out", str(out), "--reference-date", REF.isoformat(), "--config",
+            str(config), "--input")
+
+    killed = cli(*args, str(tmp_path / "in1"), env={"M3_FAULT_AT": "history:KILL"})
+    assert killed.returncode != 0
+    assert (out / releases.RECORD).is_dir() and not store.exists()
+
+    first = cli(*args, str(tmp_path / "in1"))
+    assert first.returncode == 0, first.stderr
+    assert "added the previous run's release" in first.stdout + first.stderr
+    # the killed run's release; this one is the same release again: no second record
+    assert len(releases.kept(store)) == 1
+    published = snapshot(out / "publish")
+    citizens_before = (out / "citizens.parquet").read_bytes()
+
+    second = cli(*args, str(in2))
+    assert second.returncode == 0, second.stderr
+    line = ("No new release: 1 citizen changed since the release of 2024-06-30; its tables "
+            "stand (use a new output folder for a separate release).")
+    assert line in " ".join(second.stdout.split())
+    assert "Headline as published" not in second.stdout  # none of its numbers is printed
+    assert snapshot(out / "publish") == published
+    assert (out / "citizens.parquet").read_bytes() != citizens_before  # refreshed
+    manifest = json.loads((out / "run.json").read_text("utf-8"))
+    assert manifest["outcome"] == "success"
+    assert manifest["release"]["published"] is False
+    assert manifest["release"]["changed"] == 1
+    assert line in (out / "run.log").read_text("utf-8")
+    assert "m3_profiles_release_published 0" in (tmp_path / "m3.prom").read_text("utf-8")
+    assert len(releases.kept(store)) == 1
+    assert not (out / releases.RECORD).exists()
