@@ -71,8 +71,12 @@ lint: $(STAMP) ## check style with ruff
 	$(BIN)/ruff check pipeline tests bench
 
 .PHONY: bench
-bench: $(STAMP) ## benchmark ingest/segment at BENCH_CITIZENS (default 1,000,000) into bench/results/
+bench: $(STAMP) ## benchmark ingest/segment/report and the model at BENCH_CITIZENS (default 1,000,000) into bench/results/
 	$(BIN)/python bench/run.py --citizens $(BENCH_CITIZENS)
+
+.PHONY: bench-model
+bench-model: $(STAMP) ## the profile model alone at 10,000, 100,000 and 1,000,000 citizens (80 % unreviewed) into bench/results/ (make bench runs it too)
+	$(BIN)/python bench/model.py --citizens 10000 100000 $(BENCH_CITIZENS)
 
 .PHONY: disclosure
 disclosure: $(STAMP) ## attack the demo's releases (60-1,000 citizens, seeds 1-3) into bench/results/

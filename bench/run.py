@@ -6,10 +6,11 @@ Each measured step runs in its own child process, so its wall time and peak RSS 
 `read_parquet` of the same files into a table of a warehouse file (ingest); a bare
 one-window gaps-and-islands query and a vectorised pandas version of the definitions
 (segment); one grouped scan of the citizens (the report's tables, timed 3 times each,
-medians compared: both take well under a second). Beside the segment anchors, two figures
-that are no goal show how its ratio splits: the same window making both merges of the
-definitions (courses and M3 stretches), and writing a copy of segment's output table. The
-machine is noisy: the ratio within one run is the figure that counts.
+medians compared: both take well under a second); the profile model (bench/model.py:
+training and prediction at 10,000, 100,000 and N citizens, 80 % unreviewed). Beside the
+segment anchors, two figures that are no goal show how its ratio splits: the same window
+making both merges of the definitions (courses and M3 stretches), and writing a copy of
+segment's output table. The machine is noisy: the ratio within one run is the figure that counts.
 
     python bench/run.py --citizens 1000000
 """
@@ -486,6 +487,13 @@ def main() -> None:
         "run end to end under 30 s": runs["run"]["wall_seconds"] < 30,
         "peak memory under 2 GB (2,000,000,000 bytes)": peak * 2**20 < 2e9,
     }
+    # issue 15: the profile model at 10,000, 100,000 and N citizens (80 % unreviewed), in the
+    # same run (bench/model.py; its children, its own cached demo data)
+    import model as model_bench
+
+    model_sizes = tuple(sorted({10_000, 100_000, n}))
+    model_report = model_bench.run(model_sizes, args.seed)
+    goals.update(model_report["goals_met"])
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     report = {
         "when": stamp,
@@ -499,6 +507,7 @@ def main() -> None:
         "input_bytes": {p.name: p.stat().st_size for d in (csv_dir, pq_dir) for p in d.iterdir()},
         "runs": runs,
         "ratios": ratios,
+        "model": model_report,
         "goals_met": goals,
     }
     results = HERE / "results"
@@ -521,6 +530,7 @@ def main() -> None:
     ]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
+    lines += model_bench.markdown(model_report, goals=False)  # its goals: the table below
     lines += ["", "| goal | met |", "|---|---|"]
     lines += [f"| {k} | {'yes' if v else 'NO'} |" for k, v in goals.items()]
     md = "\n".join(lines) + "\n"

@@ -17,9 +17,10 @@ where there are intervals, and `n`, the citizens behind the figure):
   equal); `n` = the citizens the rate is over (a small group's figure is marked);
 - `status`: the model step's plain message, the citizens evaluated.
 
-The evaluation takes at most `model_eval_max_citizens` reviewed citizens (a seeded sample,
-stratified by profile): the figures' precision is then bounded by that size, not the
-municipality's, and the run's cost stays flat.
+The evaluation takes at most `model_eval_max_citizens` of the reviewed citizens the model
+learned from (all the reviewed, or the training sample above `model_max_training_citizens`;
+a seeded sample, stratified by profile): the figures' precision is then bounded by that
+size, not the municipality's, and the run's cost stays flat.
 """
 
 from __future__ import annotations
@@ -156,13 +157,7 @@ def cross_validated(frame: pd.DataFrame, flags: tuple[str, ...], seed: int, fold
 
 def sample(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     """At most `limit` rows, a seeded sample stratified by profile (all rows when fewer)."""
-    if len(frame) <= limit:
-        return frame.reset_index(drop=True)
-    from sklearn.model_selection import train_test_split
-
-    kept, _ = train_test_split(frame, train_size=limit, random_state=seed,
-                               stratify=frame["rules_profile"].astype(str))  # fmt: skip
-    return kept.sort_values("citizen_id").reset_index(drop=True)
+    return model.stratified_sample(frame, limit, seed)
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, ctx: Context,
@@ -172,7 +167,9 @@ def evaluate(con: duckdb.DuckDBPyConnection, ctx: Context,
 
     cfg = ctx.cfg
     rows: list[tuple] = [("status", "model", "all", "message", None, None, None, 0,
-                          trained.message)]  # fmt: skip
+                          trained.message),
+                         ("status", "model", "all", "reason", None, None, None, 0,
+                          trained.reason)]  # fmt: skip
     if trained.models is None:
         return _frame(rows)
     flags = trained.flags
@@ -181,7 +178,11 @@ def evaluate(con: duckdb.DuckDBPyConnection, ctx: Context,
     reviewed = trained.frame[trained.frame["reviewed"].fillna(False).astype(bool)]
     data = sample(reviewed, cfg.model_eval_max_citizens, cfg.model_seed)
     n = len(data)
-    rows.append(("status", "model", "all", "citizens_evaluated", float(n), None, None, n, None))
+    rows += [("status", "model", "all", "citizens_evaluated", float(n), None, None, n, None),
+             ("status", "model", "all", "citizens_trained", float(trained.trained_on), None,
+              None, trained.trained_on, None),
+             ("status", "model", "all", "citizens_reviewed", float(trained.reviewed), None,
+              None, trained.reviewed, None)]  # fmt: skip
     truth = data[list(flags)].fillna(False).to_numpy(dtype=bool)
     true_profile = profiles_of(truth, combo_rule)
     p = cross_validated(data, flags, cfg.model_seed, cfg.model_cv_folds)

@@ -162,7 +162,7 @@ def fmt_days(v: float | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Publication (definitions §8.5, docs/disclosure.md §6). The cohort table is a table of the
+# Publication (definitions §8.5, docs/disclosure.md §7). The cohort table is a table of the
 # release: its numbers join the one suppression pattern and audit (`cohort_relations`, the
 # release's hook). The time-to-leave curve is no count: it is published on a monthly grid,
 # only while enough citizens are followed, and only where the leavers since the point

@@ -98,7 +98,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
     scope_label = lb.text("in_scope" if cfg.scope == "m3" else "in_scope_all")
     cards = [
         {"value": lb.n(head.in_scope), "label": scope_label,
-         "note": f"{lb.text('profiled')}: {lb.n(head.profiled.n)}; "
+         "note": f"{lb.text('profiled')}: {lb.n(head.profiled.n)} ({sources(lb, head)}); "
                  f"{lb.text('unreviewed')}: {lb.n(head.unreviewed)}"},
         {"value": lb.share_of(head.m3_over_1y),
          "label": lb.text("m3_over_1y"), "note": lb.text("of_profiled")},
@@ -303,9 +303,21 @@ def _run_rows(lb: Labels, info: RunInfo, head: Headline, cfg: Config) -> list[tu
     # the headline's numbers as published (suppressed with the tables)
     scope = lb.text("in_scope" if cfg.scope == "m3" else "in_scope_all")
     rows.append((scope, f"{lb.n(head.in_scope)} ({lb.text('profiled')} "
-                        f"{lb.n(head.profiled.n)}; {lb.text('unreviewed')} "
-                        f"{lb.n(head.unreviewed)})"))
+                        f"{lb.n(head.profiled.n)}, {sources(lb, head)}; {lb.text('unreviewed')} "
+                        f"{lb.n(head.unreviewed)}, {uncertain(lb, head)})"))
     return rows
+
+
+def sources(lb: Labels, head: Headline) -> str:
+    """Issue 15: "from a reviewed case R, from the model M" (hidden counts as the
+    suppression shows them)."""
+    return (f"{lb.section('headline_sources', 'reviewed')} {lb.n(head.reviewed)}, "
+            f"{lb.section('headline_sources', 'model')} {lb.n(head.model)}")
+
+
+def uncertain(lb: Labels, head: Headline) -> str:
+    """Issue 15: "the model uncertain, for review U", of those without a profile."""
+    return f"{lb.section('headline_sources', 'uncertain')} {lb.n(head.uncertain)}"
 
 
 __all__ = ["RunInfo", "render_html"]

@@ -96,6 +96,11 @@ class Headline:
     m3_over_1y: Cell
     long_continuous: Cell
     complex_case: Cell
+    # issue 15: of the citizens with a profile, from a case review and from the model; of
+    # those without one, the model's uncertain (None: hidden, as the counts above)
+    reviewed: int | None = None
+    model: int | None = None
+    uncertain: int | None = None
 
 
 @dataclass(frozen=True)
@@ -559,6 +564,9 @@ HEADLINE = "headline"
 _IN_SCOPE, _UNREVIEWED = (HEADLINE, "in_scope", TOTAL), (HEADLINE, "unreviewed", TOTAL)
 _COMPLEX, _NOT_COMPLEX = (HEADLINE, "complex_case", TOTAL), (HEADLINE, "not_complex_case", TOTAL)
 _M3_OVER_1Y = (HEADLINE, "m3_over_1y", TOTAL)
+# issue 15: the profiles' sources (queries/headline_sources.sql)
+_REVIEWED, _MODEL = (HEADLINE, "reviewed", TOTAL), (HEADLINE, "model", TOTAL)
+_UNCERTAIN = (HEADLINE, "uncertain", TOTAL)
 _M3_OVER_1Y_BANDS = ("1_to_2y", "2y_plus")
 
 
@@ -587,6 +595,7 @@ def headline_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
         unpublished["in scope without a profile"] = in_scope - tabulated - unreviewed
         scope["in scope without a profile"] = -1
     equal = [scope, {_COMPLEX: 1, _NOT_COMPLEX: 1, grand: -1}]
+    _source_relations(con, cells, unpublished, equal, grand, unreviewed)
     if complex_classes is not None:
         equal.append({_COMPLEX: 1, **dict.fromkeys(complex_classes, -1)})
     m3 = by_id.get("m3_duration")
@@ -612,6 +621,20 @@ def headline_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
         equal.append(over)
     return Relations(unpublished, (*known.equal, *equal), tuple(at_most),
                      {**known.cells, **cells})
+
+
+def _source_relations(con: duckdb.DuckDBPyConnection, cells: dict, unpublished: dict,
+                      equal: list, grand: tuple[str, str, str], unreviewed: int) -> None:
+    """Issue 15's split of the headline as numbers of the release: reviewed + model = the
+    grand total; uncertain + the not reviewed without a model's profile = unreviewed."""
+    ((reviewed, by_model, uncertain),) = warehouse.query(con, "headline_sources").fetchall()
+    cells.update({_REVIEWED: reviewed, _MODEL: by_model, _UNCERTAIN: uncertain})
+    equal.append({_REVIEWED: 1, _MODEL: 1, grand: -1})
+    rest = {_UNREVIEWED: 1, _UNCERTAIN: -1}
+    if unreviewed != uncertain:  # no model: the unreviewed stay without a profile
+        unpublished["not reviewed, no model's profile"] = unreviewed - uncertain
+        rest["not reviewed, no model's profile"] = -1
+    equal.append(rest)
 
 
 def published(con: duckdb.DuckDBPyConnection) -> tuple[PublishedTable, ...]:
@@ -675,4 +698,9 @@ def headline(
         long_continuous=(course.cell(TOTAL, "long_continuous") if "long_continuous" in course.cols
                          else Cell(None, None, True, True)),
         complex_case=share_cell(_COMPLEX, complex_n),
+        **dict(zip(("reviewed", "model", "uncertain"), (
+            shown(key, n) for key, n in zip(
+                (_REVIEWED, _MODEL, _UNCERTAIN),
+                warehouse.query(con, "headline_sources").fetchone(), strict=True)),
+            strict=True)),
     )

@@ -156,14 +156,14 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
     }
     flags = sorted({f for b in link.blocks for f in b.flags} | set(link.linked))
     flag_cols = "".join(f', coalesce(f."{f}", false) as "{f}"' for f in flags)
-    attrs = ["in_scope", "tabulated", "unreviewed", "profile", "base_profile", "course_class",
-             "age_band", "m3_band", "complex", *flags]
+    attrs = ["in_scope", "tabulated", "unreviewed", "source", "profile", "base_profile",
+             "course_class", "age_band", "m3_band", "complex", *flags]
     con.execute("drop table if exists temp.release_members")
     con.execute(f"""
         create temp table release_members as
         select c.citizen_id, c.in_scope, c.tabulated,
                c.profile_source in ('uncertain', 'unreviewed') as unreviewed,
-               c.profile, c.base_profile, c.course_class,
+               c.profile_source as source, c.profile, c.base_profile, c.course_class,
                coalesce(c.age_band, 'unknown') as age_band, c.m3_band,
                coalesce(c.complex_case, false) as complex{flag_cols},
                dense_rank() over (order by {", ".join(f'"{a}"' for a in attrs)}) as grp
@@ -213,10 +213,14 @@ def membership(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
     out.append(cell_name((_HEADLINE, "in_scope", TOTAL)))
     if a["unreviewed"]:
         out.append(cell_name((_HEADLINE, "unreviewed", TOTAL)))
+        # issue 15: the headline's split (release._source_relations)
+        out.append(cell_name((_HEADLINE, "uncertain", TOTAL)) if a["source"] == "uncertain"
+                   else _q("not reviewed, no model's profile"))
     if not a["tabulated"]:
         if not a["unreviewed"]:
             out.append(_q("in scope without a profile"))
         return out
+    out.append(cell_name((_HEADLINE, "model" if a["source"] == "model" else "reviewed", TOTAL)))
     complex_ = bool(a["complex"])
     out.append(cell_name((_HEADLINE, "complex_case" if complex_ else "not_complex_case", TOTAL)))
     dims = {"profile": a["profile"], "base_profile": a["base_profile"],

@@ -182,7 +182,7 @@ def report(
             labels = Labels(cfg.lang, rel.profiles)
             counts, listed = reason_counts(con, worklist)
             step("report: writing tables, spreadsheet, charts and report.html")
-            card = model_card.card(con, cfg, labels)
+            card = model_card.card(con, cfg, labels, rel)
             files = _write_outputs(tmp, rel, info, labels, cfg, card,
                                    (worklist, counts, listed), catalogue, moves)
             step("report: writing the internal worklist (worklist.xlsx, worklist.csv)")
@@ -241,7 +241,8 @@ def headline_line(rel: Release) -> str:
         + f"; more than one year in M3 {lb.share_of(head.m3_over_1y)}; continuous course longer"
         f" than three years {lb.share_of(head.long_continuous)}; complex cases"
         f" {lb.share_of(head.complex_case)}; in scope {lb.n(head.in_scope)}, unreviewed"
-        f" {lb.n(head.unreviewed)}."
+        f" {lb.n(head.unreviewed)}; profiles from a reviewed case {lb.n(head.reviewed)}, from"
+        f" the model {lb.n(head.model)}, the model uncertain {lb.n(head.uncertain)}."
     )
 
 
