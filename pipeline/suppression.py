@@ -551,13 +551,8 @@ def _check(model: _Model, hidden: np.ndarray, want_cuts: bool,
                 f"< min_cell {model.min_cell}", cut))
             continue
         # secondary: min < max, i.e. the cell can move up or down by at least 1
-        if att.up[k] >= 1 - _TOL or att.down[k] >= 1 - _TOL:
-            continue
-        up = att.bound(v, +1)
-        if up.value >= 1 - _TOL and _reaches(att, v, +1, up, 1.0):
-            continue
-        down = att.bound(v, -1)
-        if down.value >= 1 - _TOL and _reaches(att, v, -1, down, 1.0):
+        moves, up, down = _moves(att, v)
+        if moves:
             continue
         cut = None
         if up.value < 1 - _TOL and down.value < 1 - _TOL:
@@ -573,22 +568,30 @@ def _check(model: _Model, hidden: np.ndarray, want_cuts: bool,
     if watch:
         need = np.zeros(len(att.hidden))
         need[[att.pos[v] for v in watch]] = 1.0
-        att.spread(np.where((need > 0) & (att.up < 1 - _TOL) & (att.down < 1 - _TOL), 1.0, 0.0))
-        att.spread(np.where((need > 0) & (att.up < 1 - _TOL) & (att.down < 1 - _TOL), 1.0, 0.0),
-                   -1)
+        for direction in (+1, -1):  # the mask again after each: the first spread settles some
+            att.spread(np.where((need > 0) & (att.up < 1 - _TOL) & (att.down < 1 - _TOL),
+                                1.0, 0.0), direction)
     for v in watch:
-        k = att.pos[v]
-        if att.up[k] >= 1 - _TOL or att.down[k] >= 1 - _TOL:
-            continue
-        up = att.bound(v, +1)
-        if up.value >= 1 - _TOL and _reaches(att, v, +1, up, 1.0):
-            continue
-        down = att.bound(v, -1)
-        if down.value >= 1 - _TOL and _reaches(att, v, -1, down, 1.0):
+        if _moves(att, v)[0]:
             continue
         out.append(_Violation(v, f"{model.describe(v)}: fixed at {int(model.a[v])} (below "
                               f"{model.min_cell}) by what is shown", None))
     return sorted(out, key=lambda x: x.var)
+
+
+def _moves(att: _Attacker, v: int) -> tuple[bool, _Bound | None, _Bound | None]:
+    """Whether hidden `v` can move by at least 1 up or down (for whole numbers), with the
+    bounds computed on the way (None where a witness already settled it)."""
+    k = att.pos[v]
+    if att.up[k] >= 1 - _TOL or att.down[k] >= 1 - _TOL:
+        return True, None, None
+    up = att.bound(v, +1)
+    if up.value >= 1 - _TOL and _reaches(att, v, +1, up, 1.0):
+        return True, up, None
+    down = att.bound(v, -1)
+    if down.value >= 1 - _TOL and _reaches(att, v, -1, down, 1.0):
+        return True, up, down
+    return False, up, down
 
 
 def _reaches(att: _Attacker, v: int, direction: int, b: _Bound, need: float) -> bool:
