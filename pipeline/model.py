@@ -296,6 +296,9 @@ class Featurizer:
         self.names = [f"history:{h}" for h in HISTORY_FEATURES]
         if self.use_notes:
             per_note, tokens, plain = self._clauses(notes)
+            self.word_idf = self.char_idf = None
+            if not any(tokens):  # no reviewed citizen has a note: the history alone
+                return sp.hstack(blocks, format="csr")
             every = CountVectorizer(analyzer=_identity, dtype=np.float32)
             word_counts = (per_note @ every.fit_transform(tokens)).tocsr()
             # min_df = 2 over notes, as CountVectorizer(min_df=2) on the notes would keep
@@ -308,6 +311,9 @@ class Featurizer:
             blocks.append(self.word_idf.fit_transform(word_counts[:, kept]))
             self.chars = CountVectorizer(analyzer="char_wb", ngram_range=(3, 5), dtype=np.float32)
             counts = self._char_counts(per_note, plain, fit=True)
+            if counts is None:  # no rare word to spell out: no spelling features
+                self.names += [f"note:{w}" for w in vocab]
+                return sp.hstack(blocks, format="csr")
             df = np.asarray((counts > 0).sum(axis=0)).ravel()
             keep = np.flatnonzero(df >= 3)
             keep = keep[np.argsort(-df[keep], kind="stable")][: self.max_char_features]
@@ -321,21 +327,25 @@ class Featurizer:
 
     def transform(self, notes: Iterable[str | None], history: np.ndarray) -> sp.csr_matrix:
         blocks = [sp.csr_matrix(self.scaler.transform(history))]
-        if self.use_notes:
+        if self.use_notes and self.word_idf is not None:
             per_note, tokens, plain = self._clauses(notes)
             words = (per_note @ self.words.transform(tokens)).tocsr()
             blocks.append(self.word_idf.transform(words))
-            counts = self._char_counts(per_note, plain, fit=False)
-            blocks.append(self.char_idf.transform(counts[:, self.char_keep]))
+            if self.char_idf is not None:
+                counts = self._char_counts(per_note, plain, fit=False)
+                blocks.append(self.char_idf.transform(counts[:, self.char_keep]))
         return sp.hstack(blocks, format="csr")
 
     def _char_counts(self, per_note: sp.csr_matrix, plain: list[list[str]],
-                     fit: bool) -> sp.csr_matrix:
+                     fit: bool) -> sp.csr_matrix | None:
+        """The notes' n-gram counts of their rare words; None when fitting finds no rare
+        word (then the n-gram vectoriser has nothing to learn)."""
         from sklearn.feature_extraction.text import CountVectorizer
 
         rows = per_note.shape[0]
         if not any(plain):
-            return sp.csr_matrix((rows, len(self.chars.vocabulary_)), dtype=np.float32)
+            return None if fit else sp.csr_matrix((rows, len(self.chars.vocabulary_)),
+                                                  dtype=np.float32)
         per_clause = CountVectorizer(analyzer=_identity, dtype=np.float32)
         clause_words = per_clause.fit_transform(plain)
         vocab = per_clause.get_feature_names_out()
@@ -347,7 +357,8 @@ class Featurizer:
         # ones (misspellings, abbreviations, new words) are split into n-grams
         rare = np.flatnonzero([w not in self.common for w in vocab])
         if len(rare) == 0:
-            return sp.csr_matrix((rows, len(self.chars.vocabulary_)), dtype=np.float32)
+            return None if fit else sp.csr_matrix((rows, len(self.chars.vocabulary_)),
+                                                  dtype=np.float32)
         words = vocab[rare].tolist()
         grams = self.chars.fit_transform(words) if fit else self.chars.transform(words)
         return (note_words[:, rare] @ grams).tocsr()

@@ -251,3 +251,23 @@ def test_explain_says_why_in_plain_words(demo_run):
     assert da.exit_code == 0 and f"regel {reviewed[1]}" in da.output
     missing = runner.invoke(app, ["explain", "B9999999", "--out", str(demo_run / "out")])
     assert missing.exit_code == 1 and "B9999999" in missing.stderr
+
+
+@pytest.mark.parametrize("notes", [
+    ["Ryger hash dagligt."] * 30,  # every word in >= RARE_WORD_DF notes: no spelling features
+    [None] * 30,  # reviewed citizens without notes
+    [""] * 30,
+], ids=["only-common-words", "no-notes", "empty-notes"])
+def test_notes_without_a_rare_word_fit_and_transform(notes):
+    """Found by `make bench` at 1,000,000 citizens (a 20,000-citizen training sample whose
+    notes held no word rarer than RARE_WORD_DF): fitting crashed with an AttributeError on
+    the unfitted n-gram vectoriser. Without rare words there are no spelling features."""
+    history = np.arange(30 * len(model.HISTORY_FEATURES), dtype=float).reshape(30, -1)
+    feat = model.Featurizer(seed=0)
+    x = feat.fit_transform(notes, history)
+    words = sum(n.startswith("note:") for n in feat.names)
+    assert x.shape == (30, len(model.HISTORY_FEATURES) + words)
+    assert not any(n.startswith("spelling:") for n in feat.names)
+    # 'Ryger hash dagligt.': three stems (ryg, hash, dag) and their two bigrams
+    assert words == (5 if notes[0] else 0)
+    assert feat.transform(notes[:2] + ["Lugtede af alkhol."], history[:3]).shape == (3, x.shape[1])
