@@ -42,7 +42,7 @@ from __future__ import annotations
 import ast
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,7 @@ from scipy.sparse import coo_matrix
 
 from pipeline.config import Config
 from pipeline.rules import Rules
-from pipeline.vocabulary import COURSE_CLASSES, M3_BANDS, age_band_codes
+from pipeline.vocabulary import COURSE_CLASSES, FLAG_COLUMNS, M3_BANDS, age_band_codes
 
 T = "total"
 Key = tuple[str, str, str]  # (table or "headline", row, col)
@@ -239,6 +239,48 @@ class Knowledge:
     # for; a category's merged column is their sum, a multi-response one counts the
     # citizens with any of them
     merges: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # issue 15: a model was trained (the card says so, or says "no model"): the tables then
+    # count model-assigned citizens too, whose unpredicted flags are false (not recorded,
+    # data contract); the headline splits the profiles by source
+    model_trained: bool = False
+    # citizens in scope who are neither tabulated nor without a profile (reviewed, no
+    # profile: impossible under rules with a catch-all; an unpublished number when not 0)
+    in_scope_other: int = 0
+    # the cohort table (issue 16), None when the page has none
+    cohort: CohortKnowledge | None = None
+    # the model card's published partitions (issue 15), None when the page has no card
+    card: CardKnowledge | None = None
+    # the link between the cohort and the tables the other way round too (a tabulated
+    # citizen with more than a year in M3 is in the cohort, in M3 at every horizon), where
+    # the data keep it; False: only the pipeline's direction (docs/disclosure.md §7)
+    both_ways: bool = False
+
+
+@dataclass
+class CohortKnowledge:
+    """The cohort table's structure and its citizens (definitions-movement §8.2, §8.5): per
+    citizen of the cohort its profile, its status per horizon, and whether (and with which
+    M3 band) the profile tables count it."""
+
+    horizons: tuple[str, ...]
+    ref_horizon: str | None  # the horizon on the reference date (the 12 months' by default)
+    profiles: tuple[str, ...]
+    citizens: list[dict[str, Any]]
+
+
+@dataclass
+class CardKnowledge:
+    """The model card's partitions of the citizens evaluated (docs/disclosure.md §6): by
+    sex, by age band, and the reliability curve's bins (of the pooled flag predictions: the
+    evaluated times the flags the model predicts). `all_reviewed`: no cap applied, so the
+    evaluated are every reviewed citizen, in scope or not (model_eval: the training sample,
+    capped at model_max_training_citizens, of which at most model_eval_max_citizens)."""
+
+    sexes: tuple[str, ...]
+    bands: tuple[str, ...]
+    bins: tuple[str, ...]
+    flags: int
+    all_reviewed: bool
 
 
 def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: Rules,
@@ -261,28 +303,188 @@ def knowledge(con: duckdb.DuckDBPyConnection, release: Any, cfg: Config, rules: 
     merges = {t.id: dict(t.merges) for t in release.tables if getattr(t, "merges", None)}
     h = release.headline
     truth_h = con.execute(
-        """select count(*) filter (where profile_source = 'unreviewed'),
-                  count(*) filter (where tabulated and complex_case)
+        """select count(*) filter (where profile_source in ('unreviewed', 'uncertain')),
+                  count(*) filter (where tabulated and complex_case),
+                  count(*) filter (where tabulated and profile_source = 'rules'),
+                  count(*) filter (where tabulated and profile_source = 'model'),
+                  count(*) filter (where profile_source = 'uncertain'),
+                  count(*) filter (where not tabulated
+                                   and profile_source not in ('unreviewed', 'uncertain'))
            from marts.citizens where in_scope""").fetchone()
     grand = truth[("profile_distribution", T, T)]
     truth[("headline", "unreviewed", T)] = truth_h[0]
-    truth[("headline", "in_scope", T)] = truth_h[0] + grand
+    truth[("headline", "in_scope", T)] = truth_h[0] + grand + truth_h[5]
     truth[("headline", "complex_case", T)] = truth_h[1]
     truth[("headline", "m3_over_1y", T)] = sum(truth[("m3_duration", T, c)]
                                                for c in ("1_to_2y", "2y_plus"))
+    truth[("headline", "reviewed", T)] = truth_h[2]
+    truth[("headline", "model", T)] = truth_h[3]
+    truth[("headline", "uncertain", T)] = truth_h[4]
     shown[("headline", "unreviewed", T)] = h.unreviewed
     shown[("headline", "in_scope", T)] = h.in_scope
     shown[("headline", "complex_case", T)] = h.complex_case.n
     shown[("headline", "m3_over_1y", T)] = h.m3_over_1y.n
+    # issue 15: the profiles' split by source, on the page beside the headline
+    shown[("headline", "reviewed", T)] = getattr(h, "reviewed", None)
+    shown[("headline", "model", T)] = getattr(h, "model", None)
+    shown[("headline", "uncertain", T)] = getattr(h, "uncertain", None)
+    trained = _model_trained(con)
+    # definitions §1: a reviewed citizen's flags as recorded; a model-assigned one's are the
+    # predicted flags the rules test, every other flag false (data contract: not recorded
+    # is false; the motivation table counts them as not stated)
+    flags = FLAG_COLUMNS
+    predicted = _predicted_flags(con) if trained else ()
+    pick = ", ".join(
+        f"case when c.profile_source = 'model' then p.{f} else s.{f} end as {f}"
+        if f in predicted else
+        f"case when c.profile_source = 'model' then false else s.{f} end as {f}"
+        for f in flags)
+    join = ("left join marts.predictions p on p.citizen_id = c.citizen_id"
+            " and c.profile_source = 'model'" if predicted else "")
     cur = con.execute(
-        """select c.citizen_id as id, c.profile, c.base_profile as base, c.course_class,
+        f"""select c.citizen_id as id, c.profile, c.base_profile as base, c.course_class,
                   coalesce(c.age_band, 'unknown') as age_band, c.m3_band,
-                  c.complex_case as complex, s.* exclude (citizen_id)
-           from marts.citizens c join staging.citizens s using (citizen_id)
+                  c.complex_case as complex, c.profile_source as source,
+                  s.* exclude (citizen_id, {", ".join(flags)}), {pick}
+           from marts.citizens c join staging.citizens s using (citizen_id) {join}
            where c.tabulated""")
     names = [d[0] for d in cur.description]
     citizens = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    return Knowledge(cfg, rules, tables, shown, truth, citizens, truth_h[0], label, merges)
+    kn = Knowledge(cfg, rules, tables, shown, truth, citizens, truth_h[0], label, merges,
+                   model_trained=trained, in_scope_other=truth_h[5])
+    _read_cohort(con, cfg, kn)
+    _read_card(con, cfg, release, kn)
+    return kn
+
+
+def _model_trained(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the run trained a model: the card shows its evaluation (else its "no model"
+    message), so the reader knows it."""
+    try:
+        ((n,),) = con.execute("select count(*) from marts.model_evaluation"
+                              " where section = 'status' and metric = 'citizens_evaluated'"
+                              ).fetchall()
+    except duckdb.CatalogException:
+        return False
+    return n > 0
+
+
+def _predicted_flags(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+    cols = {r[0] for r in con.execute("describe marts.predictions").fetchall()}
+    return tuple(f for f in FLAG_COLUMNS if f in cols)
+
+
+def _read_cohort(con: duckdb.DuckDBPyConnection, cfg: Config, kn: Knowledge) -> None:
+    """The cohort table as the page prints it (pipeline.movement.published: every horizon,
+    every profile and the total row, the five statuses and the cohort), and its citizens:
+    marts.cohort_status (the citizens in M3 on the cohort date, their status per horizon)
+    with their profile and whether the tables count them."""
+    from pipeline.movement import STATUSES
+    from pipeline.movement import published as published_movement
+
+    try:
+        moves = published_movement(con, cfg)
+    except duckdb.CatalogException:
+        return
+    cohort = moves.cohort
+    if cohort is None:
+        return
+    horizons = tuple(h for h, _ in cohort.horizons)
+    ref = [h for h, d in cohort.horizons if d == cfg.reference_date]
+    profiles = tuple(p for p in cohort.profiles if p != T)
+    for (hz, p, st), cell in cohort.cells.items():
+        kn.shown[(f"cohort_{hz}", p, st)] = None if cell.hidden else cell.n
+    rows = con.execute(
+        """select s.citizen_id, c.profile, s.horizon, s.status, c.tabulated, c.m3_band
+           from marts.cohort_status s join marts.citizens c using (citizen_id)
+           where c.profile is not null""").fetchall()
+    people: dict[str, dict[str, Any]] = {}
+    for cid, p, hz, st, tab, band in rows:
+        d = people.setdefault(cid, {"id": cid, "profile": p, "tabulated": bool(tab),
+                                    "m3_band": band, "status": {}})
+        d["status"][hz] = st
+    for hz in horizons:
+        for p in (*profiles, T):
+            for st in (*STATUSES, T):
+                kn.truth[(f"cohort_{hz}", p, st)] = sum(
+                    1 for c in people.values() if p in (T, c["profile"])
+                    and st in (T, c["status"][hz]))
+    kn.cohort = CohortKnowledge(horizons, ref[0] if ref else None, profiles,
+                                list(people.values()))
+
+
+_SEXES = ("men", "women", "unknown")
+
+
+def _read_card(con: duckdb.DuckDBPyConnection, cfg: Config, release: Any,
+               kn: Knowledge) -> None:
+    """The model card's numbers as the page prints them (pipeline.model_card.card: the
+    strings of the page, `c` where hidden), mapped back to their groups by their labels."""
+    if not kn.model_trained:
+        return
+    from pipeline.labels import Labels
+    from pipeline.model_card import card
+
+    lb = Labels(cfg.lang, release.profiles)
+    page = card(con, cfg, lb, release)
+    if page is None or not page.get("trained"):
+        return
+
+    def number(text: str) -> int | None:
+        return None if text == "c" else int(text.replace(".", "").replace(",", ""))
+
+    rows = con.execute("select section, subject, grp, metric, n from marts.model_evaluation"
+                       ).fetchall()
+    status = {r[3]: int(r[4]) for r in rows if r[0] == "status" and r[4] is not None}
+    sizes = dict(page["sizes"])
+    cat = lb.cat["model_card"]
+    for key, label in (("trained", "trained_on"), ("evaluated", "evaluated"),
+                       ("model_assigned", "model_assigned"), ("uncertain", "uncertain")):
+        text = cat[label][lb.lang]
+        if text in sizes:
+            kn.shown[("card", key, T)] = number(sizes[text])
+    kn.truth[("card", "trained", T)] = status.get("citizens_trained", 0)
+    kn.truth[("card", "evaluated", T)] = status["citizens_evaluated"]
+    kn.truth[("card", "model_assigned", T)] = kn.truth[("headline", "model", T)]
+    kn.truth[("card", "uncertain", T)] = kn.truth[("headline", "uncertain", T)]
+    # the fairness tables' groups: their printed names back to their codes
+    bands = (*age_band_codes(cfg.age_bands), "unknown")
+    names = {"sex": {cat[{"men": "men", "women": "women"}.get(g, "sex_unknown")][lb.lang]: g
+                     for g in _SEXES},
+             "age_band": {lb.col(b): b for b in bands}}
+    for by, table in zip(("sex", "age_band"), page["fairness"], strict=True):
+        for g in (_SEXES if by == "sex" else bands):
+            kn.shown[(f"card_{by}", g, T)] = 0  # a group with no citizen is not listed
+            kn.truth[(f"card_{by}", g, T)] = 0
+        for name, text in table["groups"]:
+            kn.shown[(f"card_{by}", names[by][name], T)] = number(text)
+        for r in rows:
+            if r[0] == f"fairness_{by}" and r[1] == "all" and r[3] == "accuracy" \
+                    and r[2] != "ratio":
+                kn.truth[(f"card_{by}", r[2], T)] = int(r[4])
+    # the reliability curve: one printed line per non-empty bin, in the bins' order
+    present = sorted({r[2] for r in rows if r[0] == "calibration" and r[1] == "flags"
+                      and r[2].startswith("bin_")}, key=lambda b: int(b.removeprefix("bin_")))
+    all_bins = tuple(f"bin_{i}" for i in range(10))
+    for b in all_bins:
+        kn.shown[("card_bin", b, T)] = 0
+        kn.truth[("card_bin", b, T)] = 0
+    assert len(present) == len(page["curve"])
+    for b, (_, _, text) in zip(present, page["curve"], strict=True):
+        kn.shown[("card_bin", b, T)] = number(text)
+    for r in rows:
+        if r[0] == "calibration" and r[1] == "flags" and r[3] == "predicted":
+            kn.truth[("card_bin", r[2], T)] = int(r[4])
+    flags = len(_predicted_flags(con))
+    all_reviewed = (status["citizens_evaluated"] < cfg.model_eval_max_citizens
+                    and status.get("citizens_trained", 0) < cfg.model_max_training_citizens)
+    if all_reviewed:
+        # the evaluated are every reviewed citizen: checked here against the warehouse
+        ((reviewed,),) = con.execute("select count(*) from marts.citizens"
+                                     " where profile_source = 'rules'").fetchall()
+        assert reviewed == status["citizens_evaluated"] == status["citizens_trained"], (
+            reviewed, status)
+    kn.card = CardKnowledge(_SEXES, bands, all_bins, flags, all_reviewed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -315,16 +517,20 @@ def _add(*terms: Mapping[int, float], signs: Iterable[float] | None = None) -> d
 
 
 def record(c: Mapping[str, Any], rc: RuleClasses, cfg: Config,
-           merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> list[tuple]:
-    """The variables one citizen counts in: its rule class first, then one per dimension."""
+           merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
+           sources: bool = False) -> list[tuple]:
+    """The variables one citizen counts in: its rule class first, then one per dimension.
+    `sources`: a model was trained, so the class says where the profile came from (a
+    model-assigned citizen's unpredicted flags are false, data contract)."""
     merges = merges or {}
-    out: list[tuple] = [("K", rc.key(c))]
+    src = (c.get("source", "rules"),) if sources else ()
+    out: list[tuple] = [("K", (*rc.key(c), *src))]
     if c["complex"] and not rc.complex_linked:
         out.append(("complex",))
     for tid, td in table_defs(cfg).items():
         r = c[td.row_dim]
         if td.kind == "cat" and td.dim not in rc.linked:
-            out.append(("cat", td.dim, r, c[td.dim]))
+            out.append(("cat", td.dim, r, c[td.dim], *src))
         elif td.kind == "flags":
             merged = merges.get(tid, {})
             in_merged = {f for fs in merged.values() for f in fs}
@@ -337,44 +543,62 @@ def record(c: Mapping[str, Any], rc: RuleClasses, cfg: Config,
                         c[f] for f in fs if f not in rc.linked):
                     out.append(("merged", tid, code, r))
         elif td.kind == "block":
+            free = [f for f in td.flags if f not in rc.linked]
+            if src == ("model",) and free:
+                continue  # the unpredicted flags are false: no variable of their own
             linked = tuple(bool(c[f]) for f in td.flags if f in rc.linked)
-            pattern = tuple(bool(c[f]) for f in td.flags if f not in rc.linked)
+            pattern = tuple(bool(c[f]) for f in free)
             out.append(("pattern", tid, r, linked, pattern))
     return out
 
 
-def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
-    """The program and the true value of each variable (from the citizens)."""
+def build_program(kn: Knowledge, page: bool = True) -> tuple[Program, dict[int, int]]:
+    """The program and the true value of each variable (from the citizens). `page`: also
+    the cohort table and the model card (False: the tables and the headline only, as the
+    attack across releases holds them)."""
     cfg, rc = kn.cfg, RuleClasses(kn.rules, kn.cfg)
     prog = Program()
     true: dict[int, int] = {}
+    sources = ("rules", "model") if kn.model_trained else ()
 
     def count(name: tuple, n: int = 1) -> None:
         v = prog.var(name)
         true[v] = true.get(v, 0) + n
 
-    n_k = {k: prog.var(("K", k)) for k in rc.classes}
+    def new(name: tuple) -> int:
+        v = prog.var(name)
+        true.setdefault(v, 0)
+        return v
+
+    n_k = {(*k, *s): prog.var(("K", (*k, *s)))
+           for k in rc.classes for s in ([(x,) for x in sources] or [()])}
     for v in n_k.values():
         true.setdefault(v, 0)
     # the true classes; the pipeline's profile and base must be what the rules give here
     for c in kn.citizens:
-        k = record(c, rc, cfg)[0]
+        k = record(c, rc, cfg, sources=bool(sources))[0]
         assert k[1][:2] == (c["profile"], c["base"]), (k, c["profile"], c["base"])
         assert k[1] in n_k, f"class {k} is not one the rules can produce"
         count(k)
 
-    def members(row_dim: str, row: str, linked: Mapping[str, Any] | None = None) -> dict:
+    def members(row_dim: str, row: str, linked: Mapping[str, Any] | None = None,
+                src: str | None = None) -> dict:
         pos = 0 if row_dim == "profile" else 1
         out = {}
         for k, v in n_k.items():
-            if k[pos] != row:
+            if k[pos] != row or (src is not None and k[3] != src):
                 continue
             if linked and any(k[2][rc.linked.index(a)] != b for a, b in linked.items()):
                 continue
             out[v] = 1.0
         return out
 
+    # whose unpredicted flags a table counts: everyone, or the reviewed when a model was
+    # trained (a model-assigned citizen's other flags are false, not recorded)
+    flagged = "rules" if sources else None
     fine_cells: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+    # a category's count per (dimension, row, value, source), for the card's age bands
+    by_source: dict[tuple[str, str, str, str], dict[int, float]] = {}
     profiles = tuple(r.code for r in kn.rules.rules)
     bases = tuple(r.code for r in kn.rules.base_rules)
     grand = {v: 1.0 for v in n_k.values()}
@@ -384,7 +608,6 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
         rows, cols = kn.tables[tid]
         row_codes = profiles if td.row_dim == "profile" else bases
         assert set(rows) == set(row_codes), (tid, rows)
-        col_expr: dict[str, dict[str, dict[int, float]]] = {}  # row -> col -> expr
         merged = kn.merges.get(tid, {})
         covered = {f for fs in merged.values() for f in fs}
         for r in rows:
@@ -394,25 +617,31 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
             if td.kind == "cat" and td.dim in rc.linked:
                 for val in cats[td.dim]:
                     cells[val] = members(td.row_dim, r, {td.dim: val})
+                    for s in sources:
+                        by_source[(td.dim, r, val, s)] = members(td.row_dim, r,
+                                                                 {td.dim: val}, s)
             elif td.kind == "cat":
-                parts = {}
-                for val in cats[td.dim]:
-                    v = prog.var(("cat", td.dim, r, val))
-                    true.setdefault(v, 0)
-                    parts[v] = 1.0
-                    cells[val] = {v: 1.0}
-                prog.eq.append(_add(parts, total, signs=(1, -1)))
+                for s in sources or (None,):
+                    parts = {}
+                    for val in cats[td.dim]:
+                        v = new(("cat", td.dim, r, val, *((s,) if s else ())))
+                        parts[v] = 1.0
+                        cells[val] = _add(cells.get(val, {}), {v: 1.0})
+                        if s:
+                            by_source[(td.dim, r, val, s)] = {v: 1.0}
+                    prog.eq.append(_add(parts, members(td.row_dim, r, src=s), signs=(1, -1)))
             elif td.kind == "flags":
+                reviewed = members(td.row_dim, r, src=flagged)
                 for code, fs in merged.items():
                     lk = [f for f in fs if f in rc.linked]
                     none_linked = members(td.row_dim, r, dict.fromkeys(lk, False)) if lk else {}
                     e = _add(total, none_linked, signs=(1, -1)) if lk else {}
                     if any(f not in rc.linked for f in fs):
-                        v = prog.var(("merged", tid, code, r))
-                        true.setdefault(v, 0)
+                        v = new(("merged", tid, code, r))
                         e = _add(e, {v: 1.0})
-                        prog.le.append(_add({v: 1.0}, none_linked if lk else total,
-                                            signs=(1, -1)))
+                        bound = (members(td.row_dim, r, dict.fromkeys(lk, False), flagged)
+                                 if lk else reviewed)
+                        prog.le.append(_add({v: 1.0}, bound, signs=(1, -1)))
                     cells[code] = e
                 for f in td.flags:
                     if f in covered and f not in rc.linked:
@@ -420,23 +649,33 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
                     if f in rc.linked:
                         cells[f] = members(td.row_dim, r, {f: True})
                     else:
-                        v = prog.var(("flag", f, r))
-                        true.setdefault(v, 0)
+                        v = new(("flag", f, r))
                         cells[f] = {v: 1.0}
-                        prog.le.append(_add({v: 1.0}, total, signs=(1, -1)))
+                        prog.le.append(_add({v: 1.0}, reviewed, signs=(1, -1)))
             elif td.kind == "block":
                 linked = [f for f in td.flags if f in rc.linked]
                 free = [f for f in td.flags if f not in rc.linked]
                 cells = {f: {} for f in (*td.flags, td.none_col, *merged)}
                 for lv in itertools.product((False, True), repeat=len(linked)):
                     group = dict(zip(linked, lv, strict=True))
-                    g_total = members(td.row_dim, r, group)
+                    g_total = members(td.row_dim, r, group, flagged if free else None)
+                    if free and sources:
+                        # model-assigned: their linked flags predicted, the others false
+                        # (not recorded): no variable of their own
+                        g_model = members(td.row_dim, r, group, "model")
+                        for f in linked:
+                            if group[f]:
+                                cells[f] = _add(cells[f], g_model)
+                        if not any(lv):
+                            cells[td.none_col] = _add(cells[td.none_col], g_model)
+                        for code, fs in merged.items():
+                            if any(group.get(f) for f in fs):
+                                cells[code] = _add(cells.get(code, {}), g_model)
                     if not g_total:
                         continue
                     parts = {}
                     for pattern in itertools.product((False, True), repeat=len(free)):
-                        v = prog.var(("pattern", tid, r, lv, pattern))
-                        true.setdefault(v, 0)
+                        v = new(("pattern", tid, r, lv, pattern))
                         parts[v] = 1.0
                         ticks = {**group, **dict(zip(free, pattern, strict=True))}
                         for f in td.flags:
@@ -452,7 +691,6 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
                 for code, fs in merged.items():
                     cells[code] = _add(*(cells[f] for f in fs))
             fine_cells[(tid, r)] = cells
-            col_expr[r] = cells
             for c in cols:
                 prog.expr[(tid, r, c)] = cells[c]
             # a category or column not published is known to be zero (left out, §5)
@@ -464,25 +702,168 @@ def build_program(kn: Knowledge) -> tuple[Program, dict[int, int]]:
 
     # the headline: complex cases among the tabulated, unreviewed, in scope
     if rc.complex_linked:
-        complex_e = {v: 1.0 for k, v in n_k.items() if k[2][rc.linked.index("complex")]}
+        i = rc.linked.index("complex")
+        complex_e = {v: 1.0 for k, v in n_k.items() if k[2][i]}
     else:
-        cv = prog.var(("complex",))
-        true.setdefault(cv, 0)
+        cv = new(("complex",))
         complex_e = {cv: 1.0}
         prog.le.append(_add(complex_e, grand, signs=(1, -1)))
     prog.expr[("headline", "complex_case", T)] = complex_e
     uv = prog.var(("unreviewed",))
+    true[uv] = kn.unreviewed
     prog.expr[("headline", "unreviewed", T)] = {uv: 1.0}
-    prog.expr[("headline", "in_scope", T)] = _add(grand, {uv: 1.0})
+    in_scope = _add(grand, {uv: 1.0})
+    if kn.in_scope_other:  # reviewed in scope without a profile (no catch-all rule)
+        ov = prog.var(("in_scope_other",))
+        true[ov] = kn.in_scope_other
+        in_scope = _add(in_scope, {ov: 1.0})
+    prog.expr[("headline", "in_scope", T)] = in_scope
     prog.expr[("headline", "m3_over_1y", T)] = _add(*(
         fine_cells[("m3_duration", r)][c] for r in kn.tables["m3_duration"][0]
         for c in ("1_to_2y", "2y_plus")))
+    # issue 15 (definitions §1): reviewed + model = the grand total; with a model trained
+    # every unreviewed citizen in scope is the model's or uncertain, without one none is
+    if sources:
+        prog.expr[("headline", "reviewed", T)] = {v: 1.0 for k, v in n_k.items()
+                                                   if k[3] == "rules"}
+        prog.expr[("headline", "model", T)] = {v: 1.0 for k, v in n_k.items()
+                                                if k[3] == "model"}
+        if kn.truth[("headline", "uncertain", T)] == kn.unreviewed:
+            prog.expr[("headline", "uncertain", T)] = {uv: 1.0}
+        else:  # unreviewed in scope without a prediction: not in the definitions; weaker
+            unc = prog.var(("uncertain",))
+            true[unc] = kn.truth[("headline", "uncertain", T)]
+            prog.expr[("headline", "uncertain", T)] = {unc: 1.0}
+            prog.le.append({unc: 1.0, uv: -1.0})
+    else:
+        prog.expr[("headline", "reviewed", T)] = grand
+        prog.expr[("headline", "model", T)] = {}
+        prog.expr[("headline", "uncertain", T)] = {}
     # the true citizens' other dimensions
     for c in kn.citizens:
-        for name in record(c, rc, cfg, kn.merges)[1:]:
+        for name in record(c, rc, cfg, kn.merges, bool(sources))[1:]:
             count(name)
-    true[uv] = kn.unreviewed
+    if page and kn.cohort is not None:
+        _cohort_program(kn, prog, true, fine_cells, members)
+    if page and kn.card is not None:
+        _card_program(kn, prog, true, by_source, new)
     return prog, true
+
+
+def _cohort_program(kn: Knowledge, prog: Program, true: dict[int, int],
+                    fine_cells: Mapping[tuple[str, str], Mapping[str, dict[int, float]]],
+                    members: Callable[..., dict]) -> None:
+    """The cohort table (definitions-movement §8.2, §8.5) as numbers of the page. Its
+    population is its own (in M3 on the cohort date, with a profile), so its variables
+    are its own: per horizon, profile and status the citizens (a status per horizon is a
+    dimension of its own, dealt out independently, as the tables' categories), a
+    profile's cohort the same at every horizon. What ties it to the tables: the citizens
+    still in M3 on the reference date are, per profile, at most the profile's total and
+    at most its citizens with more than a year in M3 (a citizen in M3 on the cohort date
+    and on the reference date whose stretch did not break has been in M3 more than a
+    year); and the other way round, a tabulated citizen with more than a year in M3 was
+    in M3 on the cohort date (a year before) and at every horizon since, unless its
+    stretch began in the day or two between the cohort date and a year of days before the
+    reference date. Neither is exact in the definitions (a stretch can break and start
+    again; the citizens file's match group decides the scope), so each is added per
+    profile when the data keep it: a relation the data break is no knowledge, one they
+    keep is what a reader may well assume (docs/disclosure.md §7's rule, both ways)."""
+    from pipeline.movement import STATUSES
+
+    co = kn.cohort
+    assert co is not None
+    coh = {p: prog.var(("cohort", p)) for p in co.profiles}
+    y = {(h, p, st): prog.var(("cohort", h, p, st)) for h in co.horizons
+         for p in co.profiles for st in STATUSES}
+    for v in (*coh.values(), *y.values()):
+        true.setdefault(v, 0)
+    for c in co.citizens:
+        true[coh[c["profile"]]] += 1
+        for h in co.horizons:
+            true[y[(h, c["profile"], c["status"][h])]] += 1
+    for h in co.horizons:
+        t = f"cohort_{h}"
+        for p in co.profiles:
+            prog.eq.append(_add({y[(h, p, st)]: 1.0 for st in STATUSES}, {coh[p]: 1.0},
+                                signs=(1, -1)))
+            prog.expr[(t, p, T)] = {coh[p]: 1.0}
+            for st in STATUSES:
+                prog.expr[(t, p, st)] = {y[(h, p, st)]: 1.0}
+        for st in STATUSES:
+            prog.expr[(t, T, st)] = {y[(h, p, st)]: 1.0 for p in co.profiles}
+        prog.expr[(t, T, T)] = {v: 1.0 for v in coh.values()}
+    if co.ref_horizon is None:
+        return
+    rows = kn.tables["m3_duration"][0]
+
+    def value(e: Mapping[int, float]) -> float:
+        return sum(true[v] * x for v, x in e.items())
+
+    for p in co.profiles:
+        if p not in rows:
+            continue
+        still = {y[(co.ref_horizon, p, "m3")]: 1.0}
+        over = _add(*(fine_cells[("m3_duration", p)][c] for c in ("1_to_2y", "2y_plus")))
+        total = members("profile", p)
+        pairs = [(still, total), (still, over)]
+        if kn.both_ways:
+            pairs += [(over, {y[(h, p, "m3")]: 1.0}) for h in co.horizons]
+        for small, big in pairs:
+            if value(small) <= value(big):
+                prog.le.append(_add(small, big, signs=(1, -1)))
+
+
+def _card_program(kn: Knowledge, prog: Program, true: dict[int, int],
+                  by_source: Mapping[tuple[str, str, str, str], dict[int, float]],
+                  new: Callable[[tuple], int]) -> None:
+    """The model card's partitions (docs/disclosure.md §6) as numbers of the page. The
+    citizens evaluated are reviewed citizens: when no cap applied, every reviewed citizen,
+    in scope or not, so an age band of the card is the tables' reviewed citizens of that
+    band (a part of the age table's column, the rest model-assigned) plus reviewed
+    citizens outside the tables (out of scope), and the evaluated are the headline's
+    reviewed plus those; under a cap a sample of them (a band at most that). Sex is in no
+    table: a partition of the evaluated. The reliability curve's bins split the pooled flag
+    predictions: the evaluated times the flags the model predicts."""
+    cd = kn.card
+    assert cd is not None
+    rows = kn.tables["age_groups"][0]
+    band: dict[str, dict[int, float]] = {}
+    for b in cd.bands:
+        inside = _add(*(by_source.get(("age_band", r, b, "rules"), {}) for r in rows))
+        tab = sum(1 for c in kn.citizens if c["source"] == "rules" and c["age_band"] == b)
+        out = new(("card_out", b))  # reviewed citizens of band b outside the tables
+        if cd.all_reviewed:
+            true[out] = kn.truth[("card_age_band", b, T)] - tab
+            assert true[out] >= 0, (b, kn.truth[("card_age_band", b, T)], tab)
+            band[b] = _add(inside, {out: 1.0})
+        else:  # a sample of them
+            g = new(("card_age_band", b))
+            true[g] = kn.truth[("card_age_band", b, T)]
+            true[out] = max(true[g] - tab, 0)
+            prog.le.append(_add({g: 1.0}, inside, {out: 1.0}, signs=(1, -1, -1)))
+            band[b] = {g: 1.0}
+        prog.expr[("card_age_band", b, T)] = band[b]
+    evaluated = _add(*band.values())
+    prog.expr[("card", "evaluated", T)] = evaluated
+    if cd.all_reviewed:
+        prog.expr[("card", "trained", T)] = evaluated
+    else:
+        tv = new(("card_trained",))
+        true[tv] = kn.truth[("card", "trained", T)]
+        prog.le.append(_add(evaluated, {tv: 1.0}, signs=(1, -1)))
+        prog.expr[("card", "trained", T)] = {tv: 1.0}
+    prog.expr[("card", "model_assigned", T)] = prog.expr[("headline", "model", T)]
+    prog.expr[("card", "uncertain", T)] = prog.expr[("headline", "uncertain", T)]
+    for part, groups, times in (("card_sex", cd.sexes, 1), ("card_bin", cd.bins, cd.flags)):
+        vs = {}
+        for g in groups:
+            v = new((part, g))
+            true[v] = kn.truth[(part, g, T)]
+            vs[v] = 1.0
+            prog.expr[(part, g, T)] = {v: 1.0}
+        got = sum(kn.truth[(part, g, T)] for g in groups)
+        assert got == times * kn.truth[("card", "evaluated", T)], (part, got, times)
+        prog.eq.append(_add(vs, evaluated, signs=(1, -times)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -555,6 +936,8 @@ def attack(kn: Knowledge, min_cell: int | None = None, exact: bool = False) -> A
         if value is None:
             if key[0] == "headline" and key[1] == "m3_over_1y":
                 continue  # hidden because a part is hidden: no number of its own
+            # zeros are shown (§6): a hidden number is at least 1, or the page lies
+            assert kn.truth[key] >= 1, f"a zero is hidden: {key}"
             hidden.append(key)
             ub_rows.append({v: -c for v, c in prog.expr[key].items()})
             ub_rhs.append(-1.0)  # a hidden number is not zero
@@ -663,8 +1046,8 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
     flows come from the citizens of both releases (matched by id): a citizen whose record
     changed counts as one leaver and one entrant."""
     min_cell = new.cfg.min_cell if min_cell is None else min_cell
-    p_old, t_old = build_program(old)
-    p_new, t_new = build_program(new)
+    p_old, t_old = build_program(old, page=False)
+    p_new, t_new = build_program(new, page=False)
     names = sorted(set(p_old.names) | set(p_new.names), key=repr)
     n = len(names)
     pos = {nm: i for i, nm in enumerate(names)}
@@ -681,8 +1064,10 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
         y[pos[p_new.names[v]]] = val
     # the true flows: who left or changed (their old record), who entered or changed
     rc_old, rc_new = RuleClasses(old.rules, old.cfg), RuleClasses(new.rules, new.cfg)
-    before = {c["id"]: record(c, rc_old, old.cfg, old.merges) for c in old.citizens}
-    after = {c["id"]: record(c, rc_new, new.cfg, new.merges) for c in new.citizens}
+    before = {c["id"]: record(c, rc_old, old.cfg, old.merges, old.model_trained)
+              for c in old.citizens}
+    after = {c["id"]: record(c, rc_new, new.cfg, new.merges, new.model_trained)
+             for c in new.citizens}
     flow_l, flow_e = np.zeros(n), np.zeros(n)
     for cid in before.keys() | after.keys():
         if before.get(cid) == after.get(cid):
@@ -691,9 +1076,12 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
             flow_l[pos[nm]] += 1
         for nm in after.get(cid, []):
             flow_e[pos[nm]] += 1
-    unreviewed = pos[("unreviewed",)]
-    flow_l[unreviewed] = max(x[unreviewed] - y[unreviewed], 0)
-    flow_e[unreviewed] = max(y[unreviewed] - x[unreviewed], 0)
+    # counts of citizens outside the tables: their flows are the differences
+    for nm in (("unreviewed",), ("in_scope_other",), ("uncertain",)):
+        if nm in pos:
+            i = pos[nm]
+            flow_l[i] = max(x[i] - y[i], 0)
+            flow_e[i] = max(y[i] - x[i], 0)
     truth = np.concatenate([x, y, flow_l, flow_e])
     eq_rows: list[dict[int, float]] = []
     eq_rhs: list[float] = []
