@@ -6,7 +6,10 @@ true count (`marts.table_cells`) — with the `Release` as published, the rules 
 config. Writes nothing. It never imports `pipeline.suppression`: it is the check of that
 module, written from the definitions, not from its model.
 
-What the attacker knows (§6): every number the release shows (every table, the headline),
+What the attacker knows (§6): every number the release shows (every table, the headline
+with its reviewed / model / uncertain split, the cohort table at every horizon, the model
+card's published groups: `knowledge` reads them from the release and the published marts,
+as the page prints them, so every caller gets the whole page),
 that counts are whole numbers, that a hidden number is at least 1 (zeros are shown), that a
 column "shown only when non-zero" and left out is zero everywhere, and every relation the
 definitions and the rules file imply. It holds them as one integer program whose variables
@@ -30,6 +33,25 @@ are counts of *joint classes of citizens*, every published number being a sum of
   from their text (not with the pipeline's compiled SQL); the true classes of the data
   are checked against them, and the model is checked to give back every true cell count
   at the true class counts, so a wrong model fails loudly instead of attacking nothing.
+
+The page beyond the profile tables (issue 13 item 5):
+
+* The headline's split (issue 15, definitions §1): reviewed + model = the tables' grand
+  total; with a model trained every unreviewed citizen in scope is the model's or uncertain
+  (uncertain = unreviewed), without one the model's and the uncertain are 0. When a model
+  was trained the rule class carries the profile's source, and a model-assigned citizen's
+  flags are the predicted ones the rules test, every other flag false (data contract: not
+  recorded is false), so it is in the "none" column of a block the rules do not test.
+* The cohort table (docs/definitions-movement.md §8.2, §8.5): a population of its own, per
+  horizon and profile its statuses (each horizon a dimension dealt out on its own), a
+  profile's cohort one number printed at every horizon; tied to the tables on the reference
+  date (the 12 months' horizon by default): still in M3 at most the profile's total and at
+  most its citizens with more than a year in M3, and (`Knowledge.both_ways`) the other way
+  round, each where the data keep it (see `_cohort_program`).
+* The model card (docs/disclosure.md §6): the evaluated citizens by sex, by age band and the
+  reliability curve's bins (a group not listed is 0); a band is the tables' reviewed citizens
+  of the band plus reviewed citizens outside the tables, when no cap applied; the card's
+  model-assigned and uncertain counts are the headline's.
 
 For each hidden number it computes the smallest and largest whole value consistent with
 all of that (an LP, then a MILP when the LP's optimum is not whole: HiGHS through scipy),
@@ -942,6 +964,8 @@ def attack(kn: Knowledge, min_cell: int | None = None, exact: bool = False) -> A
             ub_rows.append({v: -c for v, c in prog.expr[key].items()})
             ub_rhs.append(-1.0)  # a hidden number is not zero
         else:
+            # the page prints the truth: the oracle's own counts must agree with it
+            assert value == kn.truth[key], (key, value, kn.truth[key])
             eq_rows.append(prog.expr[key])
             eq_rhs.append(float(value))
     hidden = sorted(set(hidden))
