@@ -158,16 +158,24 @@ def main() -> None:
     if args.fix:
         proposed_fix()
     extra = MODEL if args.model else {}
-    rows = []
+    rows: list[dict] = []
+    errors: list[str] = []
     for n in args.sizes:
         for seed in args.seeds:
-            rows.append(one(n, seed, extra))
+            try:
+                rows.append(one(n, seed, extra))
+            except Exception as e:  # a release the pipeline cannot make: say so, go on
+                print(f"{n}/{seed}: the pipeline failed: {type(e).__name__}: {e}", flush=True)
+                errors.append(f"- {n}/{seed}: the pipeline failed: {type(e).__name__}: {e}")
+                continue
             r = rows[-1]
             print(f"{n}/{seed}: one way {len(r['one_way'])}, both ways {len(r['both'])}"
                   f" findings ({r['publish_s']:.0f} s + {r['attack_s']:.1f} s)", flush=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     out = HERE.parent / "bench" / "results" / f"oracle-page-{stamp}.md"
     text = markdown(rows, extra)
+    if errors:
+        text += "\n## Releases the pipeline could not make\n\n" + "\n".join(errors) + "\n"
     if args.fix:
         text = text.replace("\n", "\n\nWith the fix proposed (--fix: the suppression knows the"
                             " cohort's link both ways).\n", 1)
