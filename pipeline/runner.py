@@ -990,6 +990,10 @@ def run_stages(
         except BaseException as e:
             signals.deferred = True
             err = _classify(e, signals, str(out_dir.parent))
+            if not isinstance(err, LockedError):  # a refused run never started
+                # the CLI's last line names the run its log lines named (JSON events)
+                with contextlib.suppress(AttributeError, TypeError):
+                    err.run_id = run_id
             if err is e:
                 raise
             raise err from e

@@ -180,6 +180,22 @@ def test_quiet_json_prints_only_the_failure_as_json(tmp_path):
     assert events[-1]["exit_code"] == 3 and "input folder not found" in events[-1]["message"]
 
 
+def test_a_stopped_runs_last_json_line_carries_its_run_id(tmp_path):
+    """Found under systemd (`systemctl stop` during a run): every event named the run but
+    the last, the CLI's own error line, which said "run_id": null. The on-call person greps
+    the journal by run id."""
+    export(tmp_path / "export")
+    cfg = config(tmp_path, log_format="json")
+    done = cli("run", "--input", "export", "--out", "out", "--quiet", "--config", str(cfg),
+               cwd=tmp_path, env={"M3_FAULT_AT": "stage-segment:TERM"})
+    assert done.returncode == 143, done.stderr
+    run_id = json.loads((tmp_path / "out.failed" / "run.json").read_text())["run_id"]
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert events[-1]["exit_code"] == 143 and events[-1]["message"].startswith(
+        "stopped by SIGTERM: nothing was published")
+    assert {e["run_id"] for e in events} == {run_id}
+
+
 def test_an_unreachable_ping_url_is_a_warning_not_a_failure(tmp_path):
     export(tmp_path / "export")
     cfg = config(tmp_path, ping_url="http://127.0.0.1:9/ping/0f1e2d3c-uuid")  # port 9: closed
