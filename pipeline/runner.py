@@ -1212,7 +1212,11 @@ def _keep_release(cfg: Config, out_dir: Path) -> bool:
         return False
     from pipeline import releases
 
-    return releases.append(releases.store(cfg, out_dir), out_dir / history.RELEASE_RECORD)
+    kept = releases.store(cfg, out_dir)
+    added = releases.append(kept, out_dir / history.RELEASE_RECORD)
+    if added:
+        releases.prune(kept, cfg.release_audit_window)
+    return added
 
 
 def _close_log(handler: logging.Handler | None) -> None:
