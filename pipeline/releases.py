@@ -115,12 +115,15 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
     citizen in scope is counted; every number given back exactly by the citizens, or
     `NotComparable`."""
     from pipeline.coarsening import release_merges
+    from pipeline.movement import cohort_relations
     from pipeline.release import counted_tables, linking, relations
 
     cfg = cfg.resolved()
     tables = counted_tables(con)
     merges = release_merges(con)
-    known = relations(con, cfg, tables, merges)
+    # the cohort table (issue 16) is a part of the release as release.suppressed_cells_model
+    # counts it: its numbers and relations, and per citizen its cohort status per horizon
+    known = cohort_relations(con, tables, relations(con, cfg, tables, merges), cfg)
     link = linking(con, cfg, tables, merges)
     values: dict[str, int] = {}
     meta = []
@@ -140,10 +143,13 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
 
     equal = [sorted((ref(r), int(c)) for r, c in rel.items()) for rel in known.equal]
     at_most = [sorted((ref(r), int(c)) for r, c in rel.items()) for rel in known.at_most]
-    # the numbers recorded: the profile tables' and the headline's; the cohort table
-    # (issue 16, its own population) is not in the audit across releases yet
-    hidden = sorted(n for n in (cell_name(k) for k in con.execute(
-        'select table_id, "row", col from marts.suppressed_cells').fetchall()) if n in values)
+    # every number hidden is a number of the record: one it did not know (a new kind of
+    # table) could not be audited across releases, so the release is not kept
+    hidden = sorted(cell_name(k) for k in con.execute(
+        'select table_id, "row", col from marts.suppressed_cells').fetchall())
+    unknown = [n for n in hidden if n not in values]
+    if unknown:
+        raise NotComparable(f"hidden numbers the record does not know ({unknown[:3]})")
     structure = {
         "rules_sha256": link.rules.sha256,
         "dims": list(link.dims),
@@ -153,11 +159,13 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
         "age_bands": list(cfg.age_bands),
         "complex_case_departments": cfg.complex_case_departments,
         "min_cell": cfg.min_cell,
+        # a record before the cohort branch left the cohort table out: not comparable
+        "cohort": {"months": cfg.cohort_months, "horizons": cohort_horizons(con)},
     }
     flags = sorted({f for b in link.blocks for f in b.flags} | set(link.linked))
     flag_cols = "".join(f', coalesce(f."{f}", false) as "{f}"' for f in flags)
     attrs = ["in_scope", "tabulated", "unreviewed", "source", "profile", "base_profile",
-             "course_class", "age_band", "m3_band", "complex", *flags]
+             "course_class", "age_band", "m3_band", "complex", "cohort", *flags]
     con.execute("drop table if exists temp.release_members")
     con.execute(f"""
         create temp table release_members as
@@ -165,10 +173,11 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
                c.profile_source in ('uncertain', 'unreviewed') as unreviewed,
                c.profile_source as source, c.profile, c.base_profile, c.course_class,
                coalesce(c.age_band, 'unknown') as age_band, c.m3_band,
-               coalesce(c.complex_case, false) as complex{flag_cols},
+               coalesce(c.complex_case, false) as complex, k.cohort{flag_cols},
                dense_rank() over (order by {", ".join(f'"{a}"' for a in attrs)}) as grp
-        from marts.citizens c join marts.case_flags f using (citizen_id)
-        where c.in_scope""")
+        from marts.citizens c left join marts.case_flags f using (citizen_id)
+        left join ({_COHORT_SQL}) k using (citizen_id)
+        where c.in_scope or k.cohort is not null""")
     picked = ", ".join(f'any_value("{a}")' for a in attrs)
     group_rows = con.execute(
         f"select grp, {picked}, count(*) from temp.release_members group by grp"
@@ -201,13 +210,42 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
                     at_most, hidden, groups, citizens)
 
 
+# per citizen of the cohort (definitions §8.2: in M3 on the cohort date, with a profile), its
+# status per horizon as "horizon=status;..." (the horizons in day order); null: not in it
+_COHORT_SQL = """
+    select s.citizen_id, string_agg(s.horizon || '=' || s.status, ';' order by s.day)
+        as cohort
+    from marts.cohort_status as s join marts.citizens as c using (citizen_id)
+    where c.profile is not null
+    group by s.citizen_id"""
+
+
+def cohort_horizons(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [h for h, _ in con.execute(
+        "select distinct horizon, horizon_order from marts.cohort_cells"
+        " order by horizon_order").fetchall()]
+
+
+def cohort_membership(a: Mapping[str, Any]) -> list[str]:
+    """The cohort table's numbers (marts.cohort_cells: table `cohort_<horizon>`, row the
+    profile, column the status) one citizen is counted in: per horizon its status and the
+    cohort, in its profile's row and in the total row."""
+    out: list[str] = []
+    for part in (a.get("cohort") or "").split(";") if a.get("cohort") else ():
+        horizon, status = part.split("=", 1)
+        tid = f"cohort_{horizon}"
+        for r in (a["profile"], TOTAL):
+            out += [cell_name((tid, r, status)), cell_name((tid, r, TOTAL))]
+    return out
+
+
 def membership(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
                merges: Mapping[str, Mapping[str, Sequence[str]]], link: Any,
                values: Mapping[str, int]) -> list[str]:
     """The numbers of the release one citizen (its attributes `a`) is counted in."""
     from pipeline.release import _NONE_COLUMN, class_name
 
-    out: list[str] = []
+    out: list[str] = cohort_membership(a)
     if not a["in_scope"]:
         return out
     out.append(cell_name((_HEADLINE, "in_scope", TOTAL)))
@@ -409,7 +447,11 @@ def _population(snap: Snapshot, prefix: str, values: Mapping[str, int]
     for rel in snap.equal:
         equal.append({prefix + q: c for q, c in rel})
     for rel in snap.at_most:
-        at_most.append({prefix + q: c for q, c in rel})
+        # most hold citizen by citizen; the cohort's link to the profile tables holds in the
+        # release's data only (movement.cohort_relations), so a group of movers gets it only
+        # where it holds for them: a relation their numbers break is no knowledge
+        if sum(c * int(values.get(q, 0)) for q, c in rel) <= 0:
+            at_most.append({prefix + q: c for q, c in rel})
     return unpublished, [e for e in equal if e], at_most
 
 
