@@ -82,6 +82,8 @@ class Snapshot:
     hidden: list[str]
     groups: dict[str, list[str]]  # membership signature -> quantities counted in
     citizens: pa.Table | None = field(default=None, repr=False)  # citizen_id, sig
+    # the profile changes since the release before it, when published (pipeline.changes)
+    changes: dict[str, Any] | None = None
 
     @property
     def tabulated(self) -> int:
@@ -91,7 +93,8 @@ class Snapshot:
         return {"format": FORMAT, "run_id": self.run_id, "reference_date": self.reference_date,
                 "structure": self.structure, "tables": self.tables, "values": self.values,
                 "equal": self.equal, "at_most": self.at_most, "hidden": self.hidden,
-                "groups": self.groups}
+                "groups": self.groups,
+                **({"changes": self.changes} if self.changes is not None else {})}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], citizens: pa.Table | None) -> Snapshot:
@@ -99,7 +102,16 @@ class Snapshot:
                    {k: int(v) for k, v in d["values"].items()},
                    [[(r, int(c)) for r, c in rel] for rel in d["equal"]],
                    [[(r, int(c)) for r, c in rel] for rel in d["at_most"]],
-                   list(d["hidden"]), {k: list(v) for k, v in d["groups"].items()}, citizens)
+                   list(d["hidden"]), {k: list(v) for k, v in d["groups"].items()}, citizens,
+                   d.get("changes"))
+
+
+def with_changes(snap: Snapshot, table: dict[str, Any]) -> Snapshot:
+    """`snap` publishing the profile changes since the release before it (`table`:
+    `pipeline.changes.suppress`)."""
+    import dataclasses
+
+    return dataclasses.replace(snap, changes=table)
 
 
 class NotComparable(Exception):
@@ -546,10 +558,65 @@ def audit_chain(previous: Sequence[Snapshot], new: Snapshot) -> Verdict:
             if q in cur.values:
                 rel[f"entered {i}/{q}"] = -1
             equal.append(rel)
+        if cur.changes is not None:
+            lo, e, h, u = _changes_model(cur.changes, i, left, entered,
+                                         f"{cur.reference_date}#{i}")
+            loose.update(lo)
+            equal += e
+            hidden += h
+            unpublished.update(u)
     volumes = frozenset(k for k in loose if k[0].startswith("flows "))
     relations = Relations(unpublished, tuple(equal), tuple(at_most), loose, volumes)
     problems = audit(tables, hidden, min_cell, relations=relations, watch=watch)
     return Verdict(not problems, tuple(problems), changed)
+
+
+def _changes_model(ch: Mapping[str, Any], i: int, left: Mapping[str, int],
+                   entered: Mapping[str, int], ns: str) -> tuple:
+    """The profile changes of release i (against release i − 1; `pipeline.changes`) for the
+    audit: each published number a number of release i outside its tables, tied to the
+    flows between the two releases (docs/disclosure.md §2.8). Per profile A, with the
+    entrants e_A, the leavers l_A (out of the tables) and s_A (kept A, another membership)
+    unpublished, whole, >= 0:
+      leavers of A's total  = Σ_B moves[A→B] + l_A + s_A,
+      entrants of A's total = Σ_B moves[B→A] + e_A + s_A,
+      Σ_A e_A = entered, Σ_A l_A = left.
+    Returns (loose numbers, equal, hidden, unpublished)."""
+    from pipeline.changes import ENTERED, LEFT
+
+    tid = f"{ns}/changes"
+    ps = list(ch["profiles"])
+    moves = ch["moves"]
+    loose: dict[tuple, int] = {}
+    for a_i, a in enumerate(ps):
+        for b_i, b in enumerate(ps):
+            if a != b:
+                loose[(tid, a, b)] = int(moves[a_i][b_i])
+    loose[(tid, ENTERED, TOTAL)] = int(ch["entered"])
+    loose[(tid, TOTAL, LEFT)] = int(ch["left"])
+    unpublished: dict[str, int] = {}
+    equal: list[dict] = []
+    e_names, l_names = {}, {}
+    for a_i, a in enumerate(ps):
+        q = cell_name(("profile_distribution", a, TOTAL))
+        e, lv, st = (f"changes {i}/{kind}|{a}" for kind in ("entered", "left", "same profile"))
+        out = sum(int(moves[a_i][j]) for j in range(len(ps)) if j != a_i)
+        into = sum(int(moves[j][a_i]) for j in range(len(ps)) if j != a_i)
+        unpublished[e] = int(ch["unpublished"]["entered"].get(a, 0))
+        unpublished[lv] = int(ch["unpublished"]["left"].get(a, 0))
+        unpublished[st] = int(left.get(q, 0)) - out - unpublished[lv]
+        if unpublished[st] < 0 or int(entered.get(q, 0)) - into - unpublished[e] != \
+                unpublished[st]:
+            raise NotComparable(f"the profile changes do not match the flows ({a})")
+        e_names[a], l_names[a] = e, lv
+        equal.append({f"left {i}/{q}": 1, lv: -1, st: -1,
+                      **{(tid, a, b): -1 for b in ps if b != a}})
+        equal.append({f"entered {i}/{q}": 1, e: -1, st: -1,
+                      **{(tid, b, a): -1 for b in ps if b != a}})
+    equal.append({(tid, ENTERED, TOTAL): 1, **{e: -1 for e in e_names.values()}})
+    equal.append({(tid, TOTAL, LEFT): 1, **{lv: -1 for lv in l_names.values()}})
+    hidden = [(tid, r, c) for r, c in ch["hidden"]]
+    return loose, equal, hidden, unpublished
 
 
 # ---------------------------------------------------------------------------------------
@@ -576,33 +643,36 @@ class Decision:
 
 
 def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Path,
-           workdir: Path) -> Decision | None:
+           workdir: Path, checked: Any = None) -> Decision | None:
     """The publication policy (docs/disclosure.md §2). Checks the release the report just
     wrote into `workdir/publish` against the releases published from `out_dir`: safe, its
     record goes into `workdir` (to the store once the run is in place); not, the earlier
     publish folder is put back unchanged and no record is written. None: nothing is
-    published that the policy protects (min_cell 0 or 1: internal tables)."""
+    published that the policy protects (min_cell 0 or 1: internal tables). `checked`: what
+    the report already decided (`pipeline.changes.check`: the snapshot with the profile
+    changes table when the page shows it, and its verdict against the same releases)."""
     cfg = cfg.resolved()
     record = workdir / RECORD
     if record.exists():  # carried over from the output it replaces: already in the store
         shutil.rmtree(record)
     if cfg.min_cell <= 1:
         return None
-    try:
-        snap = snapshot(con, cfg, run_id)
-    except NotComparable as e:
-        raise ReportError(
-            f"the release cannot be kept for the audit across releases: {e}") from e
     previous = kept(store(cfg, out_dir))
-    if previous:
-        verdict = audit_chain(previous, snap)
+    if checked is not None:
+        snap, verdict = checked.snapshot, checked.verdict
     else:
-        verdict = Verdict(True, (), 0)
+        try:
+            snap = snapshot(con, cfg, run_id)
+        except NotComparable as e:
+            raise ReportError(
+                f"the release cannot be kept for the audit across releases: {e}") from e
+        verdict = audit_chain(previous, snap) if previous else Verdict(True, (), 0)
     last = previous[-1].reference_date if previous else None
     citizens = f"{verdict.changed:,} citizen{'' if verdict.changed == 1 else 's'}"
     if verdict.safe:
         same = bool(previous) and verdict.changed == 0 and (
-            snap.values, snap.hidden) == (previous[-1].values, previous[-1].hidden)
+            snap.values, snap.hidden) == (previous[-1].values, previous[-1].hidden) and (
+            snap.changes is None or snap.changes == previous[-1].changes)
         if not same:  # the same numbers again need no record: the chain does not grow
             write_record(snap, workdir)
         line = ("New release published" + (f" ({citizens} changed since the release of"
