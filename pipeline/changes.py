@@ -1,5 +1,5 @@
 """Profile changes since the previous release (issue 16 item 2, published; definitions:
-docs/definitions-movement.md §8.6; safety: docs/disclosure.md §2.8).
+docs/definitions-movement.md §8.7; safety: docs/disclosure.md §2.8).
 
 The table: for the citizens tabulated (definitions §5) in both the previous release published
 from the output folder (the last record in the store, `pipeline.releases.kept`) and this
@@ -37,15 +37,24 @@ HIDDEN = "c"
 
 
 def profiles_of(snap: Any) -> dict[str, str]:
-    """Membership signature -> the profile whose total counts it (tabulated citizens only)."""
-    out = {}
-    for sig, names in snap.groups.items():
-        for q in names:
-            if q.startswith(_PROFILE_TOTAL) and q.endswith("|" + TOTAL):
-                row = q[len(_PROFILE_TOTAL):-len(TOTAL) - 1]
-                if row != TOTAL:
-                    out[sig] = row
-    return out
+    """Membership signature -> the profile whose total counts it (tabulated citizens only).
+    Read from the memberships' Arrow table (a record's groups.parquet, never turned into
+    Python lists whole)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("g", snap.groups_table())
+        rows = con.execute(
+            """
+            select sig, q[length($prefix) + 1:length(q) - length($suffix)]
+            from (select sig, unnest(numbers) as q from g)
+            where starts_with(q, $prefix) and ends_with(q, $suffix) and q <> $grand""",
+            {"prefix": _PROFILE_TOTAL, "suffix": "|" + TOTAL,
+             "grand": f"{_PROFILE_TOTAL}{TOTAL}|{TOTAL}"}).fetchall()
+    finally:
+        con.close()
+    return dict(rows)
 
 
 def _rows(snap: Any) -> list[str]:
