@@ -182,7 +182,7 @@ def test_a_record_without_the_cohort_is_not_comparable(first60):
     *_, snap = first60
     before = releases.Snapshot.from_json(
         {**snap.as_json(), "structure": {k: v for k, v in snap.structure.items()
-                                         if k != "cohort"}}, snap.citizens)
+                                         if k != "cohort"}}, snap.citizens, snap.groups)
     verdict = releases.audit_chain([before], snap)
     assert not verdict.safe and not verdict.comparable
     assert "cohort" in verdict.problems[0]
