@@ -154,7 +154,14 @@ def check(con: Any, cfg: Any, run_id: str, previous: Sequence[Any]) -> Checked:
     releases with it; without it when only that passes."""
     from pipeline import releases
 
-    snap = releases.snapshot(con, cfg, run_id)
+    return decide(releases.snapshot(con, cfg, run_id), previous)
+
+
+def decide(snap: Any, previous: Sequence[Any]) -> Checked:
+    """`check` for a snapshot already taken: with the table if the audit passes with it,
+    without it (`withheld`) if only that passes."""
+    from pipeline import releases
+
     if not previous:
         return Checked(snap, releases.Verdict(True, (), 0), None)
     last = previous[-1]
@@ -169,7 +176,8 @@ def check(con: Any, cfg: Any, run_id: str, previous: Sequence[Any]) -> Checked:
     without = releases.audit_chain(previous, snap)
     if without.safe:
         return Checked(snap, without, None, withheld=True, previous=last.reference_date)
-    return Checked(snap, without, None, previous=last.reference_date)
+    # not published at all (decide keeps the earlier release): the page is never shown
+    return Checked(snap, without, None, withheld=True, previous=last.reference_date)
 
 
 def cell(table: dict[str, Any], row: str, col: str) -> tuple[int | None, bool]:

@@ -152,6 +152,34 @@ def test_hand_made_a_table_the_audit_publishes_tells_the_oracle_nothing():
     assert transitions_attack(old_c, new_c, table) == {}
 
 
+def test_the_report_decides_with_or_without_the_table_and_the_page_says_so(hand):
+    """`changes.decide` (what the report calls before it writes): the hand-made pair passes
+    only without its table, so it is published without it and the page's section says why;
+    a first release says there is no earlier one."""
+    import datetime as dt
+
+    from pipeline.config import Config
+    from pipeline.labels import Labels
+    from pipeline.page import _changes_part
+
+    old, new = hand
+    checked = changes.decide(new, [old])
+    assert checked.table is None and checked.withheld and checked.verdict.safe
+    assert checked.snapshot.changes is None and checked.previous == "2025-05-31"
+    lb = Labels("da", None)
+    cfg = Config(reference_date=dt.date(2025, 6, 30))
+    part = _changes_part(lb, cfg, checked)
+    assert part["rows"] is None
+    assert part["note"] == (
+        "Ændringerne siden udgivelsen pr. 31. maj 2025 vises ikke: sammen med den udgivelse"
+        " ville de afsløre enkelte borgeres ændringer. Tabellerne ovenfor er udgivet uden dem.")
+    first = changes.decide(old, [])
+    assert first.table is None and not first.withheld and first.previous is None
+    assert _changes_part(Labels("en", None), cfg, first)["note"] == (
+        "There is no earlier release from this output folder to compare with; the changes"
+        " are shown from the next release on.")
+
+
 def transitions_attack(old: dict[str, str], new: dict[str, str],
                        table: dict | None, min_cell: int = 5) -> dict:
     """An oracle of this file, independent of pipeline.releases: one whole variable per
