@@ -243,8 +243,10 @@ class _Steps:
             self.progress.stop()
 
 
-# log_format = "json" (README, Scheduling): the error line is a JSON event like the log's
+# log_format = "json" (README, Scheduling): the error line is a JSON event like the log's,
+# with the run id of the run that failed (set by `_run_here`)
 _json_errors = False
+_failed_run_id: str | None = None
 
 
 def _fail(code: int, message: str) -> typer.Exit:
@@ -253,7 +255,7 @@ def _fail(code: int, message: str) -> typer.Exit:
     if _json_errors:
         from pipeline.operations import json_event
 
-        print(json_event("error", privacy.mask_name(message), exit_code=code),
+        print(json_event("error", privacy.mask_name(message), _failed_run_id, exit_code=code),
               file=sys.stderr, flush=True)
         return typer.Exit(code=code)
     err.print(f"[bold red]error:[/] {escape(privacy.mask_name(message))}", highlight=False,
@@ -539,9 +541,14 @@ def _run_here(stages: tuple[str, ...], out_dir: Path, cfg: Config, quiet: bool,
     from pipeline.rules import RulesError
     from pipeline.runner import run_stages
 
+    global _failed_run_id
     try:
-        with _Steps(quiet or cfg.log_format == "json") as steps, _json_stderr(cfg, quiet):
-            st = run_stages(stages, out_dir, cfg, step=steps, **kw)
+        try:
+            with _Steps(quiet or cfg.log_format == "json") as steps, _json_stderr(cfg, quiet):
+                st = run_stages(stages, out_dir, cfg, step=steps, **kw)
+        except BaseException as e:
+            _failed_run_id = getattr(e, "run_id", None)
+            raise
     except Stopped as e:
         if e.published:
             raise _fail(

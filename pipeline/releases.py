@@ -407,6 +407,24 @@ def append(store_dir: Path, record: Path) -> bool:
     return True
 
 
+def prune(store_dir: Path, window: int) -> list[str]:
+    """Remove the releases no audit reads any more: all but the latest `window` (0 keeps
+    every one). Per-person records are kept no longer than they are needed (and the store
+    would grow by a release most nights: 3.6 MB each at 100,000 citizens). Each goes by a
+    rename to a hidden name first, so a run killed midway leaves a folder the next `append`
+    removes, never half a release that `kept` would read. Returns the run ids removed."""
+    if window <= 0:
+        return []
+    gone = _kept_dirs(store_dir)[:-window]
+    for d in gone:
+        hidden = d.with_name(f".{d.name}.tmp-prune")
+        os.replace(d, hidden)
+        shutil.rmtree(hidden, ignore_errors=True)
+    if gone:
+        _fsync_dir(store_dir)
+    return [d.name for d in gone]
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -415,14 +433,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def kept(store_dir: Path) -> list[Snapshot]:
-    """Every release kept, in the order published (run ids begin with their start time)."""
+def _kept_dirs(store_dir: Path) -> list[Path]:
+    """The releases kept, in the order published (run ids begin with their start time)."""
+    return [d for d in (sorted(store_dir.iterdir()) if store_dir.is_dir() else ())
+            if not d.name.startswith(".") and (d / _JSON).is_file()]
+
+
+def kept(store_dir: Path, last: int = 0) -> list[Snapshot]:
+    """The releases kept, in the order published: the `last` latest ones (0: every one)."""
     import pyarrow.parquet as pq
 
     out = []
-    for d in sorted(store_dir.iterdir()) if store_dir.is_dir() else ():
-        if d.name.startswith(".") or not (d / _JSON).is_file():
-            continue
+    dirs = _kept_dirs(store_dir)
+    for d in dirs[-last:] if last else dirs:
         data = json.loads((d / _JSON).read_text("utf-8"))
         groups = _Groups(pq.read_table(d / _GROUPS)) if data["format"] >= 2 else None
         out.append(Snapshot.from_json(data, pq.read_table(d / _CITIZENS), groups))
@@ -696,7 +719,8 @@ def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Pa
         shutil.rmtree(record)
     if cfg.min_cell <= 1:
         return None
-    previous = kept(store(cfg, out_dir))
+    stored = len(_kept_dirs(store(cfg, out_dir)))
+    previous = kept(store(cfg, out_dir), cfg.release_audit_window)
     if checked is not None:
         snap, verdict = checked.snapshot, checked.verdict
     else:
@@ -717,7 +741,7 @@ def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Pa
             write_record(snap, workdir)
         line = ("New release published" + (f" ({citizens} changed since the release of"
                                            f" {last})" if last else "") + ".")
-        return Decision(True, line, last, verdict.changed, len(previous) + 1)
+        return Decision(True, line, last, verdict.changed, stored + (0 if same else 1))
     from pipeline.report import PUBLISH
 
     shutil.rmtree(workdir / PUBLISH, ignore_errors=True)
@@ -732,4 +756,4 @@ def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Pa
         why = (f"the tables are not counted as in the release of {last} (rules, configuration"
                " or grouping of the tables changed)")
     line = f"No new release: {why}; {stand} (use a new output folder for a separate release)."
-    return Decision(False, line, last, verdict.changed, len(previous), verdict.problems)
+    return Decision(False, line, last, verdict.changed, stored, verdict.problems)

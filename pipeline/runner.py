@@ -209,8 +209,10 @@ def _stage_report(
     from pipeline import changes, releases
 
     assert st.out_dir is not None
-    against = (changes.Against(st.run_id, releases.kept(releases.store(st.cfg, st.out_dir)))
-               if st.cfg.resolved().min_cell > 1 else None)
+    cfg = st.cfg.resolved()
+    against = (changes.Against(st.run_id, releases.kept(releases.store(cfg, st.out_dir),
+                                                        cfg.release_audit_window))
+               if cfg.min_cell > 1 else None)
     st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
                                   st.worklist, st.catalogue, against=against)
     log.info("report: checking the release against the releases published before")
@@ -994,6 +996,10 @@ def run_stages(
         except BaseException as e:
             signals.deferred = True
             err = _classify(e, signals, str(out_dir.parent))
+            if not isinstance(err, LockedError):  # a refused run never started
+                # the CLI's last line names the run its log lines named (JSON events)
+                with contextlib.suppress(AttributeError, TypeError):
+                    err.run_id = run_id
             if err is e:
                 raise
             raise err from e
@@ -1212,7 +1218,11 @@ def _keep_release(cfg: Config, out_dir: Path) -> bool:
         return False
     from pipeline import releases
 
-    return releases.append(releases.store(cfg, out_dir), out_dir / history.RELEASE_RECORD)
+    kept = releases.store(cfg, out_dir)
+    added = releases.append(kept, out_dir / history.RELEASE_RECORD)
+    if added:
+        releases.prune(kept, cfg.release_audit_window)
+    return added
 
 
 def _close_log(handler: logging.Handler | None) -> None:

@@ -76,7 +76,14 @@ def test_the_snapshot_gives_back_every_number(first60):
         {**snap.as_json(), "format": 1, "run_id": old.name, "groups": snap.groups}), "utf-8")
     first, _ = releases.kept(store)
     assert first.run_id == old.name and first.groups == snap.groups
-    shutil.rmtree(old)
+    # config release_audit_window: only the latest ones are read (and audited against)
+    assert [s.run_id for s in releases.kept(store, 1)] == [snap.run_id]
+    assert [s.run_id for s in releases.kept(store, 5)] == [old.name, snap.run_id]
+    # and only those are kept: the older one goes (a run appends, then prunes)
+    assert releases.prune(store, 0) == []  # 0: every release is kept
+    assert releases.prune(store, 1) == [old.name]
+    assert sorted(p.name for p in store.iterdir()) == [snap.run_id]
+    assert releases.prune(store, 1) == []
     # the same release again: nothing changed, nothing to learn
     verdict = releases.audit_chain([back], snap)
     assert verdict.safe and verdict.changed == 0
