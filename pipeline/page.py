@@ -21,6 +21,7 @@ import jinja2
 import pipeline
 from pipeline.config import Config
 from pipeline.labels import (
+    HIDDEN,
     Labels,
     coarsened_note,
     heading,
@@ -89,7 +90,7 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
                 profiles: Profiles, model_card: Mapping[str, Any] | None = None, *,
                 worklist: tuple[Worklist, Sequence[tuple[Reason, int]], int] | None = None,
                 catalogue: Catalogue | None = None,
-                movement: tuple[Any, bytes] | None = None) -> str:
+                movement: tuple[Any, bytes] | None = None, changes: Any = None) -> str:
     """The self-contained report page: headline figures, each table with its chart and a
     reading aid, the opportunity catalogue beside each profile and the worklist's numbers
     per reason (issue 17; sections left out when None), the definitions used, and what the
@@ -166,7 +167,48 @@ def render_html(pub: Sequence[PublishedTable], head: Headline, info: RunInfo,
         model_card=model_card,
         movement_t=_Section(lb, "movement"),
         movement=_movement_part(lb, cfg, *movement) if movement else None,
+        changes=_changes_part(lb, cfg, changes) if changes is not None else None,
     )
+
+
+def _changes_part(lb: Labels, cfg: Config, checked: Any) -> dict:
+    """The profile changes since the previous release (issue 16 item 2;
+    `pipeline.changes.Checked`): the table, or why there is none."""
+    from pipeline import changes as ch
+
+    def s(key: str, **fmt: Any) -> str:
+        return lb.section("changes", key, **fmt)
+
+    previous = (lb.date(dt.date.fromisoformat(checked.previous))
+                if checked.previous else None)
+    part: dict[str, Any] = {"heading": s("heading"), "rows": None, "note": None}
+    table = checked.table
+    if previous is None:
+        part["note"] = s("first")
+        return part
+    if table is None:
+        part["note"] = s("withheld" if checked.withheld else "not_comparable",
+                         previous=previous)
+        return part
+    now = lb.date(cfg.reference_date)
+
+    def shown(r: str, c: str) -> dict:
+        n, hidden = ch.cell(table, r, c)
+        if n is None:
+            return {"n": s("same"), "css": "totalcol"}
+        return {"n": HIDDEN if hidden else lb.n(n), "css": "hidden" if hidden else ""}
+
+    ps = table["profiles"]
+    rows = [{"label": lb.row(a), "total": False, "cells": [shown(a, b) for b in ps]}
+            for a in ps]
+    part.update(
+        lead=s("lead", previous=previous), title=s("title", previous=previous, now=now),
+        row_header=s("row_header", previous=previous), col_header=s("col_header", now=now),
+        columns=[lb.row(b) for b in ps], rows=rows,
+        totals=[(s("entered"), shown(ch.ENTERED, TOTAL)["n"]),
+                (s("left"), shown(TOTAL, ch.LEFT)["n"])],
+        reading=s("reading"), source=s("source"), any_hidden=bool(table["hidden"]))
+    return part
 
 
 def _movement_part(lb: Labels, cfg: Config, moves: Any, chart: bytes) -> dict:

@@ -86,6 +86,8 @@ class Snapshot:
     hidden: list[str]
     groups: Mapping[str, list[str]]  # membership signature -> quantities counted in
     citizens: pa.Table | None = field(default=None, repr=False)  # citizen_id, sig
+    # the profile changes since the release before it, when published (pipeline.changes)
+    changes: dict[str, Any] | None = None
 
     @property
     def tabulated(self) -> int:
@@ -95,9 +97,12 @@ class Snapshot:
         """Everything but the memberships (`groups_table`) and the citizens."""
         return {"format": FORMAT, "run_id": self.run_id, "reference_date": self.reference_date,
                 "structure": self.structure, "tables": self.tables, "values": self.values,
-                "equal": self.equal, "at_most": self.at_most, "hidden": self.hidden}
+                "equal": self.equal, "at_most": self.at_most, "hidden": self.hidden,
+                **({"changes": self.changes} if self.changes is not None else {})}
 
     def groups_table(self) -> pa.Table:
+        if isinstance(self.groups, _Groups):  # as read from the store: no round trip
+            return self.groups.table
         return pa.table({"sig": pa.array(list(self.groups), pa.string()),
                          "numbers": pa.array([list(v) for v in self.groups.values()],
                                              pa.list_(pa.string()))})
@@ -112,7 +117,15 @@ class Snapshot:
                    {k: int(v) for k, v in d["values"].items()},
                    [[(r, int(c)) for r, c in rel] for rel in d["equal"]],
                    [[(r, int(c)) for r, c in rel] for rel in d["at_most"]],
-                   list(d["hidden"]), groups, citizens)
+                   list(d["hidden"]), groups, citizens, d.get("changes"))
+
+
+def with_changes(snap: Snapshot, table: dict[str, Any]) -> Snapshot:
+    """`snap` publishing the profile changes since the release before it (`table`:
+    `pipeline.changes.suppress`)."""
+    import dataclasses
+
+    return dataclasses.replace(snap, changes=table)
 
 
 class _Groups(Mapping[str, list[str]]):
@@ -120,6 +133,7 @@ class _Groups(Mapping[str, list[str]]):
     (the flows ask only for the memberships of citizens who changed)."""
 
     def __init__(self, table: pa.Table) -> None:
+        self.table = table
         self._numbers = table.column("numbers")
         self._row = {s: i for i, s in enumerate(table.column("sig").to_pylist())}
 
@@ -146,12 +160,15 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
     citizen in scope is counted; every number given back exactly by the citizens, or
     `NotComparable`."""
     from pipeline.coarsening import release_merges
+    from pipeline.movement import cohort_relations
     from pipeline.release import counted_tables, linking, relations
 
     cfg = cfg.resolved()
     tables = counted_tables(con)
     merges = release_merges(con)
-    known = relations(con, cfg, tables, merges)
+    # the cohort table (issue 16) is a part of the release as release.suppressed_cells_model
+    # counts it: its numbers and relations, and per citizen its cohort status per horizon
+    known = cohort_relations(con, tables, relations(con, cfg, tables, merges), cfg)
     link = linking(con, cfg, tables, merges)
     values: dict[str, int] = {}
     meta = []
@@ -171,10 +188,13 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
 
     equal = [sorted((ref(r), int(c)) for r, c in rel.items()) for rel in known.equal]
     at_most = [sorted((ref(r), int(c)) for r, c in rel.items()) for rel in known.at_most]
-    # the numbers recorded: the profile tables' and the headline's; the cohort table
-    # (issue 16, its own population) is not in the audit across releases yet
-    hidden = sorted(n for n in (cell_name(k) for k in con.execute(
-        'select table_id, "row", col from marts.suppressed_cells').fetchall()) if n in values)
+    # every number hidden is a number of the record: one it did not know (a new kind of
+    # table) could not be audited across releases, so the release is not kept
+    hidden = sorted(cell_name(k) for k in con.execute(
+        'select table_id, "row", col from marts.suppressed_cells').fetchall())
+    unknown = [n for n in hidden if n not in values]
+    if unknown:
+        raise NotComparable(f"hidden numbers the record does not know ({unknown[:3]})")
     structure = {
         "rules_sha256": link.rules.sha256,
         "dims": list(link.dims),
@@ -184,11 +204,13 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
         "age_bands": list(cfg.age_bands),
         "complex_case_departments": cfg.complex_case_departments,
         "min_cell": cfg.min_cell,
+        # a record before the cohort branch left the cohort table out: not comparable
+        "cohort": {"months": cfg.cohort_months, "horizons": cohort_horizons(con)},
     }
     flags = sorted({f for b in link.blocks for f in b.flags} | set(link.linked))
     flag_cols = "".join(f', coalesce(f."{f}", false) as "{f}"' for f in flags)
     attrs = ["in_scope", "tabulated", "unreviewed", "source", "profile", "base_profile",
-             "course_class", "age_band", "m3_band", "complex", *flags]
+             "course_class", "age_band", "m3_band", "complex", "cohort", *flags]
     con.execute("drop table if exists temp.release_members")
     con.execute(f"""
         create temp table release_members as
@@ -196,10 +218,11 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
                c.profile_source in ('uncertain', 'unreviewed') as unreviewed,
                c.profile_source as source, c.profile, c.base_profile, c.course_class,
                coalesce(c.age_band, 'unknown') as age_band, c.m3_band,
-               coalesce(c.complex_case, false) as complex{flag_cols},
+               coalesce(c.complex_case, false) as complex, k.cohort{flag_cols},
                dense_rank() over (order by {", ".join(f'"{a}"' for a in attrs)}) as grp
-        from marts.citizens c join marts.case_flags f using (citizen_id)
-        where c.in_scope""")
+        from marts.citizens c left join marts.case_flags f using (citizen_id)
+        left join ({_COHORT_SQL}) k using (citizen_id)
+        where c.in_scope or k.cohort is not null""")
     picked = ", ".join(f'any_value("{a}")' for a in attrs)
     group_rows = con.execute(
         f"select grp, {picked}, count(*) from temp.release_members group by grp"
@@ -232,13 +255,42 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
                     at_most, hidden, groups, citizens)
 
 
+# per citizen of the cohort (definitions §8.2: in M3 on the cohort date, with a profile), its
+# status per horizon as "horizon=status;..." (the horizons in day order); null: not in it
+_COHORT_SQL = """
+    select s.citizen_id, string_agg(s.horizon || '=' || s.status, ';' order by s.day)
+        as cohort
+    from marts.cohort_status as s join marts.citizens as c using (citizen_id)
+    where c.profile is not null
+    group by s.citizen_id"""
+
+
+def cohort_horizons(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [h for h, _ in con.execute(
+        "select distinct horizon, horizon_order from marts.cohort_cells"
+        " order by horizon_order").fetchall()]
+
+
+def cohort_membership(a: Mapping[str, Any]) -> list[str]:
+    """The cohort table's numbers (marts.cohort_cells: table `cohort_<horizon>`, row the
+    profile, column the status) one citizen is counted in: per horizon its status and the
+    cohort, in its profile's row and in the total row."""
+    out: list[str] = []
+    for part in (a.get("cohort") or "").split(";") if a.get("cohort") else ():
+        horizon, status = part.split("=", 1)
+        tid = f"cohort_{horizon}"
+        for r in (a["profile"], TOTAL):
+            out += [cell_name((tid, r, status)), cell_name((tid, r, TOTAL))]
+    return out
+
+
 def membership(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
                merges: Mapping[str, Mapping[str, Sequence[str]]], link: Any,
                values: Mapping[str, int]) -> list[str]:
     """The numbers of the release one citizen (its attributes `a`) is counted in."""
     from pipeline.release import _NONE_COLUMN, class_name
 
-    out: list[str] = []
+    out: list[str] = cohort_membership(a)
     if not a["in_scope"]:
         return out
     out.append(cell_name((_HEADLINE, "in_scope", TOTAL)))
@@ -465,7 +517,11 @@ def _population(snap: Snapshot, prefix: str, values: Mapping[str, int]
     for rel in snap.equal:
         equal.append({prefix + q: c for q, c in rel})
     for rel in snap.at_most:
-        at_most.append({prefix + q: c for q, c in rel})
+        # most hold citizen by citizen; the cohort's link to the profile tables holds in the
+        # release's data only (movement.cohort_relations), so a group of movers gets it only
+        # where it holds for them: a relation their numbers break is no knowledge
+        if sum(c * int(values.get(q, 0)) for q, c in rel) <= 0:
+            at_most.append({prefix + q: c for q, c in rel})
     return unpublished, [e for e in equal if e], at_most
 
 
@@ -560,10 +616,69 @@ def audit_chain(previous: Sequence[Snapshot], new: Snapshot) -> Verdict:
             if q in cur.values:
                 rel[f"entered {i}/{q}"] = -1
             equal.append(rel)
+        if cur.changes is not None:
+            lo, e, h, u = _changes_model(cur.changes, i, left, entered,
+                                         f"{cur.reference_date}#{i}")
+            loose.update(lo)
+            equal += e
+            hidden += h
+            unpublished.update(u)
+            # entrants and leavers per profile are not published (pipeline.changes): fixed
+            # at 1 to min_cell - 1 they would name a profile of a few movers, as a flow does
+            watch += [q for q in u if "/entered|" in q or "/left|" in q]
     volumes = frozenset(k for k in loose if k[0].startswith("flows "))
     relations = Relations(unpublished, tuple(equal), tuple(at_most), loose, volumes)
     problems = audit(tables, hidden, min_cell, relations=relations, watch=watch)
     return Verdict(not problems, tuple(problems), changed)
+
+
+def _changes_model(ch: Mapping[str, Any], i: int, left: Mapping[str, int],
+                   entered: Mapping[str, int], ns: str) -> tuple:
+    """The profile changes of release i (against release i − 1; `pipeline.changes`) for the
+    audit: each published number a number of release i outside its tables, tied to the
+    flows between the two releases (docs/disclosure.md §2.8). Per profile A, with the
+    entrants e_A, the leavers l_A (out of the tables) and s_A (kept A, another membership)
+    unpublished, whole, >= 0:
+      leavers of A's total  = Σ_B moves[A→B] + l_A + s_A,
+      entrants of A's total = Σ_B moves[B→A] + e_A + s_A,
+      Σ_A e_A = entered, Σ_A l_A = left;
+    e_A and l_A are watched as the flows are (not fixed at 1 to min_cell − 1).
+    Returns (loose numbers, equal, hidden, unpublished)."""
+    from pipeline.changes import ENTERED, LEFT
+
+    tid = f"{ns}/changes"
+    ps = list(ch["profiles"])
+    moves = ch["moves"]
+    loose: dict[tuple, int] = {}
+    for a_i, a in enumerate(ps):
+        for b_i, b in enumerate(ps):
+            if a != b:
+                loose[(tid, a, b)] = int(moves[a_i][b_i])
+    loose[(tid, ENTERED, TOTAL)] = int(ch["entered"])
+    loose[(tid, TOTAL, LEFT)] = int(ch["left"])
+    unpublished: dict[str, int] = {}
+    equal: list[dict] = []
+    e_names, l_names = {}, {}
+    for a_i, a in enumerate(ps):
+        q = cell_name(("profile_distribution", a, TOTAL))
+        e, lv, st = (f"changes {i}/{kind}|{a}" for kind in ("entered", "left", "same profile"))
+        out = sum(int(moves[a_i][j]) for j in range(len(ps)) if j != a_i)
+        into = sum(int(moves[j][a_i]) for j in range(len(ps)) if j != a_i)
+        unpublished[e] = int(ch["unpublished"]["entered"].get(a, 0))
+        unpublished[lv] = int(ch["unpublished"]["left"].get(a, 0))
+        unpublished[st] = int(left.get(q, 0)) - out - unpublished[lv]
+        if unpublished[st] < 0 or int(entered.get(q, 0)) - into - unpublished[e] != \
+                unpublished[st]:
+            raise NotComparable(f"the profile changes do not match the flows ({a})")
+        e_names[a], l_names[a] = e, lv
+        equal.append({f"left {i}/{q}": 1, lv: -1, st: -1,
+                      **{(tid, a, b): -1 for b in ps if b != a}})
+        equal.append({f"entered {i}/{q}": 1, e: -1, st: -1,
+                      **{(tid, b, a): -1 for b in ps if b != a}})
+    equal.append({(tid, ENTERED, TOTAL): 1, **{e: -1 for e in e_names.values()}})
+    equal.append({(tid, TOTAL, LEFT): 1, **{lv: -1 for lv in l_names.values()}})
+    hidden = [(tid, r, c) for r, c in ch["hidden"]]
+    return loose, equal, hidden, unpublished
 
 
 # ---------------------------------------------------------------------------------------
@@ -590,32 +705,36 @@ class Decision:
 
 
 def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Path,
-           workdir: Path) -> Decision | None:
+           workdir: Path, checked: Any = None) -> Decision | None:
     """The publication policy (docs/disclosure.md §2). Checks the release the report just
     wrote into `workdir/publish` against the releases published from `out_dir`: safe, its
     record goes into `workdir` (to the store once the run is in place); not, the earlier
     publish folder is put back unchanged and no record is written. None: nothing is
-    published that the policy protects (min_cell 0 or 1: internal tables)."""
+    published that the policy protects (min_cell 0 or 1: internal tables). `checked`: what
+    the report already decided (`pipeline.changes.check`: the snapshot with the profile
+    changes table when the page shows it, and its verdict against the same releases)."""
     cfg = cfg.resolved()
     record = workdir / RECORD
     if record.exists():  # carried over from the output it replaces: already in the store
         shutil.rmtree(record)
     if cfg.min_cell <= 1:
         return None
-    try:
-        snap = snapshot(con, cfg, run_id)
-    except NotComparable as e:
-        raise ReportError(
-            f"the release cannot be kept for the audit across releases: {e}") from e
     stored = len(_kept_dirs(store(cfg, out_dir)))
     previous = kept(store(cfg, out_dir), cfg.release_audit_window)
-    if previous:
-        verdict = audit_chain(previous, snap)
+    if checked is not None:
+        snap, verdict = checked.snapshot, checked.verdict
     else:
-        verdict = Verdict(True, (), 0)
+        try:
+            snap = snapshot(con, cfg, run_id)
+        except NotComparable as e:
+            raise ReportError(
+                f"the release cannot be kept for the audit across releases: {e}") from e
+        verdict = audit_chain(previous, snap) if previous else Verdict(True, (), 0)
     last = previous[-1].reference_date if previous else None
     citizens = f"{verdict.changed:,} citizen{'' if verdict.changed == 1 else 's'}"
     if verdict.safe:
+        # (nobody changed: a profile changes table is all zeros, which the audit's attacker
+        # knows already, the flow volumes being 0)
         same = bool(previous) and verdict.changed == 0 and (
             snap.values, snap.hidden) == (previous[-1].values, previous[-1].hidden)
         if not same:  # the same numbers again need no record: the chain does not grow

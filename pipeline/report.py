@@ -140,6 +140,8 @@ def report(
     step: Callable[[str], None] | None = None,
     worklist: Worklist | None = None,
     catalogue: Catalogue | None = None,
+    *,
+    against: Any = None,
 ) -> ReportResult:
     """Count, suppress, audit and publish the tables of definitions §5 into `out_dir`.
 
@@ -148,7 +150,9 @@ def report(
     `manifest` is what the runner knows of the run so far (its id); the input files and row
     counts are what ingest recorded in the warehouse. `worklist` and `catalogue` (issue 17;
     None: the shipped worklist, the catalogue config `catalogue` names or the shipped one)
-    give the internal worklist files and the page's catalogue."""
+    give the internal worklist files and the page's catalogue. `against`
+    (`pipeline.changes.Against`; the runner's): the releases published before, for the
+    profile changes table and the audit across releases (`against.checked` is set)."""
     cfg = cfg.resolved()
     step = step or (lambda _: None)
     out_dir = Path(out_dir)
@@ -178,13 +182,16 @@ def report(
             step("report: counting the tables")
             rel = publish(con, cfg, counted=counted, worklist=worklist)
             moves = movement.published(con, cfg)  # issue 16: part of the same release
+            if against is not None:  # issue 16 item 2: the changes since the last release
+                against.checked = _check_changes(con, cfg, against)
             info = _run_info(con, cfg, rel.profiles, manifest)
             labels = Labels(cfg.lang, rel.profiles)
             counts, listed = reason_counts(con, worklist)
             step("report: writing tables, spreadsheet, charts and report.html")
             card = model_card.card(con, cfg, labels, rel)
             files = _write_outputs(tmp, rel, info, labels, cfg, card,
-                                   (worklist, counts, listed), catalogue, moves)
+                                   (worklist, counts, listed), catalogue, moves,
+                                   against.checked if against is not None else None)
             step("report: writing the internal worklist (worklist.xlsx, worklist.csv)")
             write_worklist(internal, con, worklist, labels, cfg)
     except BaseException:
@@ -217,6 +224,16 @@ def report(
                    "sha256": catalogue.sha256},
         listed=listed,
     )
+
+
+def _check_changes(con: duckdb.DuckDBPyConnection, cfg: Config, against: Any) -> Any:
+    from pipeline import changes, releases
+
+    try:
+        return changes.check(con, cfg, against.run_id, against.previous)
+    except releases.NotComparable as e:
+        raise ReportError(
+            f"the release cannot be kept for the audit across releases: {e}") from e
 
 
 def profile_totals_line(rel: Release) -> str:
@@ -323,7 +340,8 @@ def _run_info(con: duckdb.DuckDBPyConnection, cfg: Config, profiles: Profiles,
 def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
                    cfg: Config, card: Mapping[str, Any] | None = None, worklist: Any = None,
                    catalogue: Catalogue | None = None,
-                   moves: movement.PublishedMovement | None = None) -> tuple[str, ...]:
+                   moves: movement.PublishedMovement | None = None,
+                   checked: Any = None) -> tuple[str, ...]:
     """Every file of the release, into `tmp`; returns their paths relative to it. The page
     carries the model card (`card`), the worklist's numbers per reason (`worklist`: the
     worklist, its counts as `worklist.reason_counts` gives them; shown only on an internal
@@ -335,7 +353,13 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
     for t in pub:
         workbook.write_csv(t, tmp / "tables" / f"{t.id}.csv")
         files.append(f"tables/{t.id}.csv")
-    workbook.write_xlsx(tmp / "tables.xlsx", pub, labels, cfg, info, movement=moves)
+    if checked is not None and checked.table is not None:  # issue 16 item 2
+        from pipeline import changes
+
+        changes.write_csv(checked.table, tmp / "tables" / "profile_changes.csv")
+        files.append("tables/profile_changes.csv")
+    workbook.write_xlsx(tmp / "tables.xlsx", pub, labels, cfg, info, movement=moves,
+                        changes=checked)
     moving = None
     if moves is not None:  # issue 16: the cohort's CSV, the curves' CSV and chart
         files += [f"tables/{f}" for f in workbook.write_movement_csvs(tmp / "tables", moves)]
@@ -352,7 +376,8 @@ def _write_outputs(tmp: Path, rel: Release, info: RunInfo, labels: Labels,
         files.append(f"charts/{t.id}.png")
         page_charts[t.id] = plain
     html = page.render_html(pub, rel.headline, info, page_charts, labels, cfg, rel.profiles,
-                            card, worklist=worklist, catalogue=catalogue, movement=moving)
+                            card, worklist=worklist, catalogue=catalogue, movement=moving,
+                            changes=checked)
     (tmp / "report.html").write_text(html, encoding="utf-8")
     files.append("report.html")
     return tuple(files)

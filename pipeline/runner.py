@@ -202,16 +202,22 @@ def _stage_report(
     # the page shows this run's id and input files: the manifest so far (the final one is
     # written after every stage)
     manifest = _manifest(st, "running", None)
-    st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
-                                  st.worklist, st.catalogue)
     # the publication policy (issue 13 item 3): the new release against the releases
     # published from this output folder; not safe together, the earlier publish folder
-    # is put back unchanged (the internal files are refreshed all the same)
-    from pipeline import releases
+    # is put back unchanged (the internal files are refreshed all the same). The report
+    # checks it first, with and without the profile changes table (pipeline.changes)
+    from pipeline import changes, releases
 
     assert st.out_dir is not None
+    cfg = st.cfg.resolved()
+    against = (changes.Against(st.run_id, releases.kept(releases.store(cfg, st.out_dir),
+                                                        cfg.release_audit_window))
+               if cfg.min_cell > 1 else None)
+    st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
+                                  st.worklist, st.catalogue, against=against)
     log.info("report: checking the release against the releases published before")
-    st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir)
+    st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir,
+                                 checked=against.checked if against else None)
     if st.release is not None:
         if st.release.published:
             log.info(st.release.line)

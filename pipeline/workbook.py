@@ -64,7 +64,7 @@ def write_csv(table: PublishedTable, path: Path) -> None:
 
 
 def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: Config,
-               info: RunInfo | None = None, movement: Any = None) -> None:
+               info: RunInfo | None = None, movement: Any = None, changes: Any = None) -> None:
     """One formatted sheet per table (labels, frozen header, number formats, `c` with a
     footnote) after an overview sheet, which says what the tables were made from (`info`:
     run id, reference date, rules, config). Each table prints one page wide, landscape A4,
@@ -179,7 +179,56 @@ def write_xlsx(path: Path, pub: Sequence[PublishedTable], labels: Labels, cfg: C
         ws.print_area(0, 0, last + notes, 2 * len(t.all_cols))
     if movement is not None:  # issue 16: the cohort and the time to leave M3
         _movement_sheets(wb, movement, labels, cfg, formats, f_title, f_note, f_head_left)
+    if changes is not None and changes.table is not None:  # issue 16 item 2
+        _changes_sheet(wb, changes, labels, cfg, formats, f_title, f_note, f_head_left)
     wb.close()
+
+
+def _changes_sheet(wb: xlsxwriter.Workbook, checked: Any, labels: Labels, cfg: Config,
+                   formats: dict, f_title: Any, f_note: Any, f_head: Any) -> None:
+    """The profile changes since the previous release (`pipeline.changes`): one block,
+    previous profiles down, this release's across, `c` where hidden."""
+    from pipeline import changes as ch
+
+    lb, table = labels, checked.table
+    previous = lb.date(dt.date.fromisoformat(checked.previous))
+    now = lb.date(cfg.reference_date)
+
+    ps = table["profiles"]
+    ws = wb.add_worksheet(lb.section("changes", "sheet")[:31])
+    ws.set_column(0, 0, 40)
+    ws.set_column(1, len(ps) + 1, 12)
+    ws.write_string(0, 0, lb.section("changes", "title", previous=previous, now=now), f_title)
+    ws.write_string(1, 0, lb.section("changes", "row_header", previous=previous), f_head)
+    for j, c in enumerate(ps, start=1):
+        ws.write_string(1, j, lb.row(c), f_head)
+    ws.set_row(1, 45)
+
+    def put(row: int, col: int, r: str, c: str) -> None:
+        n, hidden = ch.cell(table, r, c)
+        if n is None:
+            ws.write_string(row, col, lb.section("changes", "same"), formats[(False, "none")])
+        elif hidden:
+            ws.write_string(row, col, HIDDEN, formats[(False, "hidden")])
+        else:
+            ws.write_number(row, col, n, formats[(False, "n")])
+
+    row = 2
+    for a in ps:
+        text = lb.row(a)
+        ws.write_string(row, 0, text, formats[(False, "quoted_label" if looks_like_formula(
+            text) else "label")])
+        for j, b in enumerate(ps, start=1):
+            put(row, j, a, b)
+        row += 1
+    row += 1
+    for key, r, c in (("entered", ch.ENTERED, TOTAL), ("left", TOTAL, ch.LEFT)):
+        ws.write_string(row, 0, lb.section("changes", key), formats[(True, "label")])
+        put(row, 1, r, c)
+        row += 1
+    ws.write_string(row + 1, 0, lb.section("changes", "reading"), f_note)
+    if table["hidden"]:
+        ws.write_string(row + 2, 0, hidden_note(lb, cfg), f_note)
 
 
 # ---------------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def test_the_snapshot_gives_back_every_number(first60):
     assert snap.tabulated == rel.tabulated
     assert sum(c.hidden for t in rel.tables for c in t.cells.values()) <= len(snap.hidden)
     assert snap.citizens.num_rows == con.execute(
-        "select count(*) from marts.citizens where in_scope").fetchone()[0]
+        "select count(*) from marts.citizens where in_scope or (profile is not null and"
+        " citizen_id in (select citizen_id from marts.cohort_status))").fetchone()[0]
     folder = tmp / "out"
     folder.mkdir()
     releases.write_record(snap, folder)
@@ -128,6 +129,70 @@ def test_a_month_later_with_four_citizens_changed_is_refused(first60):
     verdict = releases.audit_chain([snap], releases.snapshot(con2, later, "20240731T000000-c"))
     assert not verdict.safe and verdict.changed == 4
     assert any("cell|age_groups|total|all_ages': fixed at" in x for x in verdict.problems)
+
+
+# ---------------------------------------------------------------------------------------
+# the cohort table (issue 16) across releases
+
+
+def _shown_cohort(con) -> dict[tuple[str, str, str], int]:  # noqa: ANN001
+    return {(h, p, s): n for h, p, s, n in con.execute(
+        "select horizon, profile, status, n_published from marts.published_cohort"
+        " where n_published is not null").fetchall()}
+
+
+def test_a_cohort_citizen_out_of_scope_removed_is_refused(tmp_path):
+    """Demo 150 seed 3: one citizen of the cohort (in M3 a year before the reference date,
+    physically ill) has left scope (fleksjob/pension), so the profile tables and the
+    headline do not count it. The same export without it: only the cohort table differs.
+    Before (the record knew the tables' cells and the headline only): nothing changed for
+    the audit, the release was published, and the cells shown in both that differ read
+    that citizen's profile and its status at 1 and 3 months. After: the record keeps each
+    citizen's cohort status per horizon, and the audit refuses it, naming the cohort."""
+    con, rel, cfg, rules = demo_release(tmp_path / "a", 150, 3)
+    cid, profile, path = con.execute(
+        "select c.citizen_id, c.profile, string_agg(s.horizon || '=' || s.status, ';'"
+        " order by s.day) from marts.cohort_status s join marts.citizens c using (citizen_id)"
+        " where c.profile is not null and not c.in_scope group by all").fetchone()
+    assert (cid, profile, path) == ("B0000085", "physically_ill",
+                                    "1m=m3;3m=m3;6m=fleksjob_pension;12m=fleksjob_pension")
+    con2, rel2 = second_release(without(tmp_path / "a", tmp_path / "b", cid), cfg, rules)
+    assert [t.cells for t in rel.tables] == [t.cells for t in rel2.tables]
+    assert rel.headline == rel2.headline
+    # the attack: subtraction of the cells shown in both releases
+    a, b = _shown_cohort(con), _shown_cohort(con2)
+    read = {k: a[k] - b[k] for k in a.keys() & b.keys() if a[k] != b[k]}
+    assert read == {
+        **{(h, profile, "total"): 1 for h in ("1m", "3m", "6m", "12m")},
+        **{(h, "total", "total"): 1 for h in ("1m", "3m", "6m", "12m")},
+        **{(h, r, "m3"): 1 for h in ("1m", "3m") for r in (profile, "total")}}
+    old = releases.snapshot(con, cfg, "20240630T000000-a")
+    new = releases.snapshot(con2, cfg, "20240701T000000-b")
+    assert old.citizens.num_rows == 140  # 139 in scope and the cohort citizen out of it
+    assert new.citizens.num_rows == 139
+    left, entered, changed = releases.flows(old, new)
+    assert changed == 1 and entered == {}
+    assert left == {releases.cell_name((f"cohort_{h}", r, c)): 1
+                    for h, st in (("1m", "m3"), ("3m", "m3"), ("6m", "fleksjob_pension"),
+                                  ("12m", "fleksjob_pension"))
+                    for r in (profile, "total") for c in (st, "total")}
+    verdict = releases.audit_chain([old], new)
+    assert not verdict.safe and verdict.changed == 1
+    assert any(f"left 1/cell|cohort_1m|{profile}|total': fixed at 1" in x
+               for x in verdict.problems)
+
+
+def test_a_record_without_the_cohort_is_not_comparable(first60):
+    """A release kept before the cohort branch (its record has no cohort) cannot be audited
+    with one that has it: the earlier release's cohort numbers are unknown, so it fails
+    closed (no new release from that folder)."""
+    *_, snap = first60
+    before = releases.Snapshot.from_json(
+        {**snap.as_json(), "structure": {k: v for k, v in snap.structure.items()
+                                         if k != "cohort"}}, snap.citizens, snap.groups)
+    verdict = releases.audit_chain([before], snap)
+    assert not verdict.safe and not verdict.comparable
+    assert "cohort" in verdict.problems[0]
 
 
 # ---------------------------------------------------------------------------------------
