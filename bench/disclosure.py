@@ -161,15 +161,19 @@ def markdown(rows: list[dict], min_cell: int) -> str:
     return "\n".join(lines)
 
 
-def _warehouse(folder: Path, cfg: Config, rules):  # noqa: ANN001, ANN202
+def _warehouse(folder: Path, cfg: Config, rules, previous=None):  # noqa: ANN001, ANN202
     con = connect()
     ingest(con, cfg, folder, "bench")
     segment(con, cfg, rules)
-    return con, publish(con, cfg)
+    return con, publish(con, cfg, previous=previous)
 
 
-def across(n: int, seed: int, min_cell: int, oracle: bool = True) -> list[dict]:
-    """Two releases from one output folder, a month apart and one citizen removed."""
+def across(n: int, seed: int, min_cell: int, oracle: bool = True,
+           fresh: bool = False) -> list[dict]:
+    """Two releases from one output folder, a month apart and one citizen removed. The
+    second starts from the first's levels and pattern, as a run into the folder does
+    (pipeline.runner: `previous`); `fresh`: chosen without them (main before issue 13's
+    levels and pattern kept across releases)."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -190,7 +194,7 @@ def across(n: int, seed: int, min_cell: int, oracle: bool = True) -> list[dict]:
         later = Config(reference_date=dt.date(2024, 7, 31), min_cell=min_cell)
         for case, folder, c2 in (("a month later", tmp / "a", later),
                                  ("one citizen removed", tmp / "b", cfg)):
-            con2, rel2 = _warehouse(folder, c2, rules)
+            con2, rel2 = _warehouse(folder, c2, rules, None if fresh else first)
             second = releases.snapshot(con2, c2, "2")
             start = time.monotonic()
             verdict = releases.audit_chain([first], second)
@@ -245,7 +249,8 @@ def main_across(args: argparse.Namespace) -> None:
     rows = []
     for n in args.sizes:
         for seed in args.seeds:
-            for r in across(n, seed, args.min_cell, oracle=not args.no_oracle):
+            for r in across(n, seed, args.min_cell, oracle=not args.no_oracle,
+                            fresh=args.fresh):
                 rows.append(r)
                 print(r, flush=True)
     text = across_markdown(rows, args.min_cell)
@@ -267,6 +272,9 @@ def main() -> None:
     ap.add_argument("--across", action="store_true",
                     help="two releases from one folder (issue 13 item 3) instead")
     ap.add_argument("--no-oracle", action="store_true", help="--across: the audit only")
+    ap.add_argument("--fresh", action="store_true",
+                    help="--across: the second release chosen without the first's levels"
+                    " and pattern (as before they were kept)")
     args = ap.parse_args()
     if args.across:
         main_across(args)

@@ -140,6 +140,7 @@ def report(
     step: Callable[[str], None] | None = None,
     worklist: Worklist | None = None,
     catalogue: Catalogue | None = None,
+    previous: Any = None,
 ) -> ReportResult:
     """Count, suppress, audit and publish the tables of definitions §5 into `out_dir`.
 
@@ -148,7 +149,9 @@ def report(
     `manifest` is what the runner knows of the run so far (its id); the input files and row
     counts are what ingest recorded in the warehouse. `worklist` and `catalogue` (issue 17;
     None: the shipped worklist, the catalogue config `catalogue` names or the shipped one)
-    give the internal worklist files and the page's catalogue."""
+    give the internal worklist files and the page's catalogue. `previous`: the last release
+    published from the output folder (`pipeline.releases.Snapshot`; None: none), whose
+    coarsening levels and pattern this release starts from (docs/disclosure.md §3)."""
     cfg = cfg.resolved()
     step = step or (lambda _: None)
     out_dir = Path(out_dir)
@@ -176,7 +179,7 @@ def report(
         # release's marts back too
         with warehouse.transaction(con):
             step("report: counting the tables")
-            rel = publish(con, cfg, counted=counted, worklist=worklist)
+            rel = publish(con, cfg, counted=counted, worklist=worklist, previous=previous)
             moves = movement.published(con, cfg)  # issue 16: part of the same release
             info = _run_info(con, cfg, rel.profiles, manifest)
             labels = Labels(cfg.lang, rel.profiles)

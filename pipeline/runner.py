@@ -190,6 +190,18 @@ def _preload_report() -> None:
         importlib.import_module("pipeline.report")
 
 
+def _previous_release(st: RunState) -> Any:
+    """The last release published from the output folder (issue 13: the new release starts
+    from its coarsening levels and pattern); None when there is none or the tables are
+    internal (min_cell 0 or 1, outside the publication policy)."""
+    if st.out_dir is None or st.cfg.resolved().min_cell <= 1:
+        return None
+    from pipeline import releases
+
+    kept = releases.kept(releases.store(st.cfg, st.out_dir))
+    return kept[-1] if kept else None
+
+
 def _stage_report(
     con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]
 ) -> None:
@@ -203,7 +215,7 @@ def _stage_report(
     # written after every stage)
     manifest = _manifest(st, "running", None)
     st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
-                                  st.worklist, st.catalogue)
+                                  st.worklist, st.catalogue, _previous_release(st))
     # the publication policy (issue 13 item 3): the new release against the releases
     # published from this output folder; not safe together, the earlier publish folder
     # is put back unchanged (the internal files are refreshed all the same)
