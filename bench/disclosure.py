@@ -200,7 +200,8 @@ def across(n: int, seed: int, min_cell: int, oracle: bool = True,
             verdict = releases.audit_chain([first], second)
             seconds = time.monotonic() - start
             row = {"size": n, "seed": seed, "case": case, "changed": verdict.changed,
-                   "published": verdict.safe, "seconds": seconds, "problems": len(verdict.problems)}
+                   "published": verdict.safe, "seconds": seconds, "problems": len(verdict.problems),
+                   "comparable": verdict.comparable}
             if oracle:
                 start = time.monotonic()
                 a = attack_pair(k1, knowledge(con2, rel2, c2, rules, label="second"))
@@ -212,11 +213,14 @@ def across(n: int, seed: int, min_cell: int, oracle: bool = True,
     return out
 
 
-def across_markdown(rows: list[dict], min_cell: int) -> str:
+def across_markdown(rows: list[dict], min_cell: int, fresh: bool = False) -> str:
     lines = [
         f"# Across releases: two releases from one output folder (min_cell {min_cell})", "",
         "First release: the demo at reference date 2024-06-30. Second: the same export at",
         "2024-07-31 (a month later), or the export without its first maybe-suitable citizen.",
+        ("The second chosen on its own (--fresh: not from the first's levels and pattern)."
+         if fresh else "The second starts from the first's levels and pattern (as a run"
+         " into the folder does)."),
         "Changed: citizens whose published categories differ (left, entered or changed).",
         "Audit: pipeline.releases.audit_chain (published, or kept: the earlier release stands).",
         "Oracle before: tests/attacker.py attack_pair on the pair as published without the",
@@ -233,16 +237,24 @@ def across_markdown(rows: list[dict], min_cell: int) -> str:
             agrees = r["published"] == r["oracle_safe"]
             lines.append(
                 f"| {r['size']} | {r['seed']} | {r['case']} | {r['changed']}"
-                f" | {'published' if r['published'] else 'kept'} | {r['seconds']:.1f}"
+                f" | {_verdict(r)} | {r['seconds']:.1f}"
                 f" | {r['findings']} | {r['fixed']} | {r['proven']}"
                 f" | {'yes' if r['oracle_safe'] else 'no'} | {'yes' if after else 'no'}"
                 f" | {'yes' if agrees else 'no'} | {r['oracle_seconds']:.0f} |")
         else:
             lines.append(
                 f"| {r['size']} | {r['seed']} | {r['case']} | {r['changed']}"
-                f" | {'published' if r['published'] else 'kept'} | {r['seconds']:.1f}"
+                f" | {_verdict(r)} | {r['seconds']:.1f}"
                 " | - | - | - | - | - | - | - |")
     return "\n".join(lines) + "\n"
+
+
+def _verdict(r: dict) -> str:
+    """published, kept, or kept (n.c.): not comparable (the tables counted differently,
+    e.g. a coarsening level changed), so the audit refused without comparing."""
+    if r["published"]:
+        return "published"
+    return "kept" if r.get("comparable", True) else "kept (n.c.)"
 
 
 def main_across(args: argparse.Namespace) -> None:
@@ -253,7 +265,7 @@ def main_across(args: argparse.Namespace) -> None:
                             fresh=args.fresh):
                 rows.append(r)
                 print(r, flush=True)
-    text = across_markdown(rows, args.min_cell)
+    text = across_markdown(rows, args.min_cell, args.fresh)
     out = HERE / "results" / f"across-{dt.datetime.now():%Y%m%dT%H%M%S}.md"
     out.write_text(text, "utf-8")
     print(text)
