@@ -12,11 +12,17 @@ ANY of its flags, which no sum of cells gives). Writes the Python model
 column stands for; null for a column as it is). `marts.published_cells` and the suppression
 read it.
 
-The choice (`choose`): start every table at its finest level, suppress (the same model and
-relations as the release: `pipeline.release.relations`), and coarsen one level each table
+The choice (`choose`): start every table at its finest level (or at the level of the last
+release published from the output folder, `Context.inputs["previous"]`), suppress (the same
+model, relations and preference as the release: `pipeline.release.relations`, the cohort
+table's `pipeline.movement.cohort_relations`, `costs`), and coarsen one level each table
 that hides more than `threshold` of its citizens (the counts in its hidden inner cells,
 ticks in a multi-response table, over all its inner counts); repeat until none does or every
-such table is at its coarsest. Deterministic: the same input gives the same levels.
+such table is at its coarsest; then, if a table that cannot be coarsened still hides too
+much, another table one level coarser where that helps. Deterministic: the same input gives
+the same levels. `costs`: the suppression's preference (`suppression.Costs`): no table over
+the threshold where a safe pattern allows it, then the fewest hidden citizens, a cell the
+previous release hid costing none.
 """
 
 from __future__ import annotations
@@ -367,10 +373,10 @@ def choose(con: duckdb.DuckDBPyConnection, cfg: Config, fine: Sequence[Table],
     """The levels (module docstring): from the finest (or from the levels of `previous`,
     the last release published from the output folder, never finer), one level coarser
     for each table that hides more than the threshold, until none does or each such table
-    is at its coarsest. Then, while a
-    table at its coarsest (or without levels: the profile totals) still hides more, the
-    one table one level coarser that lowers the citizens hidden beyond the threshold most
-    (the first in table order on a tie), as long as one does."""
+    is at its coarsest. Then, while a table at its coarsest (or without levels: the
+    profile totals) still hides more, the one table one level coarser that lowers the
+    citizens hidden beyond the threshold most (the first in table order on a tie), as
+    long as one does."""
     from pipeline.movement import cohort_relations
     from pipeline.release import relations  # release builds the models that call this
 

@@ -68,7 +68,8 @@ class Context:
     `params`: the named parameters of the SQL models and checks (each takes the ones it
     uses). `placeholders`: SQL expressions compiled from the validated rules file, for the
     `{{ name }}` placeholders. `inputs`: what the stage hands its Python models that is not
-    in the warehouse (ingest: the files' facts)."""
+    in the warehouse (ingest: the files' facts; report: `previous`, the last release
+    published from the output folder, or None)."""
 
     cfg: Config
     params: Mapping[str, Any] = field(default_factory=dict)

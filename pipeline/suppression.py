@@ -29,13 +29,15 @@ Method (definitions §6, "the attacker"):
   so the attacker is the exact one of §6. Every whole-number solution found is kept as
   a witness (it shows how far each cell can move), which spares most LPs.
 * Safe: every hidden variable has min < max, every primary one max >= min_cell.
-* Choice of the pattern: a MILP over binary hide-variables, cost value*M + cells (fewest
-  hidden citizens, a shared number counted once, then fewest printed cells), with
-  necessary conditions per relation as constraints. The candidate is audited; every
-  exposed variable yields a cut valid for all safe patterns (a Benders / Fischetti-Salazar
-  capacity cut from the LP duals, or a no-good cut when only the integer attacker
-  succeeds), and the MILP is solved again. Patterns are finite and each cut removes the
-  current candidate, so the loop ends; the first candidate that passes is optimal.
+* Choice of the pattern (the caller may weigh it, `Costs`: per-table limits first, then
+  weights per cell; the default is §6's): a MILP over binary hide-variables, cost
+  value*M + cells (fewest hidden citizens, a shared number counted once, then fewest
+  printed cells), with necessary conditions per relation as constraints. The candidate
+  is audited; every exposed variable yields a cut valid for all safe patterns (a Benders
+  / Fischetti-Salazar capacity cut from the LP duals, or a no-good cut when only the
+  integer attacker succeeds), and the MILP is solved again. Patterns are finite and each
+  cut removes the current candidate, so the loop ends; the first candidate that passes is
+  optimal.
 * A safe pattern always exists: every relation is homogeneous (a sum of cells minus a
   total equals 0), so with every non-zero cell hidden the true table t and every multiple
   k*t (k >= 1 whole) are consistent; each hidden cell then ranges from at most its value
@@ -166,12 +168,12 @@ class Relations:
 
 @dataclass(frozen=True)
 class Costs:
-    """Weights of the pattern's cost (fewest hidden citizens, then fewest printed cells):
-    a number's citizens count `weight` times, the largest over its printings, where a
-    printing's weight is its table's (`tables`, by table id; 1 if absent) times its own
-    (`cells`, by cell key; 1 if absent). Only which safe pattern is preferred changes,
-    never what is safe. Across releases (`cells`): hiding again what the previous release
-    hid costs less, so patterns stay consistent between periods (Eurostat).
+    """What the pattern prefers, beyond §6's cost (fewest hidden citizens, then fewest
+    printed cells). Only which safe pattern is chosen changes, never what is safe.
+
+    `cells`: weights by cell key (1 if absent): a number's citizens count the largest
+    weight of its printings. Across releases: hiding again what the previous release hid
+    costs less, so patterns stay consistent between periods (Eurostat).
 
     `limits`: per table id, the share of its citizens (its inner counts: ticks in a
     multi-response table, the row totals of a table without columns) that may be hidden.
@@ -180,12 +182,11 @@ class Costs:
     coarsening's goal (no table hides more than a third) is then met at a level where any
     safe pattern meets it, not only where the cheapest one happens to."""
 
-    tables: Mapping[str, float] = field(default_factory=dict)
     cells: Mapping[CellKey, float] = field(default_factory=dict)
     limits: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for w in (*self.tables.values(), *self.cells.values()):
+        for w in self.cells.values():
             if isinstance(w, bool) or not isinstance(w, int | float) or not (
                     0 <= w < math.inf):
                 raise ValueError(f"a cost weight must be a number >= 0, got {w!r}")
@@ -194,7 +195,7 @@ class Costs:
                 raise ValueError(f"a limit must be a share between 0 and 1, got {w!r}")
 
     def weight(self, cell: CellKey) -> float:
-        return float(self.tables.get(cell[0], 1.0)) * float(self.cells.get(cell, 1.0))
+        return float(self.cells.get(cell, 1.0))
 
 
 # ---------------------------------------------------------------------------------------
