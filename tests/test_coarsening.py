@@ -332,6 +332,24 @@ def test_a_release_starts_from_the_previous_releases_levels(coarsened):
         "age_groups": 1, "barriers": 1}
 
 
+def test_a_level_that_must_change_is_a_warning_in_the_log(coarsened, caplog):
+    # the previous release showed age at its finest; this one's data need three groups:
+    # coarser it is (readable), and the log says so (the release is then not comparable
+    # with the previous one, and the policy keeps that one: docs/disclosure.md §2.3)
+    from pipeline import releases
+
+    con, _ = coarsened
+    cfg = Config(reference_date=REF, min_cell=5)
+    first = releases.snapshot(con, cfg, "1")
+    del first.structure["merges"]["age_groups"]
+    with caplog.at_level("WARNING", logger="m3_profiles"):
+        again = publish(con, cfg, previous=first)
+    assert {t.id: t.level for t in again.tables if t.level} == {"age_groups": 1,
+                                                                 "barriers": 1}
+    assert [r.getMessage() for r in caplog.records if r.name == "m3_profiles"] == [
+        "coarsening: table age_groups at level 1, the previous release's 0"]
+
+
 def test_the_previous_pattern_is_preferred():
     # Eurostat: consistent suppression patterns between periods. a[x] = 2 is small; its
     # protection is a rectangle through column y (2 + 10 + 20 + 30 = 62 citizens) or z
