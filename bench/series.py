@@ -34,8 +34,9 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _run_night(folder: Path, out: Path, day: dt.date) -> tuple[float, int]:
-    """One night as its own process: (wall seconds, peak RSS in bytes)."""
+def _run_night(folder: Path, out: Path, day: dt.date) -> tuple[float, float, int]:
+    """One night as its own process: (wall seconds, CPU seconds, peak RSS in bytes). The CPU
+    seconds are the figure to read on a shared machine: wall time follows the load."""
     env = {**os.environ, "M3_SUPERVISE": "0"}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -45,7 +46,7 @@ def _run_night(folder: Path, out: Path, day: dt.date) -> tuple[float, int]:
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"night {day} failed with exit {os.waitstatus_to_exitcode(status)}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
 def main() -> None:
@@ -67,11 +68,17 @@ def main() -> None:
     generate_s = time.perf_counter() - t0
     rows = []
     for k, night in enumerate(nights, 1):
-        wall, rss = _run_night(night.folder, out, night.reference_date)
+        wall, cpu, rss = _run_night(night.folder, out, night.reference_date)
         hist = out.with_name("out.history")
+        release = json.loads((out / "run.json").read_text("utf-8")).get("release") or {}
         rows.append({
             "night": k, "reference_date": night.reference_date.isoformat(),
-            "in_m3": night.in_m3, "wall_s": round(wall, 2), "peak_rss_mb": round(rss / 2**20),
+            "in_m3": night.in_m3, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "peak_rss_mb": round(rss / 2**20),
+            "published": bool(release.get("published")),
+            "releases_kept": release.get("releases_kept", 0),
+            "releases_mb": round(_size(hist / "releases") / 2**20, 2)
+            if (hist / "releases").exists() else 0.0,
             "warehouse_mb": round(_size(out / "warehouse.duckdb") / 2**20, 1),
             "output_mb": round(_size(out) / 2**20, 1),
             "history_mb": round(_size(hist) / 2**20, 2),
@@ -89,6 +96,10 @@ def main() -> None:
         "generate_s": round(generate_s, 1),
         "wall_first_third_s": round(mean(first, "wall_s"), 2),
         "wall_last_third_s": round(mean(rest, "wall_s"), 2),
+        "cpu_first_third_s": round(mean(first, "cpu_s"), 2),
+        "cpu_last_third_s": round(mean(rest, "cpu_s"), 2),
+        "published_nights": sum(r["published"] for r in rows),
+        "load_at_end": os.getloadavg()[0],
         "warehouse_first_third_mb": round(mean(first, "warehouse_mb"), 1),
         "warehouse_last_third_mb": round(mean(rest, "warehouse_mb"), 1),
         "history_per_night_mb": round(rows[-1]["history_mb"] / len(rows), 2),
@@ -98,16 +109,21 @@ def main() -> None:
                                                     indent=2) + "\n")
     lines = [f"# Nightly series: {args.citizens:,} citizens, {args.nights} nights, every "
              f"{args.every} day(s)", "",
-             f"Generated in {generate_s:.1f} s. Mean run wall time, first third of the nights "
-             f"{summary['wall_first_third_s']} s, last third {summary['wall_last_third_s']} s; "
+             f"Generated in {generate_s:.1f} s. Mean run CPU time, first third of the nights "
+             f"{summary['cpu_first_third_s']} s, last third {summary['cpu_last_third_s']} s "
+             f"(wall {summary['wall_first_third_s']} s, {summary['wall_last_third_s']} s; "
+             f"load average {summary['load_at_end']:.1f} at the end); "
+             f"{summary['published_nights']} of {len(rows)} nights published a release; "
              f"warehouse {summary['warehouse_first_third_mb']} MB -> "
              f"{summary['warehouse_last_third_mb']} MB; the history grows "
              f"{summary['history_per_night_mb']} MB a night.", "",
-             "| night | reference date | in M3 | wall s | peak RSS MB | warehouse MB | "
-             "output MB | history MB | history files |", "|" + "---|" * 9]
-    lines += [f"| {r['night']} | {r['reference_date']} | {r['in_m3']:,} | {r['wall_s']} | "
-              f"{r['peak_rss_mb']} | {r['warehouse_mb']} | {r['output_mb']} | "
-              f"{r['history_mb']} | {r['history_files']} |" for r in rows]
+             "| night | reference date | in M3 | CPU s | wall s | peak RSS MB | published | "
+             "releases kept | releases MB | warehouse MB | output MB | history MB | "
+             "history files |", "|" + "---|" * 13]
+    lines += [f"| {r['night']} | {r['reference_date']} | {r['in_m3']:,} | {r['cpu_s']} | "
+              f"{r['wall_s']} | {r['peak_rss_mb']} | {'yes' if r['published'] else 'no'} | "
+              f"{r['releases_kept']} | {r['releases_mb']} | {r['warehouse_mb']} | "
+              f"{r['output_mb']} | {r['history_mb']} | {r['history_files']} |" for r in rows]
     base.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {base}.md")
 

@@ -243,8 +243,10 @@ class _Steps:
             self.progress.stop()
 
 
-# log_format = "json" (README, Scheduling): the error line is a JSON event like the log's
+# log_format = "json" (README, Scheduling): the error line is a JSON event like the log's,
+# with the run id of the run that failed (set by `_run_here`)
 _json_errors = False
+_failed_run_id: str | None = None
 
 
 def _fail(code: int, message: str) -> typer.Exit:
@@ -253,7 +255,7 @@ def _fail(code: int, message: str) -> typer.Exit:
     if _json_errors:
         from pipeline.operations import json_event
 
-        print(json_event("error", privacy.mask_name(message), exit_code=code),
+        print(json_event("error", privacy.mask_name(message), _failed_run_id, exit_code=code),
               file=sys.stderr, flush=True)
         return typer.Exit(code=code)
     err.print(f"[bold red]error:[/] {escape(privacy.mask_name(message))}", highlight=False,
@@ -539,9 +541,14 @@ def _run_here(stages: tuple[str, ...], out_dir: Path, cfg: Config, quiet: bool,
     from pipeline.rules import RulesError
     from pipeline.runner import run_stages
 
+    global _failed_run_id
     try:
-        with _Steps(quiet or cfg.log_format == "json") as steps, _json_stderr(cfg, quiet):
-            st = run_stages(stages, out_dir, cfg, step=steps, **kw)
+        try:
+            with _Steps(quiet or cfg.log_format == "json") as steps, _json_stderr(cfg, quiet):
+                st = run_stages(stages, out_dir, cfg, step=steps, **kw)
+        except BaseException as e:
+            _failed_run_id = getattr(e, "run_id", None)
+            raise
     except Stopped as e:
         if e.published:
             raise _fail(
@@ -830,7 +837,8 @@ def history(
     out: ReadOutOpt,
     config: ConfigOpt = None,
 ) -> None:
-    """List the nights the history keeps, and the profile changes between the last two.
+    """List the nights the history keeps, the profile changes between the last two, and
+    the cohort of the first night: how many are still in scope 1, 3, 6 and 12 months later.
 
     Internal: the counts are not suppressed (the history is per person). Reads the history
     folder (config history_dir, default <out>.history) and writes nothing.
@@ -848,6 +856,7 @@ def history(
     with _environment():
         kept = history_mod.nights(folder)
         moved = history_mod.changes(folder)
+        across = history_mod.cohort(folder)
     if not kept:
         console.print(f"No nights in {escape(privacy.mask_name(str(folder)))} yet: each "
                       "successful run adds its night.", highlight=False, soft_wrap=True)
@@ -869,6 +878,37 @@ def history(
     for f, to, n in rows:
         t.add_row(f, to, f"{n:,}", style=None if f != to else "dim")
     console.print(t)
+    if across is not None:
+        console.print(_cohort_table(across))
+
+
+def _cohort_table(across: Any) -> Table:
+    """`history`'s cohort across nights: per state on the first night, its citizens still in
+    scope at each horizon, and where the others are on the latest night."""
+    from pipeline import history as history_mod
+
+    count: dict[tuple[str, str, str], int] = {(h, s, st): n for h, s, st, n in across.rows}
+    states = sorted({s for _, s, _, _ in across.rows})
+    t = Table(title=f"The cohort of {across.start} (in scope that night): where its citizens "
+                    "are on later nights (internal, unsuppressed)")
+    t.add_column(f"on {across.start}")
+    t.add_column("citizens", justify="right")
+    for h, night in across.nights:
+        t.add_column(f"in scope {'on ' if h == history_mod.LATEST else h + ', '}{night}",
+                     justify="right")
+    t.add_column("out of scope, latest", justify="right")
+    t.add_column("not in the export, latest", justify="right")
+    first = across.nights[0][0]
+    for s in states:
+        n = sum(v for (h, st, _), v in count.items() if h == first and st == s)
+        cells = []
+        for h, _ in across.nights:
+            k = count.get((h, s, history_mod.IN_M3), 0)
+            cells.append(f"{k:,} ({k / n:.0%})")
+        t.add_row(s, f"{n:,}", *cells,
+                  *(f"{count.get((history_mod.LATEST, s, st), 0):,}"
+                    for st in (history_mod.NOT_IN_M3, history_mod.NOT_IN_EXPORT)))
+    return t
 
 
 @app.command(cls=_Command)

@@ -216,3 +216,66 @@ def changes(history: Path) -> tuple[dt.date, dt.date, list[tuple[str, str, int]]
          "not_in_export": NOT_IN_EXPORT},
     ).fetchall()
     return before, after, [(f, t, n) for f, t, n in rows]
+
+
+# the cohort across nights: the horizons after the first night kept (months, as the cohort
+# table of one export: docs/definitions-movement.md §8.6), each read from the night kept
+# nearest to it, if one is within NEAR_DAYS (nightly or monthly runs both have one)
+HORIZON_MONTHS = (1, 3, 6, 12)
+NEAR_DAYS = 7
+IN_M3 = "in_m3"
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class CohortAcross:
+    """The citizens in scope on the first night kept, by what that night concluded
+    (profile, else profile source), and where each is on later nights: `in_m3` (in scope),
+    `not_in_m3` (in the export, out of scope), `not_in_export`."""
+
+    start: dt.date
+    nights: list[tuple[str, dt.date]]  # (horizon: "1m" … "12m", or "latest"), the night read
+    rows: list[tuple[str, str, str, int]]  # horizon, state on the first night, status, n
+
+
+def cohort(history: Path) -> CohortAcross | None:
+    """The cohort across the nights kept (definitions-movement §8.6); None with fewer than
+    two nights. Reads only the first night and the nights it needs (at most five), so its
+    cost does not grow with the nights kept. Internal: unsuppressed counts."""
+    from pipeline.movement import month_day
+
+    days = list(night_files(history))
+    if len(days) < 2:
+        return None
+    start, later = days[0], days[1:]
+    picked: list[tuple[str, dt.date]] = []
+    for m in HORIZON_MONTHS:
+        target = start + dt.timedelta(days=month_day(m))
+        near = min(later, key=lambda d: (abs((d - target).days), d))
+        if abs((near - target).days) <= NEAR_DAYS:
+            picked.append((f"{m}m", near))
+    picked.append((LATEST, later[-1]))
+    con = connect(history, sorted({start, *(d for _, d in picked)}))
+    con.execute("create table horizons (horizon varchar, night date, k integer)")
+    con.executemany("insert into horizons values (?, ?, ?)",
+                    [(h, d, k) for k, (h, d) in enumerate(picked)])
+    rows = con.execute(
+        """
+        with first_night as (
+            select citizen_id, coalesce(profile, profile_source) as state
+            from history.nights where reference_date = $start and in_scope
+        )
+        select h.horizon, c.state,
+               case when n.citizen_id is null then $not_in_export
+                    when n.in_scope then $in_m3 else $not_in_m3 end as status,
+               count(*) as n
+        from first_night c cross join horizons h
+        left join history.nights n
+               on n.citizen_id = c.citizen_id and n.reference_date = h.night
+        group by h.k, h.horizon, c.state, status
+        order by h.k, c.state, status
+        """,
+        {"start": start, "in_m3": IN_M3, "not_in_m3": NOT_IN_M3,
+         "not_in_export": NOT_IN_EXPORT},
+    ).fetchall()
+    return CohortAcross(start, picked, [(h, s, st, n) for h, s, st, n in rows])

@@ -112,6 +112,12 @@ class Labels:
         text = f"{n:,}"
         return text.replace(",", ".") if self.lang == "da" else text
 
+    def days(self, n: int) -> str:
+        """A number of days with its unit, joined by a no-break space: "1\u00a0dag",
+        "30\u00a0dage" (a setting of 1 day must not read "1 dage")."""
+        unit = {"da": ("dag", "dage"), "en": ("day", "days")}[self.lang][n != 1]
+        return f"{self.n(n)}\u00a0{unit}"
+
     def share(self, share: float | None) -> str:
         """A share as a whole percentage ("45 %" in Danish); "–" for none (0 of 0)."""
         if share is None:
@@ -188,7 +194,7 @@ def row_header(table: PublishedTable, labels: Labels) -> str:
 def reading(table_id: str, labels: Labels, cfg: Config) -> str:
     """A table's reading aid, with the config's settings it names (the course gap: a
     consultant's 14 days must not be printed as 30)."""
-    return labels.table(table_id, "reading").format(gap=labels.n(cfg.course_gap_days))
+    return labels.table(table_id, "reading").format(gap=labels.days(cfg.course_gap_days))
 
 
 def population(labels: Labels, cfg: Config) -> str:

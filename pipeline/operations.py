@@ -157,6 +157,10 @@ def write_metrics(
         if path.exists() and _first_line(path) != HEADER:
             raise MetricsFileError(f"{path}: not written by m3-profiles; left as it is")
         with open(tmp, "w", encoding="utf-8") as f:
+            # node_exporter reads it as its own user; the service's UMask=0077 would make
+            # it 0600 (found under systemd). Counts, not persons: readable like its
+            # neighbours in the textfile folder
+            os.fchmod(f.fileno(), 0o644)
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -166,9 +170,16 @@ def write_metrics(
             tmp.unlink()
         # the usual cause on a new machine: node_exporter (which makes the folder) is not
         # installed yet; the temp file's name in OSError's text would only confuse
-        why = (f"its folder {path.parent} does not exist (install node_exporter's textfile"
-               f" collector, or set metrics_file = \"\")" if not path.parent.is_dir()
-               else e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+        # the next one (found under systemd): node_exporter's folder belongs to its own
+        # user, and the service user may not write in it
+        if not path.parent.is_dir():
+            why = (f"its folder {path.parent} does not exist (install node_exporter's textfile"
+                   f" collector, or set metrics_file = \"\")")
+        elif isinstance(e, PermissionError):
+            why = (f"this user may not write in its folder {path.parent} (give the service"
+                   " user write access to it: README, Scheduling)")
+        else:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         _warn(f"warning: could not write the metrics file {path}: {why}", json_lines, run_id)
 
 

@@ -271,7 +271,7 @@ def _definitions(lb: Labels, cfg: Config, profiles: Profiles) -> list[str]:
                 rules=profiles.version),
         lb.text("def_base"),
         lb.text("def_course", excluded=", ".join(lb.benefit(b) for b in cfg.support_excluded),
-                gap=cfg.course_gap_days, long=lb.n(cfg.long_course_days)),
+                gap=lb.days(cfg.course_gap_days), long=lb.days(cfg.long_course_days)),
         lb.text("def_m3", groups=groups),
         lb.text("def_age"),
         lb.text("def_complex", n=cfg.complex_case_departments),

@@ -1002,6 +1002,10 @@ def run_stages(
         except BaseException as e:
             signals.deferred = True
             err = _classify(e, signals, str(out_dir.parent))
+            if not isinstance(err, LockedError):  # a refused run never started
+                # the CLI's last line names the run its log lines named (JSON events)
+                with contextlib.suppress(AttributeError, TypeError):
+                    err.run_id = run_id
             if err is e:
                 raise
             raise err from e
@@ -1220,7 +1224,11 @@ def _keep_release(cfg: Config, out_dir: Path) -> bool:
         return False
     from pipeline import releases
 
-    return releases.append(releases.store(cfg, out_dir), out_dir / history.RELEASE_RECORD)
+    kept = releases.store(cfg, out_dir)
+    added = releases.append(kept, out_dir / history.RELEASE_RECORD)
+    if added:
+        releases.prune(kept, cfg.release_audit_window)
+    return added
 
 
 def _close_log(handler: logging.Handler | None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,28 @@ def test_the_snapshot_gives_back_every_number(first60):
     (back,) = releases.kept(store)
     assert back.as_json() == snap.as_json()
     assert back.citizens.equals(snap.citizens)
+    assert dict(back.groups) == snap.groups
+    # the memberships are in groups.parquet, not in release.json (format 2)
+    (kept_dir,) = store.iterdir()
+    assert sorted(p.name for p in kept_dir.iterdir()) == [
+        "citizens.parquet", "groups.parquet", "release.json"]
+    assert "groups" not in json.loads((kept_dir / "release.json").read_text("utf-8"))
+    # a record of format 1 (memberships inside release.json) still reads back
+    old = store / "20240101T000000Z-00000001"
+    old.mkdir()
+    shutil.copy(kept_dir / "citizens.parquet", old)
+    (old / "release.json").write_text(json.dumps(
+        {**snap.as_json(), "format": 1, "run_id": old.name, "groups": snap.groups}), "utf-8")
+    first, _ = releases.kept(store)
+    assert first.run_id == old.name and first.groups == snap.groups
+    # config release_audit_window: only the latest ones are read (and audited against)
+    assert [s.run_id for s in releases.kept(store, 1)] == [snap.run_id]
+    assert [s.run_id for s in releases.kept(store, 5)] == [old.name, snap.run_id]
+    # and only those are kept: the older one goes (a run appends, then prunes)
+    assert releases.prune(store, 0) == []  # 0: every release is kept
+    assert releases.prune(store, 1) == [old.name]
+    assert sorted(p.name for p in store.iterdir()) == [snap.run_id]
+    assert releases.prune(store, 1) == []
     # the same release again: nothing changed, nothing to learn
     verdict = releases.audit_chain([back], snap)
     assert verdict.safe and verdict.changed == 0

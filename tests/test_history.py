@@ -87,10 +87,23 @@ def test_three_nights_give_the_hand_counted_changes_and_versions(tmp_path):
         (days[1], 5, 4, {"rules": 4}),
         (days[2], 4, 3, {"rules": 3}),
     ]
+    d0, d1, d2 = days
+    # the cohort of the first night (A, B, C, D in scope), on the night nearest one month
+    # later (30 days: 31 May, a day off) and on the latest; three months (30 Jul) has no
+    # night within a week
+    assert history.cohort(folder) == history.CohortAcross(d0, [("1m", d1), ("latest", d2)], [
+        ("1m", "maybe_suitable", "not_in_m3", 1),  # C: match group 2 from 1 May
+        ("1m", "physically_ill", "in_m3", 1),  # A
+        ("1m", "substance_misuse", "in_m3", 1),  # B (dual diagnosis by then: still its row)
+        ("1m", "unreviewed", "in_m3", 1),  # D
+        ("latest", "maybe_suitable", "not_in_m3", 1),
+        ("latest", "physically_ill", "not_in_export", 1),  # A gone from the export
+        ("latest", "substance_misuse", "in_m3", 1),
+        ("latest", "unreviewed", "in_m3", 1),
+    ])
     versions = history.connect(folder).execute(
         "select citizen_id, version, profile, profile_source, valid_from, valid_to, nights"
         " from history.profile_versions").fetchall()
-    d0, d1, d2 = days
     assert versions == [
         ("A", 1, "physically_ill", "rules", d0, d2, 2),  # absent on the third night
         ("B", 1, "substance_misuse", "rules", d0, d1, 1),
@@ -169,3 +182,64 @@ def test_a_history_folder_the_pipeline_did_not_make_is_refused(tmp_path):
                    input_dir=export)
     assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
     assert not (tmp_path / "out").exists()
+
+
+def _night_file(folder: Path, day: dt.date, rows: list[tuple[str, bool, str | None]]) -> None:
+    """A night file as `write_night` leaves it: (citizen, in scope, profile)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(exist_ok=True)
+    (folder / history.MARKER).touch()
+    pq.write_table(pa.table({
+        "reference_date": [day] * len(rows), "run_id": ["r"] * len(rows),
+        "night_digest": ["0" * 16] * len(rows), "citizen_id": [r[0] for r in rows],
+        "in_scope": [r[1] for r in rows], "match_group": ["3" if r[1] else "2" for r in rows],
+        "profile": [r[2] for r in rows],
+        "profile_source": ["rules" if r[2] else "unreviewed" for r in rows],
+        "m3_days": pa.array([400] * len(rows), pa.int32())}),
+        folder / f"{day.isoformat()}_{'0' * 16}.parquet")
+
+
+def test_the_cohort_across_nights_reads_the_night_within_a_week_of_each_horizon(tmp_path):
+    start = dt.date(2024, 1, 1)
+    folder = tmp_path / "out.history"
+    _night_file(folder, start, [("a", True, "diagnosed"), ("b", True, None),
+                                ("c", False, None)])  # c: not in scope, not in the cohort
+    assert history.cohort(folder) is None  # one night: no cohort across nights
+    # 1 month = day 30: day 37 is within a week; 3 months = day 91: day 99 is not (8 days)
+    _night_file(folder, start + dt.timedelta(days=37), [("a", True, "diagnosed"),
+                                                        ("b", False, None)])
+    _night_file(folder, start + dt.timedelta(days=99), [("a", False, None)])
+    got = history.cohort(folder)
+    assert got.nights == [("1m", start + dt.timedelta(days=37)),
+                          ("latest", start + dt.timedelta(days=99))]
+    assert got.rows == [
+        ("1m", "diagnosed", "in_m3", 1), ("1m", "unreviewed", "not_in_m3", 1),
+        ("latest", "diagnosed", "not_in_m3", 1), ("latest", "unreviewed", "not_in_export", 1),
+    ]
+    # day 84 (7 days before 91) is within a week: the 3-month horizon reads it
+    _night_file(folder, start + dt.timedelta(days=84), [("b", True, "diagnosed")])
+    assert history.cohort(folder).nights == [
+        ("1m", start + dt.timedelta(days=37)), ("3m", start + dt.timedelta(days=84)),
+        ("latest", start + dt.timedelta(days=99))]
+
+
+def test_history_prints_the_cohort_across_nights(tmp_path):
+    start = dt.date(2024, 1, 1)
+    folder = tmp_path / "out.history"
+    _night_file(folder, start, [(f"p{i}", True, "diagnosed") for i in range(4)]
+                + [("u", True, None)])
+    _night_file(folder, start + dt.timedelta(days=30),
+                [(f"p{i}", i < 3, "diagnosed") for i in range(4)] + [("u", True, None)])
+    _night_file(folder, start + dt.timedelta(days=45), [("p0", True, "diagnosed")])
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "history", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"}, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = [" ".join(ln.replace("│", " ").split()) for ln in result.stdout.splitlines()]
+    # 4 diagnosed: 3 in scope after a month (day 30), 1 on the latest night (day 45), where
+    # 3 are not in the export; the unreviewed one in scope, then gone
+    assert "diagnosed 4 3 (75%) 1 (25%) 0 3" in lines
+    assert "unreviewed 1 1 (100%) 0 (0%) 0 1" in lines
+    assert any("The cohort of 2024-01-01" in ln for ln in lines)

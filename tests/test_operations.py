@@ -180,6 +180,22 @@ def test_quiet_json_prints_only_the_failure_as_json(tmp_path):
     assert events[-1]["exit_code"] == 3 and "input folder not found" in events[-1]["message"]
 
 
+def test_a_stopped_runs_last_json_line_carries_its_run_id(tmp_path):
+    """Found under systemd (`systemctl stop` during a run): every event named the run but
+    the last, the CLI's own error line, which said "run_id": null. The on-call person greps
+    the journal by run id."""
+    export(tmp_path / "export")
+    cfg = config(tmp_path, log_format="json")
+    done = cli("run", "--input", "export", "--out", "out", "--quiet", "--config", str(cfg),
+               cwd=tmp_path, env={"M3_FAULT_AT": "stage-segment:TERM"})
+    assert done.returncode == 143, done.stderr
+    run_id = json.loads((tmp_path / "out.failed" / "run.json").read_text())["run_id"]
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert events[-1]["exit_code"] == 143 and events[-1]["message"].startswith(
+        "stopped by SIGTERM: nothing was published")
+    assert {e["run_id"] for e in events} == {run_id}
+
+
 def test_an_unreachable_ping_url_is_a_warning_not_a_failure(tmp_path):
     export(tmp_path / "export")
     cfg = config(tmp_path, ping_url="http://127.0.0.1:9/ping/0f1e2d3c-uuid")  # port 9: closed
@@ -219,6 +235,47 @@ def test_a_metrics_folder_not_there_yet_is_one_warning_with_the_run_id(tmp_path)
         " does not exist (install node_exporter's textfile collector, or set"
         ' metrics_file = "")')
     assert not (tmp_path / "node-exporter").exists()  # not ours to create
+
+
+def test_a_metrics_folder_the_user_may_not_write_in_is_one_warning_naming_the_fix(tmp_path):
+    """Found running deploy/ under systemd: node_exporter's textfile folder is its own
+    (root or prometheus, 0755), so the service user gets EACCES. One warning that says so
+    and points to the fix, not a bare "Permission denied"; the night still succeeds. As
+    root, CAP_DAC_OVERRIDE is dropped (setpriv) so that the folder's mode counts."""
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root writes anywhere; dropping CAP_DAC_OVERRIDE needs setpriv")
+    export(tmp_path / "export")
+    (tmp_path / "node-exporter").mkdir(mode=0o555)
+    cfg = config(tmp_path, metrics_file="node-exporter/m3.prom", log_format="json")
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"] \
+        if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [*prefix, sys.executable, "-m", "pipeline", "run", "--input", "export", "--out", "out",
+         "--quiet", "--config", str(cfg)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=300)
+    (tmp_path / "node-exporter").chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    [event] = [json.loads(line) for line in done.stderr.splitlines()]
+    assert event["level"] == "warning"
+    assert event["message"] == (
+        "could not write the metrics file node-exporter/m3.prom: this user may not write in"
+        " its folder node-exporter (give the service user write access to it: README,"
+        " Scheduling)")
+    assert list((tmp_path / "node-exporter").iterdir()) == []
+
+
+def test_the_metrics_file_is_readable_by_node_exporter_under_the_services_umask(tmp_path):
+    """Found under systemd: with the unit's UMask=0077 the file was 0600, which
+    node_exporter (its own user) cannot read. It is 0644 whatever the umask."""
+    export(tmp_path / "export")
+    cfg = config(tmp_path, metrics_file="m3.prom")
+    done = subprocess.run(
+        ["sh", "-c", f'umask 0077 && exec "{sys.executable}" -m pipeline run --input export'
+                     f' --out out --quiet --config "{cfg}"'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m3.prom").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "out" / "run.json").stat().st_mode & 0o777 == 0o600  # the rest: umask
 
 
 def test_the_service_may_write_where_the_run_writes_and_starts_without_node_exporter():

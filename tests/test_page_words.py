@@ -79,3 +79,24 @@ def test_matchgruppe_3_never_breaks_between_the_word_and_the_number(outputs, lan
     joined = re.findall(rf"{name}{NBSP}3", text, re.I)
     # the title, the headline card, Tabel 7's heading and the definitions at least
     assert len(joined) >= 4, joined
+
+
+@pytest.mark.parametrize(("lang", "gap", "expected"), [
+    ("da", 1, f"afbrydelser på højst 1{NBSP}dag tæller ikke"),
+    ("en", 1, f"breaks of 1{NBSP}day or less do not count"),
+    ("da", 2, f"afbrydelser på højst 2{NBSP}dage tæller ikke"),
+    ("en", 1000, f"breaks of 1,000{NBSP}days or less do not count"),
+])
+def test_a_gap_of_one_day_is_singular(lang, gap, expected):
+    # "1 dage" was printed with course_gap_days = 1; the definitions' long course too
+    from pipeline.labels import Labels, reading
+    from pipeline.page import _definitions
+    from pipeline.release import Profiles
+
+    lb = Labels(lang, Profiles(("p",), ("p",), (), {"p": {"da": "P", "en": "P"}}, "", "", ""))
+    cfg = Config(reference_date=REF, course_gap_days=gap, long_course_days=1)
+    assert expected in reading("course_history", lb, cfg)
+    course = next(d for d in _definitions(lb, cfg, lb.profiles)
+                  if d.startswith(("Forløb", "Course")))
+    long_one = {"da": f"mere end 1{NBSP}dag.", "en": f"more than 1{NBSP}day."}[lang]
+    assert course.endswith(long_one), course

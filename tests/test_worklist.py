@@ -507,3 +507,28 @@ def test_a_reason_label_that_looks_like_a_formula_stays_text(tmp_path):
     assert cells and all(c.data_type == "s" for c in cells)
     listed = [c for c in cells if c.column == 3]
     assert listed and all(c.quotePrefix for c in listed)
+
+
+def test_worklist_csv_cells_exactly(tmp_path):
+    """worklist.csv is one COPY: each cell as the machine reader gets it. An id a spreadsheet
+    would run as a formula gets one ' (it is the export's text); lists are joined by ';', an
+    empty list is an empty cell; the probability has four decimals (none for rules)."""
+    cases = {("=1+2" if cid == "all_four" else cid): v for cid, v in CASES.items()}
+    con = build(cases)
+    worklist_mod.write_files(tmp_path, con, load_worklist(),
+                             Labels("en", Profiles.from_warehouse(con)), CFG)
+    text = (tmp_path / "worklist.csv").read_text("utf-8")
+    lines = text.splitlines()
+    assert lines[0] == ",".join(worklist_mod.CSV_COLUMNS)
+    assert len(lines) == 1 + len(EXPECTED)
+    got = {r["citizen_id"]: r for r in _csv_rows(tmp_path / "worklist.csv")}
+    assert list(got) == ["'=1+2"] + [e[0] for e in EXPECTED[1:]]
+    first = got["'=1+2"]
+    assert first["reasons"] == ("parked_maybe_suitable;complex_uncoordinated;"
+                                "motivated_not_activated;long_course_no_pension_case")
+    assert (first["priority"], first["m3_days"]) == ("1", "2000")
+    unreviewed = got["unreviewed"]
+    assert (unreviewed["profile"], unreviewed["profile_source"], unreviewed["rule"],
+            unreviewed["matched_flags"], unreviewed["profile_probability"]) == (
+        "", "unreviewed", "", "", "")
+    assert ',"",' not in text
