@@ -12,15 +12,22 @@ ANY of its flags, which no sum of cells gives). Writes the Python model
 column stands for; null for a column as it is). `marts.published_cells` and the suppression
 read it.
 
-The choice (`choose`): start every table at its finest level, suppress (the same model and
-relations as the release: `pipeline.release.relations`), and coarsen one level each table
+The choice (`choose`): start every table at its finest level (or at the level of the last
+release published from the output folder, `Context.inputs["previous"]`), suppress (the same
+model, relations and preference as the release: `pipeline.release.relations`, the cohort
+table's `pipeline.movement.cohort_relations`, `costs`), and coarsen one level each table
 that hides more than `threshold` of its citizens (the counts in its hidden inner cells,
 ticks in a multi-response table, over all its inner counts); repeat until none does or every
-such table is at its coarsest. Deterministic: the same input gives the same levels.
+such table is at its coarsest; then, if a table that cannot be coarsened still hides too
+much, another table one level coarser where that helps. Deterministic: the same input gives
+the same levels. `costs`: the suppression's preference (`suppression.Costs`): no table over
+the threshold where a safe pattern allows it, then the fewest hidden citizens, a cell the
+previous release hid costing none.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +38,10 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import Config, ConfigError
-from pipeline.suppression import TOTAL, Table, solve
+from pipeline.suppression import TOTAL, Costs, Table, solve
 from pipeline.vocabulary import COURSE_CLASSES, FLAG_COLUMNS, M3_BANDS, age_band_codes
+
+log = logging.getLogger("m3_profiles")
 
 DEFAULT_THRESHOLD = 1 / 3
 _CODE = re.compile(r"[a-z0-9][a-z0-9_]*")
@@ -293,6 +302,51 @@ def hidden_share(t: Table, hidden: Any) -> float:
     return 1 - shown / counted if counted else 0.0
 
 
+# the weight of a citizen in a cell the previous release hid too (`costs`): hiding it again
+# costs only the printed cell, so the new pattern agrees with the old one wherever a safe
+# pattern can (Eurostat: consistent suppression patterns between periods)
+AGAIN = 0.0
+
+
+def costs(cfg: Config, tables: Sequence[Table], previous: Any = None) -> Costs | None:
+    """What the release's suppression prefers (`suppression.Costs`): with a threshold
+    below 1, no table hiding more than it (soft, first); then the fewest hidden citizens,
+    a cell the previous release from the output folder hid (`previous`, a
+    `pipeline.releases.Snapshot`) counting `AGAIN` of its citizens. The coarsening and the
+    release's suppression (marts.suppressed_cells) solve with the same, so the pattern a
+    level was judged on is the one published."""
+    threshold = plan(cfg).threshold
+    limits = {t.id: threshold for t in tables} if threshold < 1 else {}
+    again = {key: AGAIN for key in previous_hidden(previous)}
+    if not limits and not again:
+        return None
+    return Costs(cells=again, limits=limits)
+
+
+def previous_hidden(previous: Any) -> list[tuple[str, str, str]]:
+    """The cells the previous release hid (its snapshot's `hidden`: "cell|table|row|col")."""
+    out = []
+    for name in getattr(previous, "hidden", None) or ():
+        parts = name.split("|")
+        if len(parts) == 4 and parts[0] == "cell":
+            out.append((parts[1], parts[2], parts[3]))
+    return out
+
+
+def previous_levels(cfg: Config, previous: Any) -> dict[str, int]:
+    """The level of each table in the previous release (its snapshot's merges, matched to
+    the hierarchy in use; a table whose merges are no level of it starts at the finest)."""
+    structure = getattr(previous, "structure", None) or {}
+    merged = structure.get("merges") or {}
+    out: dict[str, int] = {}
+    for tid, levels in plan(cfg).levels.items():
+        got = {c: tuple(fs) for c, fs in (merged.get(tid) or {}).items()}
+        for k, level in enumerate(levels, start=1):
+            if got and got == dict(level):
+                out[tid] = k
+    return out
+
+
 @dataclass(frozen=True)
 class Choice:
     """The tables at the levels chosen, with each table's level and merges, and the
@@ -304,38 +358,88 @@ class Choice:
     pattern: Mapping[tuple[str, str, str], str]
 
 
-def choose(con: duckdb.DuckDBPyConnection, cfg: Config, fine: Sequence[Table]) -> Choice:
-    """The levels (module docstring): finest first, one level coarser for each table that
-    hides more than the threshold, until none does or each such table is at its coarsest."""
+def overshoot(tables: Sequence[Table], hidden: Any, threshold: float) -> float:
+    """Citizens hidden beyond the threshold, summed over the tables (what `Costs.limits`
+    minimises first)."""
+    out = 0.0
+    for t in tables:
+        counted = int(t.counts[:-1, :-1].sum()) if t.cols else int(t.counts[:-1, -1].sum())
+        out += max(0.0, hidden_share(t, hidden) - threshold) * counted
+    return out
+
+
+def choose(con: duckdb.DuckDBPyConnection, cfg: Config, fine: Sequence[Table],
+           previous: Any = None) -> Choice:
+    """The levels (module docstring): from the finest (or from the levels of `previous`,
+    the last release published from the output folder, never finer), one level coarser
+    for each table that hides more than the threshold, until none does or each such table
+    is at its coarsest. Then, while a table at its coarsest (or without levels: the
+    profile totals) still hides more, the one table one level coarser that lowers the
+    citizens hidden beyond the threshold most (the first in table order on a tie), as
+    long as one does."""
+    from pipeline.movement import cohort_relations
     from pipeline.release import relations  # release builds the models that call this
 
     cfg = cfg.resolved()
     p = plan(cfg)
-    levels = {t.id: 0 for t in fine}
+    top = {t.id: len(p.levels.get(t.id, ())) for t in fine}
+    start = previous_levels(cfg, previous)
+    levels = {t.id: min(start.get(t.id, 0), top[t.id]) for t in fine}
     cache: dict[tuple[str, int], tuple[Table, dict]] = {}
+    tried: dict[tuple[int, ...], Choice] = {}
 
-    def at(t: Table) -> tuple[Table, dict]:
-        k = levels[t.id]
+    def at(t: Table, k: int) -> tuple[Table, dict]:
         if (t.id, k) not in cache:
             level = p.levels.get(t.id, ())[k - 1] if k else ()
             counts = _any_counts(con, t, level) if level and t.multi_response else None
             cache[(t.id, k)] = (coarsen(t, level, counts), merges_of(t.cols, level))
         return cache[(t.id, k)]
 
+    def evaluate(lv: Mapping[str, int]) -> Choice:
+        key = tuple(lv[t.id] for t in fine)
+        if key not in tried:
+            got = [at(t, lv[t.id]) for t in fine]
+            tables = tuple(g[0] for g in got)
+            merges = {t.id: g[1] for t, g in zip(fine, got, strict=True) if g[1]}
+            pattern: dict = {}
+            if cfg.min_cell > 1:
+                # every relation the release's suppression will know, the cohort table's
+                # numbers and their link to the profile tables included (marts.cohort_cells
+                # is built before this model): a level is judged on the pattern that will
+                # be published, solved with the same preference (`costs`)
+                known = cohort_relations(con, tables, relations(con, cfg, tables, merges),
+                                         cfg, merges)
+                pattern = solve(tables, cfg.min_cell, relations=known,
+                                costs=costs(cfg, tables, previous)).pattern
+            tried[key] = Choice(tables, dict(lv), merges, pattern)
+        return tried[key]
+
     while True:
-        got = [at(t) for t in fine]
-        tables = tuple(g[0] for g in got)
-        merges = {t.id: g[1] for t, g in zip(fine, got, strict=True) if g[1]}
+        got = evaluate(levels)
         if cfg.min_cell <= 1:
-            return Choice(tables, levels, merges, {})
-        known = relations(con, cfg, tables, merges)
-        pattern = solve(tables, cfg.min_cell, relations=known).pattern
-        over = [t.id for t in tables if hidden_share(t, pattern) > p.threshold
-                and levels[t.id] < len(p.levels.get(t.id, ()))]
+            return got
+        over = [t.id for t in got.tables if hidden_share(t, got.pattern) > p.threshold]
         if not over:
-            return Choice(tables, dict(levels), merges, pattern)
-        for tid in over:
-            levels[tid] += 1
+            return got
+        can = [tid for tid in over if levels[tid] < top[tid]]
+        if can:
+            for tid in can:
+                levels[tid] += 1
+            continue
+        # stuck: what hides too much cannot be coarsened; the joint pattern can still
+        # change with another table's level (the tables are linked)
+        now = overshoot(got.tables, got.pattern, p.threshold)
+        best: tuple[float, dict[str, int]] | None = None
+        for t in fine:
+            if levels[t.id] < top[t.id]:
+                trial = {**levels, t.id: levels[t.id] + 1}
+                c = evaluate(trial)
+                o = overshoot(c.tables, c.pattern, p.threshold)
+                if o < now - 1e-9 and (best is None or o < best[0] - 1e-9):
+                    best = (o, trial)
+        if best is None:
+            return got
+        levels = best[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -357,7 +461,16 @@ def release_cells_model(con: duckdb.DuckDBPyConnection, ctx: Any) -> pa.Table:
     from pipeline.release import counted_tables
 
     fine = counted_tables(con, "marts.table_cells")
-    choice = choose(con, ctx.cfg, fine)
+    previous = ctx.inputs.get("previous")
+    choice = choose(con, ctx.cfg, fine, previous)
+    if previous is not None:
+        start = previous_levels(ctx.cfg, previous)
+        for tid, k in sorted(choice.levels.items()):
+            if k != start.get(tid, 0):
+                # the release is then not comparable with the previous one (the audit
+                # across releases refuses it: docs/disclosure.md §2.3)
+                log.warning("coarsening: table %s at level %d, the previous release's %d",
+                            tid, k, start.get(tid, 0))
     meta = con.execute(
         'select table_id, any_value(table_order), "row", any_value(row_order), col,'
         " any_value(col_order) from marts.table_cells group by table_id, \"row\", col"

@@ -184,7 +184,9 @@ def min_at_risk(cfg: Config) -> int:
 
 
 def cohort_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
-                     known: Relations | None, cfg: Config) -> Relations:
+                     known: Relations | None, cfg: Config,
+                     merges: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
+                     ) -> Relations:
     """`known` with the cohort table's numbers as numbers of the release (`Relations.cells`:
     its population is not the tables', so it is no `Table` sharing their grand total) and
     what ties them: per horizon, each profile's statuses add up to its cohort and each
@@ -192,7 +194,8 @@ def cohort_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
     cohort's citizens in M3 on the reference date, per profile, are at most the tables'
     profile total and at most its citizens with more than a year in M3 (each added only
     when it holds: a relation the data break is no knowledge; one they keep makes the
-    attacker stronger, never weaker)."""
+    attacker stronger, never weaker). `merges`: the merged columns of coarsened tables
+    (None: those of marts.release_cells; the coarsening passes the ones it is trying)."""
     known = known or Relations()
     rows = con.execute(
         "select horizon, day, profile, status, n, cell_table, cell_row, cell_col"
@@ -223,9 +226,11 @@ def cohort_relations(con: duckdb.DuckDBPyConnection, tables: Sequence[Table],
     m3 = by_id.get("m3_duration")
     over: list[str] = []  # m3_duration's columns of more than a year in M3
     if m3 is not None:
-        from pipeline.coarsening import release_merges
+        if merges is None:
+            from pipeline.coarsening import release_merges
 
-        merged = release_merges(con).get(m3.id, {})
+            merges = release_merges(con)
+        merged = merges.get(m3.id, {})
         over = [c for c in m3.cols if set(merged.get(c, (c,))) <= {"1_to_2y", "2y_plus"}]
     if on_ref and "profile_distribution" in by_id:
         (h,) = on_ref

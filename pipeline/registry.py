@@ -68,7 +68,8 @@ class Context:
     `params`: the named parameters of the SQL models and checks (each takes the ones it
     uses). `placeholders`: SQL expressions compiled from the validated rules file, for the
     `{{ name }}` placeholders. `inputs`: what the stage hands its Python models that is not
-    in the warehouse (ingest: the files' facts)."""
+    in the warehouse (ingest: the files' facts; report: `previous`, the last release
+    published from the output folder, or None)."""
 
     cfg: Config
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -142,12 +143,14 @@ MODELS: tuple[Model, ...] = (
             "marts__table_cells__shared_numbers_agree",
         ),
     ),
+    # movement (definitions §8.5): the cohort table, counted; its numbers join the one
+    # suppression pattern of marts.suppressed_cells (pipeline.movement.cohort_relations).
+    # Before release_cells: the coarsening judges a level on the pattern the release will
+    # have, so it solves with the cohort's numbers and their link to the profile tables too
+    Model("marts.cohort_cells", "report"),
     # definitions §6: every table at the level of its hierarchy chosen for the release (a
     # table that would hide too many of its citizens has columns merged; internal)
     Model("marts.release_cells", "report", python="pipeline.coarsening:release_cells_model"),
-    # movement (definitions §8.5): the cohort table, counted; its numbers join the one
-    # suppression pattern of marts.suppressed_cells (pipeline.movement.cohort_relations)
-    Model("marts.cohort_cells", "report"),
     # the time-to-leave curve as published: a monthly grid, while enough are followed
     Model("marts.survival_points", "report", python="pipeline.movement:survival_points_model"),
     # definitions §6: the cells hidden, and why (internal)

@@ -151,13 +151,16 @@ class Release:
         return sum(len(t.cells) for t in self.tables)
 
 
-def context(cfg: Config, worklist: Worklist | None = None) -> Context:
+def context(cfg: Config, worklist: Worklist | None = None, previous: Any = None) -> Context:
     """What the report models are built with: the tables (vocabulary), the age bands and
     min_cell of the config; the union of the per-table count models for table_cells; the
-    worklist's reasons for marts.worklist (None: the shipped worklist)."""
+    worklist's reasons for marts.worklist (None: the shipped worklist); `previous`: the last
+    release published from the output folder (`pipeline.releases.Snapshot`, or None), whose
+    levels and pattern the coarsening and the suppression start from (pipeline.coarsening)."""
     worklist = worklist or load_worklist()
     return Context(
         cfg,
+        inputs={"previous": previous},
         params={
             **worklist.params(),
             "table_ids": [t.id for t in TABLES],
@@ -177,21 +180,22 @@ def context(cfg: Config, worklist: Worklist | None = None) -> Context:
 
 def publish(
     con: duckdb.DuckDBPyConnection, cfg: Config, *, counted: Callable[[], None] = lambda: None,
-    worklist: Worklist | None = None,
+    worklist: Worklist | None = None, previous: Any = None,
 ) -> Release:
     """Count every table, choose and audit the suppression pattern, and read back what may be
     published. Runs in the caller's transaction: a failing check or audit leaves the
     marts as they were once the caller rolls back. `counted` is called when the tables are
     counted, before the suppression is solved (the report starts its chart workers then).
     The stage's last model is the internal worklist (`worklist`; None: the shipped one),
-    which nothing of the release reads."""
+    which nothing of the release reads. `previous`: the last release published from the
+    output folder (`context`)."""
     cfg = cfg.resolved()
 
     def before(model: Model) -> None:
         if model.name == "marts.suppressed_cells":
             counted()
 
-    warehouse.build_stage(con, "report", context(cfg, worklist), before)
+    warehouse.build_stage(con, "report", context(cfg, worklist, previous), before)
     tables = published(con)
     primary, secondary, tabulated = warehouse.query(con, "release_counts").fetchone()
     return Release(
@@ -256,7 +260,10 @@ def suppressed_cells_model(con: duckdb.DuckDBPyConnection, ctx: Context) -> pa.T
     from pipeline.movement import cohort_relations
 
     known = cohort_relations(con, tables, known, ctx.cfg)
-    pattern = solve(tables, ctx.cfg.min_cell, relations=known).pattern
+    from pipeline.coarsening import costs  # the same preference the levels were chosen by
+
+    pattern = solve(tables, ctx.cfg.min_cell, relations=known,
+                    costs=costs(ctx.cfg, tables, ctx.inputs.get("previous"))).pattern
     problems = audit(tables, pattern.keys(), ctx.cfg.min_cell, relations=known)
     if problems:
         raise ReportError("the suppression pattern failed its audit (§6); nothing was"

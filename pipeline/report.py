@@ -142,6 +142,7 @@ def report(
     catalogue: Catalogue | None = None,
     *,
     against: Any = None,
+    previous: Any = None,
 ) -> ReportResult:
     """Count, suppress, audit and publish the tables of definitions §5 into `out_dir`.
 
@@ -152,7 +153,10 @@ def report(
     None: the shipped worklist, the catalogue config `catalogue` names or the shipped one)
     give the internal worklist files and the page's catalogue. `against`
     (`pipeline.changes.Against`; the runner's): the releases published before, for the
-    profile changes table and the audit across releases (`against.checked` is set)."""
+    profile changes table and the audit across releases (`against.checked` is set).
+    `previous`: the last release published from the output folder
+    (`pipeline.releases.Snapshot`; None: none), whose coarsening levels and pattern this
+    release starts from (docs/disclosure.md §3)."""
     cfg = cfg.resolved()
     step = step or (lambda _: None)
     out_dir = Path(out_dir)
@@ -180,7 +184,7 @@ def report(
         # release's marts back too
         with warehouse.transaction(con):
             step("report: counting the tables")
-            rel = publish(con, cfg, counted=counted, worklist=worklist)
+            rel = publish(con, cfg, counted=counted, worklist=worklist, previous=previous)
             moves = movement.published(con, cfg)  # issue 16: part of the same release
             if against is not None:  # issue 16 item 2: the changes since the last release
                 against.checked = _check_changes(con, cfg, against)

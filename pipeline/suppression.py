@@ -29,13 +29,15 @@ Method (definitions §6, "the attacker"):
   so the attacker is the exact one of §6. Every whole-number solution found is kept as
   a witness (it shows how far each cell can move), which spares most LPs.
 * Safe: every hidden variable has min < max, every primary one max >= min_cell.
-* Choice of the pattern: a MILP over binary hide-variables, cost value*M + cells (fewest
-  hidden citizens, a shared number counted once, then fewest printed cells), with
-  necessary conditions per relation as constraints. The candidate is audited; every
-  exposed variable yields a cut valid for all safe patterns (a Benders / Fischetti-Salazar
-  capacity cut from the LP duals, or a no-good cut when only the integer attacker
-  succeeds), and the MILP is solved again. Patterns are finite and each cut removes the
-  current candidate, so the loop ends; the first candidate that passes is optimal.
+* Choice of the pattern (the caller may weigh it, `Costs`: per-table limits first, then
+  weights per cell; the default is §6's): a MILP over binary hide-variables, cost
+  value*M + cells (fewest hidden citizens, a shared number counted once, then fewest
+  printed cells), with necessary conditions per relation as constraints. The candidate
+  is audited; every exposed variable yields a cut valid for all safe patterns (a Benders
+  / Fischetti-Salazar capacity cut from the LP duals, or a no-good cut when only the
+  integer attacker succeeds), and the MILP is solved again. Patterns are finite and each
+  cut removes the current candidate, so the loop ends; the first candidate that passes is
+  optimal.
 * A safe pattern always exists: every relation is homogeneous (a sum of cells minus a
   total equals 0), so with every non-zero cell hidden the true table t and every multiple
   k*t (k >= 1 whole) are consistent; each hidden cell then ranges from at most its value
@@ -62,7 +64,7 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["CellKey", "Relations", "Solution", "SuppressionInfeasible", "Table", "audit",
+__all__ = ["CellKey", "Costs", "Relations", "Solution", "SuppressionInfeasible", "Table", "audit",
            "solve", "suppress"]
 
 TOTAL = "total"
@@ -164,6 +166,38 @@ class Relations:
     known: frozenset[CellKey] = frozenset()
 
 
+@dataclass(frozen=True)
+class Costs:
+    """What the pattern prefers, beyond §6's cost (fewest hidden citizens, then fewest
+    printed cells). Only which safe pattern is chosen changes, never what is safe.
+
+    `cells`: weights by cell key (1 if absent): a number's citizens count the largest
+    weight of its printings. Across releases: hiding again what the previous release hid
+    costs less, so patterns stay consistent between periods (Eurostat).
+
+    `limits`: per table id, the share of its citizens (its inner counts: ticks in a
+    multi-response table, the row totals of a table without columns) that may be hidden.
+    Soft and first: among safe patterns the one with the fewest citizens hidden beyond the
+    limits, summed over the tables, and among those the cheapest by the weights. The
+    coarsening's goal (no table hides more than a third) is then met at a level where any
+    safe pattern meets it, not only where the cheapest one happens to."""
+
+    cells: Mapping[CellKey, float] = field(default_factory=dict)
+    limits: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for w in self.cells.values():
+            if isinstance(w, bool) or not isinstance(w, int | float) or not (
+                    0 <= w < math.inf):
+                raise ValueError(f"a cost weight must be a number >= 0, got {w!r}")
+        for w in self.limits.values():
+            if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w <= 1:
+                raise ValueError(f"a limit must be a share between 0 and 1, got {w!r}")
+
+    def weight(self, cell: CellKey) -> float:
+        return float(self.cells.get(cell, 1.0))
+
+
 # ---------------------------------------------------------------------------------------
 # Model: variables (statistics), relations and values, in a canonical order
 
@@ -172,7 +206,7 @@ class _Model:
     """The release as the attacker sees it: variables = distinct statistics."""
 
     def __init__(self, tables: Sequence[Table], min_cell: int,
-                 relations: Relations | None = None) -> None:
+                 relations: Relations | None = None, costs: Costs | None = None) -> None:
         if isinstance(min_cell, bool) or int(min_cell) != min_cell or min_cell < 0:
             raise ValueError(f"min_cell must be a whole number >= 0, got {min_cell!r}")
         self.min_cell = int(min_cell)
@@ -315,6 +349,20 @@ class _Model:
         if np.any(self.E @ self.a != 0) or np.any(self.slack < 0):
             raise ValueError("a relation does not hold for the counts given")
         self.ninst = np.array([len(x) for x in self.instances], dtype=float)
+        costs = costs or Costs()
+        self.weight = np.array([max((costs.weight(k) for k in inst), default=1.0)
+                                for inst in self.instances])
+        # per limited table: its inner counts by variable, and how many may be hidden
+        limited = [t for t in self.tables if costs.limits.get(t.id, 1.0) < 1.0]
+        self.limit_rows = np.zeros((len(limited), n))
+        self.limit_rhs = np.zeros(len(limited))
+        for k, t in enumerate(limited):
+            cols = t.cols or (TOTAL,)
+            for r in t.rows:
+                for c in cols:
+                    v = self.cell_var[(t.id, r, c)]
+                    self.limit_rows[k, v] += self.a[v]
+            self.limit_rhs[k] = costs.limits[t.id] * self.limit_rows[k].sum()
         m = self.min_cell
         self.primary = (self.a >= 1) & (self.a <= m - 1) & ~self.aux & ~self.known
         self.nonzero = (self.a >= 1) & ~self.aux & ~self.known  # the cells that may be hidden
@@ -660,26 +708,44 @@ def _solve_master(model: _Model, cand: np.ndarray, rows: list[tuple[np.ndarray, 
                   node_limit: int) -> tuple[np.ndarray | None, bool, int]:
     """The cheapest pattern meeting every row so far: (pattern or None, optimal, nodes).
     Bounded by nodes explored, never by time: the same rows give the same answer."""
-    n = model.n
+    n, k = model.n, len(model.limit_rhs)
     # fewest hidden citizens (a shared number once), then fewest printed cells (§6)
     big = model.ninst.sum() + 1.0
-    cost = np.where(cand, model.a * big + model.ninst, 0.0)
+    cost = np.where(cand, model.a * model.weight * big + model.ninst, 0.0)
     lb = np.where(model.primary, 1.0, 0.0)
     ub = np.where(cand, 1.0, 0.0)
+    cons = []
     if rows:
         mat = np.array([r[0] for r in rows])
         rhs = np.array([r[1] for r in rows])
-        cons = [LinearConstraint(mat, rhs, np.inf)]
-    else:
-        cons = []
-    res = milp(cost, constraints=cons, integrality=np.ones(n), bounds=Bounds(lb, ub),
-               options={"mip_rel_gap": 0.0, "node_limit": int(node_limit)})
-    nodes = int(getattr(res, "mip_node_count", 0) or 0)
+        cons = [LinearConstraint(np.hstack([mat, np.zeros((len(rows), k))]), rhs, np.inf)]
+    integrality = np.concatenate([np.ones(n), np.zeros(k)])
+    bounds = Bounds(np.concatenate([lb, np.zeros(k)]), np.concatenate([ub, np.full(k, np.inf)]))
+    options = {"mip_rel_gap": 0.0, "node_limit": int(node_limit)}
+    nodes = 0
+    if k:
+        # the limits (Costs.limits): s_t >= hidden citizens of table t - its limit, and
+        # first the fewest such citizens, then the cost below with their sum held there
+        cons.append(LinearConstraint(np.hstack([model.limit_rows, -np.eye(k)]), -np.inf,
+                                     model.limit_rhs))
+        res = milp(np.concatenate([np.zeros(n), np.ones(k)]), constraints=cons,
+                   integrality=integrality, bounds=bounds, options=options)
+        nodes += int(getattr(res, "mip_node_count", 0) or 0)
+        if res.x is None:
+            if res.status == 2:
+                raise SuppressionInfeasible("no safe suppression pattern exists")
+            return None, False, nodes
+        over = float(res.x[n:].sum())
+        cons.append(LinearConstraint(np.concatenate([np.zeros(n), np.ones(k)])[None, :],
+                                     -np.inf, over + 1e-6))
+    res = milp(np.concatenate([cost, np.zeros(k)]), constraints=cons,
+               integrality=integrality, bounds=bounds, options=options)
+    nodes += int(getattr(res, "mip_node_count", 0) or 0)
     if res.x is None:
         if res.status == 2:  # infeasible: impossible, all-hidden satisfies every cut
             raise SuppressionInfeasible("no safe suppression pattern exists")
         return None, False, nodes
-    return res.x > 0.5, res.status == 0, nodes
+    return res.x[:n] > 0.5, res.status == 0, nodes
 
 
 def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
@@ -688,7 +754,7 @@ def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
     with it (or anywhere, if none is left). Ends at the latest with every non-zero cell
     hidden, which is always safe (module docstring)."""
     hide = hide.copy()
-    weight = model.a * (model.ninst.sum() + 1) + model.ninst
+    weight = model.a * model.weight * (model.ninst.sum() + 1) + model.ninst
     incidence = model.E != 0
     pool: list[np.ndarray] = []
     while True:
@@ -711,16 +777,17 @@ def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
 
 
 def suppress(tables: Sequence[Table], min_cell: int = 5, *, max_rounds: int = MAX_ROUNDS,
-             node_limit: int = NODE_LIMIT,
-             relations: Relations | None = None) -> dict[CellKey, Reason]:
+             node_limit: int = NODE_LIMIT, relations: Relations | None = None,
+             costs: Costs | None = None) -> dict[CellKey, Reason]:
     """Cells to hide in the release (definitions §6), with the reason; shown cells absent.
 
-    `relations`: what the reader knows beyond each table's sums (`Relations`).
+    `relations`: what the reader knows beyond each table's sums (`Relations`); `costs`:
+    which safe pattern to prefer (`Costs`; None: fewest hidden citizens, then cells).
     `max_rounds` (of the cut loop) and `node_limit` (per master MILP) bound the search for
     the optimal pattern by work, not time; past them, the best candidate is completed
     greedily (safe, perhaps not minimal), the same way on every machine."""
     return solve(tables, min_cell, max_rounds=max_rounds, node_limit=node_limit,
-                 relations=relations).pattern
+                 relations=relations, costs=costs).pattern
 
 
 @dataclass(frozen=True)
@@ -738,11 +805,12 @@ class Solution:
 
 
 def solve(tables: Sequence[Table], min_cell: int = 5, *, max_rounds: int = MAX_ROUNDS,
-          node_limit: int = NODE_LIMIT, relations: Relations | None = None) -> Solution:
+          node_limit: int = NODE_LIMIT, relations: Relations | None = None,
+          costs: Costs | None = None) -> Solution:
     """`suppress`, with how the pattern was found. The budget is work (module docstring):
     the pattern depends on the data and the budget only."""
     start = time.monotonic()
-    model = _Model(tables, min_cell, relations)
+    model = _Model(tables, min_cell, relations, costs)
     if model.min_cell <= 1 or not model.primary.any():
         return Solution({}, False, 0, time.monotonic() - start)
     cand = model.nonzero  # zeros are always shown (§6)

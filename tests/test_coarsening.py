@@ -266,3 +266,132 @@ def test_the_example_config_states_the_default_hierarchy(tmp_path):
     path = tmp_path / "m3.toml"
     path.write_text("\n".join(body) + "\n", "utf-8")
     assert plan(load_config(path)) == plan(Config())
+
+
+# ---------------------------------------------------------------------------------------
+# issue 13: the levels judged on the pattern published (the cohort table's link included),
+# kept across releases, and the previous pattern preferred
+
+
+def test_demo_150_seed_3_every_table_shows_two_thirds(tmp_path):
+    # the goal of issue 13 at Faxe's size. Before: the coarsening solved without the cohort
+    # table's numbers and its link to the profile tables (cohort citizens still in M3 <=
+    # the profile's more than a year in M3), and took the cheapest pattern whatever a
+    # table hid: misuse at its coarsest showed 66 % of its citizens (74 of 112)
+    from pipeline.coarsening import hidden_share
+    from pipeline.demo import write_demo
+    from pipeline.ingest import ingest
+    from pipeline.release import counted_tables
+    from pipeline.warehouse import connect
+
+    cfg = Config(reference_date=REF, min_cell=5)
+    write_demo(tmp_path, n=150, seed=3, reference_date=REF)
+    con = connect()
+    ingest(con, cfg, tmp_path, "test")
+    segment(con, cfg, load_rules())
+    rel = publish(con, cfg)
+    assert {t.id: t.level for t in rel.tables if t.level} == {
+        "course_history": 2, "age_groups": 2, "m3_duration": 1, "barriers": 2}
+    hidden = {(t.id, r, c) for t in rel.tables for (r, c), cell in t.cells.items()
+              if cell.hidden}
+    shown = {t.id: round(1 - hidden_share(t, hidden), 3) for t in counted_tables(con)}
+    assert shown == {"profile_distribution": 0.902, "course_history": 0.902,
+                     "age_groups": 0.902, "case_focus": 0.68, "misuse": 0.701,
+                     "motivation": 0.675, "m3_duration": 0.902, "barriers": 0.683}
+    assert min(shown.values()) >= 2 / 3
+
+
+def test_a_release_starts_from_the_previous_releases_levels(coarsened):
+    # a level that changes between two nights makes the releases not comparable (the
+    # audit across releases refuses them): the next release starts from the levels of the
+    # last one published from the folder, never finer, coarser only where needed
+    from pipeline import releases
+
+    con, rel = coarsened
+    cfg = Config(reference_date=REF, min_cell=5)
+    first = releases.snapshot(con, cfg, "1")
+    assert first.structure["merges"]["age_groups"] == {
+        "under_30": ["under_25", "25_29"], "30_49": ["30_39", "40_49"],
+        "50_plus": ["50_59", "60_plus"]}
+    # the previous release had course history at its level 1 and age at all ages (as if
+    # the data then needed it): the new one keeps both, though its own data need neither
+    first.structure["merges"]["course_history"] = {
+        "continuous": ["long_continuous", "short_continuous"]}
+    first.structure["merges"]["age_groups"] = {
+        "all_ages": ["under_25", "25_29", "30_39", "40_49", "50_59", "60_plus"]}
+    again = publish(con, cfg, previous=first)
+    levels = {t.id: t.level for t in again.tables if t.level}
+    assert levels == {"course_history": 1, "age_groups": 2, "barriers": 1}
+    assert grid(con, "course_history")[("maybe_suitable", "continuous")] == 20
+    # the same input, the same release (determinism)
+    twice = publish(con, cfg, previous=first)
+    assert [(t.id, t.level, dict(t.cells)) for t in twice.tables] == [
+        (t.id, t.level, dict(t.cells)) for t in again.tables]
+    # without a previous release: the levels its own data need (the fixture's)
+    assert {t.id: t.level for t in publish(con, cfg).tables if t.level} == {
+        "age_groups": 1, "barriers": 1}
+
+
+def test_a_level_that_must_change_is_a_warning_in_the_log(coarsened, caplog):
+    # the previous release showed age at its finest; this one's data need three groups:
+    # coarser it is (readable), and the log says so (the release is then not comparable
+    # with the previous one, and the policy keeps that one: docs/disclosure.md §2.3)
+    from pipeline import releases
+
+    con, _ = coarsened
+    cfg = Config(reference_date=REF, min_cell=5)
+    first = releases.snapshot(con, cfg, "1")
+    del first.structure["merges"]["age_groups"]
+    with caplog.at_level("WARNING", logger="m3_profiles"):
+        again = publish(con, cfg, previous=first)
+    assert {t.id: t.level for t in again.tables if t.level} == {"age_groups": 1,
+                                                                 "barriers": 1}
+    assert [r.getMessage() for r in caplog.records if r.name == "m3_profiles"] == [
+        "coarsening: table age_groups at level 1, the previous release's 0"]
+
+
+def test_the_previous_pattern_is_preferred():
+    # Eurostat: consistent suppression patterns between periods. a[x] = 2 is small; its
+    # protection is a rectangle through column y (2 + 10 + 20 + 30 = 62 citizens) or z
+    # (2 + 12 + 20 + 31 = 65). Alone, y is cheaper; when the previous release hid the z
+    # cells, hiding them again costs only the printed cells, and the pattern agrees
+    import numpy as np
+
+    from pipeline.suppression import Costs, Table, audit, solve
+
+    t = Table("t", "profile", ("a", "b"), ("x", "y", "z"),
+              np.array([[2, 10, 12, 24], [20, 30, 31, 81], [22, 40, 43, 105]]))
+    alone = solve([t], 5).pattern
+    assert set(alone) == {("t", "a", "x"), ("t", "a", "y"), ("t", "b", "x"), ("t", "b", "y")}
+    before = {("t", "a", "z"): 0.0, ("t", "b", "z"): 0.0}
+    kept = solve([t], 5, costs=Costs(cells=before)).pattern
+    assert set(kept) == {("t", "a", "x"), ("t", "a", "z"), ("t", "b", "x"), ("t", "b", "z")}
+    assert audit([t], kept, 5) == []
+
+
+def test_a_limit_per_table_is_met_where_a_safe_pattern_can():
+    # u[a, x] = 2 and u[a, y] = 3 are small. The cheapest safe pattern hides every inner
+    # cell (150 citizens: all of the table's); with a limit of a third, the pattern hides
+    # row a and the column totals instead (195 numbers' worth, but 45 of the table's 150
+    # citizens in hidden inner cells: 30 %)
+    import numpy as np
+
+    from pipeline.coarsening import hidden_share
+    from pipeline.suppression import Costs, Table, audit, solve
+
+    u = Table("u", "profile", ("a", "b"), ("x", "y", "z"),
+              np.array([[2, 3, 40, 45], [30, 40, 35, 105], [32, 43, 75, 150]]))
+    cheap = solve([u], 5).pattern
+    assert set(cheap) == {("u", r, c) for r in ("a", "b") for c in ("x", "y", "z")}
+    assert hidden_share(u, cheap) == 1.0
+    limited = solve([u], 5, costs=Costs(limits={"u": 1 / 3})).pattern
+    assert set(limited) == {("u", r, c) for r in ("a", "total") for c in ("x", "y", "z")}
+    assert hidden_share(u, limited) == pytest.approx(0.3)
+    assert audit([u], limited, 5) == []
+    # soft: under a limit no safe pattern meets, the one nearest to it (only the two
+    # small cells inner, 5 citizens; protected by the totals)
+    nearest = solve([u], 5, costs=Costs(limits={"u": 0.0})).pattern
+    assert set(nearest) == {("u", "a", "x"), ("u", "a", "y"), ("u", "a", "total"),
+                            ("u", "total", "x"), ("u", "total", "y"), ("u", "total", "total")}
+    assert hidden_share(u, nearest) == pytest.approx(5 / 150)
+    assert audit([u], nearest, 5) == []
