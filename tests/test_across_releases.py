@@ -157,19 +157,22 @@ def test_a_cohort_citizen_out_of_scope_removed_is_refused(tmp_path):
     assert (cid, profile, path) == ("B0000085", "physically_ill",
                                     "1m=m3;3m=m3;6m=fleksjob_pension;12m=fleksjob_pension")
     con2, rel2 = second_release(without(tmp_path / "a", tmp_path / "b", cid), cfg, rules)
-    assert [t.cells for t in rel.tables] == [t.cells for t in rel2.tables]
-    assert rel.headline == rel2.headline
+    # the tables count the same citizens (their true numbers are equal below); the joint
+    # pattern may differ, since the cohort's numbers are in it
+    assert rel.headline.in_scope == rel2.headline.in_scope
     # the attack: subtraction of the cells shown in both releases
     a, b = _shown_cohort(con), _shown_cohort(con2)
     read = {k: a[k] - b[k] for k in a.keys() & b.keys() if a[k] != b[k]}
-    assert read == {
-        **{(h, profile, "total"): 1 for h in ("1m", "3m", "6m", "12m")},
-        **{(h, "total", "total"): 1 for h in ("1m", "3m", "6m", "12m")},
-        **{(h, r, "m3"): 1 for h in ("1m", "3m") for r in (profile, "total")}}
+    # at least: one citizen fewer in the cohort, in M3 at 1 and 3 months (the joint pattern
+    # decides whether its profile's row is shown in both, and so read too)
+    assert {**{(h, "total", "total"): 1 for h in ("1m", "3m", "6m", "12m")},
+            **{(h, "total", "m3"): 1 for h in ("1m", "3m")}}.items() <= read.items()
     old = releases.snapshot(con, cfg, "20240630T000000-a")
     new = releases.snapshot(con2, cfg, "20240701T000000-b")
     assert old.citizens.num_rows == 140  # 139 in scope and the cohort citizen out of it
     assert new.citizens.num_rows == 139
+    assert {k: v for k, v in old.values.items() if k.startswith("cell|") and "cohort" not in k} \
+        == {k: v for k, v in new.values.items() if k.startswith("cell|") and "cohort" not in k}
     left, entered, changed = releases.flows(old, new)
     assert changed == 1 and entered == {}
     assert left == {releases.cell_name((f"cohort_{h}", r, c)): 1
