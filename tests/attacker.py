@@ -274,8 +274,8 @@ class Knowledge:
     card: CardKnowledge | None = None
     # the link between the cohort and the tables the other way round too (a tabulated
     # citizen with more than a year in M3 is in the cohort, in M3 at every horizon), where
-    # the data keep it; False: only the first direction (docs/disclosure.md §7)
-    both_ways: bool = True
+    # the data keep it; False: only the pipeline's direction (docs/disclosure.md §7)
+    both_ways: bool = False
 
 
 @dataclass

@@ -6,7 +6,7 @@ profile tables (tests/attacker.py, written without pipeline.suppression).
 For each new relation a hand-made release (the demo's true counts with chosen cells hidden)
 where the oracle must find what is there to find — its teeth; the demo's own releases with
 the whole page, where it must find nothing; and the leak it found on main (the cohort's link
-to the tables read both ways), fixed on main since."""
+to the tables read both ways), kept as an expected failure until the pipeline models it."""
 
 from __future__ import annotations
 
@@ -216,19 +216,19 @@ def test_teeth_a_card_age_band_bounds_the_age_table(with_model_finest):
 # the leak found on main: the cohort's link to the tables, read both ways
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "leak on main (issue 13 item 5): the suppression links the cohort to the tables one way"
+    " only (still in M3 on the reference date at most the profile's citizens with more than"
+    " a year in M3). The other way holds but for a stretch begun in the 1-2 days between the"
+    " cohort date and 365 days before the reference date: a tabulated citizen with more than"
+    " a year in M3 was in M3 on the cohort date and at every horizon since. At 150 citizens"
+    " seed 3 the page shows physically_ill's 1y_plus = 15 and its cohort 16, with m3 and"
+    " fleksjob_pension hidden at 6 and 12 months (other statuses 0): m3 >= 15 and"
+    " fleksjob_pension >= 1 give fleksjob_pension = 1, a primary, exactly"))
 def test_the_cohort_link_read_both_ways_reveals_nothing(demo150):
-    """The leak this oracle found on main (bf0ce56): the suppression linked the cohort to
-    the tables one way only. The other way holds but for a stretch begun in the 1-2 days
-    between the cohort date and 365 days before the reference date (a tabulated citizen
-    with more than a year in M3 was in M3 on the cohort date and at every horizon since).
-    At 150 citizens seed 3 the page showed physically_ill's 1y_plus = 15 and its cohort 16,
-    m3 and fleksjob_pension hidden at 6 and 12 months (other statuses 0): m3 >= 15 and
-    fleksjob_pension >= 1 gave fleksjob_pension = 1, a primary, exactly. Fixed on main
-    (movement.cohort_relations, a688d49); this was a strict xfail until then."""
     con, rel, cfg, rules = demo150
     kn = knowledge(con, rel, cfg, rules, label="150/3")
-    kn.both_ways = False
-    assert attack(kn).findings == []  # the pipeline's first direction only
+    assert attack(kn).findings == []  # the pipeline's direction only: safe
     kn.both_ways = True
     a = attack(kn)
     assert a.findings == [], "\n".join(map(str, a.findings))
