@@ -190,18 +190,6 @@ def _preload_report() -> None:
         importlib.import_module("pipeline.report")
 
 
-def _previous_release(st: RunState) -> Any:
-    """The last release published from the output folder (issue 13: the new release starts
-    from its coarsening levels and pattern); None when there is none or the tables are
-    internal (min_cell 0 or 1, outside the publication policy)."""
-    if st.out_dir is None or st.cfg.resolved().min_cell <= 1:
-        return None
-    from pipeline import releases
-
-    kept = releases.kept(releases.store(st.cfg, st.out_dir), 1)
-    return kept[-1] if kept else None
-
-
 def _stage_report(
     con: duckdb.DuckDBPyConnection, st: RunState, step: Callable[[str], None]
 ) -> None:
@@ -227,7 +215,9 @@ def _stage_report(
                if cfg.min_cell > 1 else None)
     st.report = report_mod.report(con, st.cfg, st.rules, st.workdir, manifest, step,
                                   st.worklist, st.catalogue, against=against,
-                                  previous=_previous_release(st))
+                                  # issue 13: the last release's levels and pattern
+                                  previous=against.previous[-1]
+                                  if against is not None and against.previous else None)
     log.info("report: checking the release against the releases published before")
     st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir,
                                  checked=against.checked if against else None)
