@@ -387,8 +387,7 @@ def write_files(folder: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist
     con.execute(f"create or replace temp table {_ROWS_TABLE} as {_ROWS_SQL}",
                 {"reason_codes": _codes(worklist)})
     try:
-        cells = ", ".join(f'{_CSV_CELLS.get(c, f"{chr(34)}{c}{chr(34)}")} as "{c}"'
-                          for c in CSV_COLUMNS)
+        cells = ", ".join(_CSV_CELLS.get(c, f'"{c}"') + f' as "{c}"' for c in CSV_COLUMNS)
         warehouse.copy_to(con, f"select {cells} from ({_LIST_SQL.format(source=_ROWS_TABLE)})",
                           folder / "worklist.csv", "header, delimiter ','",
                           {"only": None, "limit": None})
