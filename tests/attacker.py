@@ -274,8 +274,9 @@ class Knowledge:
     card: CardKnowledge | None = None
     # the link between the cohort and the tables the other way round too (a tabulated
     # citizen with more than a year in M3 is in the cohort, in M3 at every horizon), where
-    # the data keep it; False: only the pipeline's direction (docs/disclosure.md §7)
-    both_ways: bool = False
+    # the data keep it (docs/disclosure.md §7); False: one way only, for the tests that
+    # show what the other direction adds
+    both_ways: bool = True
 
 
 @dataclass

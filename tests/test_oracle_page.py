@@ -213,22 +213,41 @@ def test_teeth_a_card_age_band_bounds_the_age_table(with_model_finest):
 
 
 # ---------------------------------------------------------------------------------------
-# the leak found on main: the cohort's link to the tables, read both ways
+# the cohort's link to the tables read both ways (a leak y13c's oracle found on main; the
+# suppression knows both directions since: pipeline.movement.cohort_relations)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "leak on main (issue 13 item 5): the suppression links the cohort to the tables one way"
-    " only (still in M3 on the reference date at most the profile's citizens with more than"
-    " a year in M3). The other way holds but for a stretch begun in the 1-2 days between the"
-    " cohort date and 365 days before the reference date: a tabulated citizen with more than"
-    " a year in M3 was in M3 on the cohort date and at every horizon since. At 150 citizens"
-    " seed 3 the page shows physically_ill's 1y_plus = 15 and its cohort 16, with m3 and"
-    " fleksjob_pension hidden at 6 and 12 months (other statuses 0): m3 >= 15 and"
-    " fleksjob_pension >= 1 give fleksjob_pension = 1, a primary, exactly"))
-def test_the_cohort_link_read_both_ways_reveals_nothing(demo150):
+def test_teeth_more_than_a_year_in_m3_bounds_the_cohort_from_below(demo150):
+    """The other direction (docs/disclosure.md §7): a tabulated citizen with more than a
+    year in M3 was in M3 on the cohort date and on every day since, so at the reference
+    date's horizon the profile's cohort still in M3 is at least its citizens with more
+    than a year in M3, and with the pipeline's direction exactly that. A rectangle in the
+    cohort's reference horizon (rows p and the total x m3, fleksjob_pension) is safe read
+    one way: m3 of p can fall and fleksjob_pension rise. Read both ways m3 of p is fixed,
+    and with it every cell of the rectangle."""
+    kn = hand_made(demo150, set())
+    h = f"cohort_{kn.cohort.ref_horizon}"
+    rows, _ = kn.tables["m3_duration"]
+
+    def more(r: str) -> int:
+        return sum(kn.truth[("m3_duration", r, c)] for c in ("1_to_2y", "2y_plus"))
+
+    cols = ("m3", "fleksjob_pension")
+    p = next(r for r in rows if kn.truth[(h, r, "m3")] == more(r) >= 2
+             and kn.truth[(h, r, "fleksjob_pension")] >= 1)
+    hidden = {(h, r, c) for r in (p, T) for c in cols}
+    one_way = attack(hand_made(demo150, hidden, both_ways=False), exact=True)
+    both = attack(hand_made(demo150, hidden), exact=True)
+    assert one_way.findings == []
+    assert found(both) == {k: (kn.truth[k], "exact") for k in hidden}
+
+
+def test_demo_150_seed_3_read_both_ways_reveals_nothing(demo150):
+    """The release y13c's oracle broke (physically_ill: 1y_plus 15 shown, its cohort 16,
+    m3 and fleksjob_pension hidden at 6 and 12 months, the other statuses 0, so
+    fleksjob_pension = 1, a primary): published safe now."""
     con, rel, cfg, rules = demo150
     kn = knowledge(con, rel, cfg, rules, label="150/3")
-    assert attack(kn).findings == []  # the pipeline's direction only: safe
-    kn.both_ways = True
+    assert kn.both_ways  # the oracle's default: every relation the page implies
     a = attack(kn)
     assert a.findings == [], "\n".join(map(str, a.findings))
