@@ -82,6 +82,10 @@ bench-model: $(STAMP) ## the profile model alone at 10,000, 100,000 and 1,000,00
 disclosure: $(STAMP) ## attack the demo's releases (60-1,000 citizens, seeds 1-3) into bench/results/
 	$(BIN)/python bench/disclosure.py
 
+.PHONY: oracle-page
+oracle-page: $(STAMP) ## the independent attacker on every number of the page (60-1,000 citizens, seeds 1-3) into bench/results/oracle-page-*.md (~20 min)
+	$(BIN)/python tests/oracle_sweep.py
+
 NIGHTS ?= 12
 EVERY ?= 30
 .PHONY: series
