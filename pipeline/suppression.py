@@ -502,6 +502,10 @@ class _Attacker:
                 cons.append(LinearConstraint(a_ub, -np.inf, b_ub))
             res = milp(c, constraints=cons, integrality=np.ones_like(c),
                        bounds=Bounds(lb, np.inf), options={"mip_rel_gap": 0.0})
+            if res.status == 2:  # as the LP below: y = 0 is feasible, presolve erred
+                res = milp(c, constraints=cons, integrality=np.ones_like(c),
+                           bounds=Bounds(lb, np.inf),
+                           options={"mip_rel_gap": 0.0, "presolve": False})
             if res.status != 0 or res.fun is None:
                 raise SuppressionInfeasible(f"attacker MILP failed: {res.message}")
             self._witness(cols, res.x)
@@ -513,6 +517,13 @@ class _Attacker:
             kw.update(A_ub=a_ub, b_ub=b_ub)
         res = linprog(c, bounds=np.column_stack([lb, np.full(len(lb), np.inf)]),
                       method="highs", **kw)
+        if res.status == 2:
+            # y = 0 (the true values) is always feasible (the model checks every relation
+            # against the counts), so "infeasible" is HiGHS's presolve mistaking an
+            # unbounded LP (seen: demo 400 seed 2, a cohort cell; without presolve HiGHS
+            # says unbounded). Solve it again without presolve
+            res = linprog(c, bounds=np.column_stack([lb, np.full(len(lb), np.inf)]),
+                          method="highs", options={"presolve": False}, **kw)
         if res.status == 3:
             (self.up if direction > 0 else self.down)[self.pos[v]] = np.inf
             return _Bound(np.inf, True)
