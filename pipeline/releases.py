@@ -705,14 +705,15 @@ class Decision:
 
 
 def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Path,
-           workdir: Path, checked: Any = None) -> Decision | None:
+           workdir: Path, against: Any = None) -> Decision | None:
     """The publication policy (docs/disclosure.md §2). Checks the release the report just
     wrote into `workdir/publish` against the releases published from `out_dir`: safe, its
     record goes into `workdir` (to the store once the run is in place); not, the earlier
     publish folder is put back unchanged and no record is written. None: nothing is
-    published that the policy protects (min_cell 0 or 1: internal tables). `checked`: what
-    the report already decided (`pipeline.changes.check`: the snapshot with the profile
-    changes table when the page shows it, and its verdict against the same releases)."""
+    published that the policy protects (min_cell 0 or 1: internal tables). `against`
+    (`pipeline.changes.Against`, the runner's): the releases kept, already read, and what
+    the report decided against them (`checked`: the snapshot with the profile changes table
+    when the page shows it, and its verdict)."""
     cfg = cfg.resolved()
     record = workdir / RECORD
     if record.exists():  # carried over from the output it replaces: already in the store
@@ -720,9 +721,10 @@ def decide(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str, out_dir: Pa
     if cfg.min_cell <= 1:
         return None
     stored = len(_kept_dirs(store(cfg, out_dir)))
-    previous = kept(store(cfg, out_dir), cfg.release_audit_window)
-    if checked is not None:
-        snap, verdict = checked.snapshot, checked.verdict
+    previous = (against.previous if against is not None
+                else kept(store(cfg, out_dir), cfg.release_audit_window))
+    if against is not None and against.checked is not None:
+        snap, verdict = against.checked.snapshot, against.checked.verdict
     else:
         try:
             snap = snapshot(con, cfg, run_id)

@@ -361,6 +361,9 @@ class _Model:
         costs = costs or Costs()
         self.weight = np.array([max((costs.weight(k) for k in inst), default=1.0)
                                 for inst in self.instances])
+        # §6's cost of hiding each variable: its citizens (weighted) first, then its printed
+        # cells (the master's objective, and the order of the greedy completions)
+        self.price = self.a * self.weight * (self.ninst.sum() + 1.0) + self.ninst
         # per limited table: its inner counts by variable, and how many may be hidden
         limited = [t for t in self.tables if costs.limits.get(t.id, 1.0) < 1.0]
         self.limit_rows = np.zeros((len(limited), n))
@@ -515,15 +518,14 @@ class _Attacker:
             kw.update(A_eq=a_eq, b_eq=np.zeros(len(eq)))
         if a_ub.size:
             kw.update(A_ub=a_ub, b_ub=b_ub)
-        res = linprog(c, bounds=np.column_stack([lb, np.full(len(lb), np.inf)]),
-                      method="highs", **kw)
+        bounds = np.column_stack([lb, np.full(len(lb), np.inf)])
+        res = linprog(c, bounds=bounds, method="highs", **kw)
         if res.status == 2:
             # y = 0 (the true values) is always feasible (the model checks every relation
             # against the counts), so "infeasible" is HiGHS's presolve mistaking an
             # unbounded LP (seen: demo 400 seed 2, a cohort cell; without presolve HiGHS
             # says unbounded). Solve it again without presolve
-            res = linprog(c, bounds=np.column_stack([lb, np.full(len(lb), np.inf)]),
-                          method="highs", options={"presolve": False}, **kw)
+            res = linprog(c, bounds=bounds, method="highs", options={"presolve": False}, **kw)
         if res.status == 3:
             (self.up if direction > 0 else self.down)[self.pos[v]] = np.inf
             return _Bound(np.inf, True)
@@ -730,8 +732,7 @@ def _solve_master(model: _Model, cand: np.ndarray, rows: list[tuple[np.ndarray, 
     Bounded by nodes explored, never by time: the same rows give the same answer."""
     n, k = model.n, len(model.limit_rhs)
     # fewest hidden citizens (a shared number once), then fewest printed cells (§6)
-    big = model.ninst.sum() + 1.0
-    cost = np.where(cand, model.a * model.weight * big + model.ninst, 0.0)
+    cost = np.where(cand, model.price, 0.0)
     lb = np.where(model.primary, 1.0, 0.0)
     ub = np.where(cand, 1.0, 0.0)
     cons = []
@@ -782,7 +783,6 @@ def _deepen(model: _Model, hide: np.ndarray, viol: list[_Violation],
     link, and the master paid a full solve per link (demo 400 seed 5: 72 rounds, 74 s
     without the per-table limits; with them, over 10 minutes). A check costs a tenth of
     a master solve."""
-    price = model.a * model.weight * (model.ninst.sum() + 1.0) + model.ninst
     found: list[_Violation] = []
     h = hide.copy()
     for _ in range(steps):
@@ -794,8 +794,8 @@ def _deepen(model: _Model, hide: np.ndarray, viol: list[_Violation],
             short = rhs - float(coef[h].sum())
             # a cell whose coefficient is 0 or that may not be hidden does not help
             usable = np.nonzero(~h & model.nonzero & (coef > _TOL))[0]
-            for j in usable[np.lexsort((usable, price[usable] / np.minimum(coef[usable],
-                                                                          max(short, _TOL))))]:
+            per_unit = model.price[usable] / np.minimum(coef[usable], max(short, _TOL))
+            for j in usable[np.lexsort((usable, per_unit))]:
                 if short <= _TOL:
                     break
                 h[j] = True
@@ -816,7 +816,6 @@ def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
     with it (or anywhere, if none is left). Ends at the latest with every non-zero cell
     hidden, which is always safe (module docstring)."""
     hide = hide.copy()
-    weight = model.a * model.weight * (model.ninst.sum() + 1) + model.ninst
     incidence = model.E != 0
     pool: list[np.ndarray] = []
     while True:
@@ -830,7 +829,7 @@ def _greedy_repair(model: _Model, hide: np.ndarray) -> np.ndarray:
             if not choice.any():  # everything non-zero hidden is safe; cannot get here
                 raise SuppressionInfeasible(f"{model.describe(x.var)} cannot be protected")
             idx = np.nonzero(choice)[0]
-            add.add(int(idx[np.argmin(weight[idx])]))
+            add.add(int(idx[np.argmin(model.price[idx])]))
         hide[sorted(add)] = True
 
 
