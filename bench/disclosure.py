@@ -16,10 +16,13 @@ default hierarchy and threshold.
 `--across` (issue 13 item 3): for each size and seed, two releases from one output folder:
 the same export a month later (reference date 2024-07-31), and the export without one
 citizen (the first maybe-suitable one). For each pair: how many citizens changed, the
-verdict of the audit across releases (`pipeline.releases.audit_chain`: published or kept)
-and its time, and the oracle's two-release attack (tests/attacker.py `attack_pair`) on the
-pair as it would be published without the policy ("before"): hidden numbers derived, flows
-fixed. "After" is safe when the policy keeps the earlier release, or publishes a release the
+verdict of the audit across releases as the report takes it (`pipeline.changes.decide`:
+with the profile changes table when that passes, without it when only that passes, or
+kept) and its time, and the oracle's two-release attack (tests/attacker.py `attack_pair`:
+both pages whole, the cohort table and the profile changes table included) on the pair as
+it would be published without the policy ("before", with the changes table): hidden
+numbers derived, flows fixed; on the pair as published ("after") when the policy publishes
+it. "After" is safe when the policy keeps the earlier release, or publishes a release the
 oracle learns nothing from. Written to bench/results/across-<timestamp>.md.
 """
 
@@ -39,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from attacker import attack, attack_pair, knowledge  # noqa: E402
 
-from pipeline import releases  # noqa: E402
+from pipeline import changes, releases  # noqa: E402
 from pipeline.coarsening import hidden_share  # noqa: E402
 from pipeline.config import Config, load_config  # noqa: E402
 from pipeline.demo import write_demo  # noqa: E402
@@ -206,16 +209,28 @@ def across(n: int, seed: int, min_cell: int, oracle: bool = True,
             con2, rel2 = _warehouse(folder, c2, rules, None if fresh else first)
             second = releases.snapshot(con2, c2, "2")
             start = time.monotonic()
-            verdict = releases.audit_chain([first], second)
+            checked = changes.decide(second, [first])
+            verdict = checked.verdict
             seconds = time.monotonic() - start
             row = {"size": n, "seed": seed, "case": case, "changed": verdict.changed,
                    "published": verdict.safe, "seconds": seconds, "problems": len(verdict.problems),
-                   "comparable": verdict.comparable}
+                   "comparable": verdict.comparable,
+                   "changes": "shown" if checked.table is not None
+                   else "withheld" if checked.withheld else "-"}
             if oracle:
+                # before: the pair with the changes table, as main published it; after: as
+                # the policy publishes it (the table only if it passed)
+                full = (changes.suppress(changes.count(first, second), c2.min_cell)
+                        if releases.comparable(first, second) else None)
+                k2 = knowledge(con2, rel2, c2, rules, label="second")
                 start = time.monotonic()
-                a = attack_pair(k1, knowledge(con2, rel2, c2, rules, label="second"))
+                a = attack_pair(k1, k2, changes=full)
                 row.update(findings=len(a.findings), fixed=len(a.fixed), proven=len(a.flows),
                            oracle_safe=a.safe, oracle_seconds=time.monotonic() - start)
+                if verdict.safe and checked.table is not full:
+                    after = attack_pair(k1, k2, changes=checked.table)
+                    row.update(after_safe=after.safe, after_findings=len(after.findings),
+                               after_fixed=len(after.fixed))
             out.append(row)
             con2.close()
         con.close()
@@ -234,26 +249,31 @@ def across_markdown(rows: list[dict], min_cell: int, fresh: bool = False) -> str
         "Audit: pipeline.releases.audit_chain (published, or kept: the earlier release stands).",
         "Oracle before: tests/attacker.py attack_pair on the pair as published without the",
         "policy: hidden numbers derived or proven small, flows fixed at 1..min_cell-1, flows",
-        "proven >= 1 (someone who moved is in the cell). After: safe when kept, or when the",
-        "oracle finds nothing in the pair the policy publishes.", "",
-        "| size | seed | case | changed | audit | audit s | oracle: hidden found | flows fixed"
-        " | flows proven >= 1 | safe before | safe after | agrees | oracle s |",
-        "|---:|---:|---|---:|---|---:|---:|---:|---:|:-:|:-:|:-:|---:|",
+        "proven >= 1 (someone who moved is in the cell). The oracle holds both pages whole",
+        "(tables, headline, cohort table, model card) and the second's profile changes table.",
+        "Changes: the profile changes table in the release published (shown), left out",
+        "because only the release without it passes (withheld), or no release (-).",
+        "After: safe when kept, or when the oracle finds nothing in the pair the policy",
+        "publishes.", "",
+        "| size | seed | case | changed | audit | changes | audit s | oracle: hidden found"
+        " | flows fixed | flows proven >= 1 | safe before | safe after | agrees | oracle s |",
+        "|---:|---:|---|---:|---|---|---:|---:|---:|---:|:-:|:-:|:-:|---:|",
     ]
     for r in rows:
         if "oracle_safe" in r:
-            after = (not r["published"]) or r["oracle_safe"]
+            published_safe = r.get("after_safe", r["oracle_safe"])
+            after = (not r["published"]) or published_safe
             agrees = r["published"] == r["oracle_safe"]
             lines.append(
                 f"| {r['size']} | {r['seed']} | {r['case']} | {r['changed']}"
-                f" | {_verdict(r)} | {r['seconds']:.1f}"
+                f" | {_verdict(r)} | {r['changes']} | {r['seconds']:.1f}"
                 f" | {r['findings']} | {r['fixed']} | {r['proven']}"
                 f" | {'yes' if r['oracle_safe'] else 'no'} | {'yes' if after else 'no'}"
                 f" | {'yes' if agrees else 'no'} | {r['oracle_seconds']:.0f} |")
         else:
             lines.append(
                 f"| {r['size']} | {r['seed']} | {r['case']} | {r['changed']}"
-                f" | {_verdict(r)} | {r['seconds']:.1f}"
+                f" | {_verdict(r)} | {r['changes']} | {r['seconds']:.1f}"
                 " | - | - | - | - | - | - | - |")
     return "\n".join(lines) + "\n"
 
@@ -279,7 +299,8 @@ def main_across(args: argparse.Namespace) -> None:
     out.write_text(text, "utf-8")
     print(text)
     print(f"wrote {out}")
-    bad = [r for r in rows if r["published"] and not r.get("oracle_safe", True)]
+    bad = [r for r in rows if r["published"]
+           and not r.get("after_safe", r.get("oracle_safe", True))]
     if bad:
         sys.exit(1)
 

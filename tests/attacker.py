@@ -523,12 +523,22 @@ class Program:
     expr: dict[Key, dict[int, float]] = field(default_factory=dict)
     eq: list[dict[int, float]] = field(default_factory=list)  # sum = 0
     le: list[dict[int, float]] = field(default_factory=list)  # sum <= 0
+    # sum <= 0 where the population's own numbers keep it (the cohort's link to the tables,
+    # docs/disclosure.md §7): knowledge for a population that keeps it, none for one that
+    # breaks it; `holding` picks them for a population (the release, its leavers, ...)
+    cond: list[dict[int, float]] = field(default_factory=list)
 
     def var(self, name: tuple) -> int:
         if name not in self.index:
             self.index[name] = len(self.names)
             self.names.append(name)
         return self.index[name]
+
+
+def holding(rows: Iterable[Mapping[int, float]], x: Sequence[float] | np.ndarray
+            ) -> list[dict[int, float]]:
+    """The rows (sum <= 0) that the population `x` keeps."""
+    return [dict(r) for r in rows if sum(x[v] * c for v, c in r.items()) <= 1e-9]
 
 
 def _add(*terms: Mapping[int, float], signs: Iterable[float] | None = None) -> dict[int, float]:
@@ -575,10 +585,12 @@ def record(c: Mapping[str, Any], rc: RuleClasses, cfg: Config,
     return out
 
 
-def build_program(kn: Knowledge, page: bool = True) -> tuple[Program, dict[int, int]]:
+def build_program(kn: Knowledge, page: bool = True, card: bool | None = None
+                  ) -> tuple[Program, dict[int, int]]:
     """The program and the true value of each variable (from the citizens). `page`: also
-    the cohort table and the model card (False: the tables and the headline only, as the
-    attack across releases holds them)."""
+    the cohort table and the model card (False: the tables and the headline only).
+    `card`: the card too (default: as `page`); the attack across releases models the
+    movers without it (the card's groups are not counted per citizen of the tables)."""
     cfg, rc = kn.cfg, RuleClasses(kn.rules, kn.cfg)
     prog = Program()
     true: dict[int, int] = {}
@@ -768,7 +780,7 @@ def build_program(kn: Knowledge, page: bool = True) -> tuple[Program, dict[int, 
             count(name)
     if page and kn.cohort is not None:
         _cohort_program(kn, prog, true, fine_cells, members)
-    if page and kn.card is not None:
+    if (page if card is None else card) and kn.card is not None:
         _card_program(kn, prog, true, by_source, new)
     return prog, true
 
@@ -788,9 +800,11 @@ def _cohort_program(kn: Knowledge, prog: Program, true: dict[int, int],
     in M3 on the cohort date (a year before) and at every horizon since, unless its
     stretch began in the day or two between the cohort date and a year of days before the
     reference date. Neither is exact in the definitions (a stretch can break and start
-    again; the citizens file's match group decides the scope), so each is added per
-    profile when the data keep it: a relation the data break is no knowledge, one they
-    keep is what a reader may well assume (docs/disclosure.md §7's rule, both ways)."""
+    again; the citizens file's match group decides the scope), so each is a conditional
+    relation (`Program.cond`), per profile, held for a population whose numbers keep it
+    (`holding`): a relation the data break is no knowledge, one they keep is what a reader
+    may well assume (docs/disclosure.md §7's rule, both ways); across releases the same
+    holds for the leavers and the entrants."""
     from pipeline.movement import STATUSES
 
     co = kn.cohort
@@ -819,9 +833,6 @@ def _cohort_program(kn: Knowledge, prog: Program, true: dict[int, int],
         return
     rows = kn.tables["m3_duration"][0]
 
-    def value(e: Mapping[int, float]) -> float:
-        return sum(true[v] * x for v, x in e.items())
-
     for p in co.profiles:
         if p not in rows:
             continue
@@ -831,9 +842,7 @@ def _cohort_program(kn: Knowledge, prog: Program, true: dict[int, int],
         pairs = [(still, total), (still, over)]
         if kn.both_ways:
             pairs += [(over, {y[(h, p, "m3")]: 1.0}) for h in co.horizons]
-        for small, big in pairs:
-            if value(small) <= value(big):
-                prog.le.append(_add(small, big, signs=(1, -1)))
+        prog.cond += [_add(small, big, signs=(1, -1)) for small, big in pairs]
 
 
 def _card_program(kn: Knowledge, prog: Program, true: dict[int, int],
@@ -951,7 +960,8 @@ def attack(kn: Knowledge, min_cell: int | None = None, exact: bool = False) -> A
         assert sum(x_true[v] * c for v, c in row.items()) <= 1e-9, row
 
     eq_rows, eq_rhs = list(prog.eq), [0.0] * len(prog.eq)
-    ub_rows, ub_rhs = list(prog.le), [0.0] * len(prog.le)
+    ub_rows = [*prog.le, *holding(prog.cond, x_true)]
+    ub_rhs = [0.0] * len(ub_rows)
     hidden: list[Key] = []
     for key, value in kn.shown.items():
         if key not in prog.expr:
@@ -1049,7 +1059,9 @@ class PairAttack:
     min_cell - 1 and at least 1 for every solution); and among those, the flows fixed
     exactly (`fixed`: ..., with the value): one citizen's categories read from the
     differences (definitions §6). A grand total's flow is not counted: the attacker is
-    given the flow volumes."""
+    given the flow volumes. With the profile changes table, the entrants and the leavers
+    of each profile (not published) are flows too: key ("changes", "entered" | "left",
+    profile)."""
 
     findings: list[Finding]
     flows: list[tuple[str, Key, str]]
@@ -1061,46 +1073,92 @@ class PairAttack:
         return not self.findings and not self.fixed
 
 
+# the model card's variables (_card_program): its groups are not counted per citizen of the
+# tables, so no flow links them between releases; each release keeps its own
+_CARD = frozenset({"card_out", "card_age_band", "card_trained", "card_sex", "card_bin"})
+
+
+def _own(part: str, name: tuple) -> tuple:
+    return ("release", part, *name) if name[0] in _CARD else name
+
+
+def _cohort_records(kn: Knowledge) -> dict[str, list[tuple]]:
+    """Per citizen of the cohort table, the variables it counts in (as _cohort_program)."""
+    if kn.cohort is None:
+        return {}
+    return {c["id"]: [("cohort", c["profile"]),
+                      *(("cohort", h, c["profile"], c["status"][h]) for h in kn.cohort.horizons)]
+            for c in kn.cohort.citizens}
+
+
 def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
-                hidden_numbers: bool = True) -> PairAttack:
-    """The attacker with both releases who also knows how many citizens left and how many
-    entered (the worst case: e.g. "one citizen left"). Class counts of the new population
-    are those of the old one minus the leavers plus the entrants, class by class (the
-    per-dimension counts too: a leaver leaves every dimension of its class; dealing the
-    dimensions out independently stays exact for the flows, as for the counts). The true
-    flows come from the citizens of both releases (matched by id): a citizen whose record
-    changed counts as one leaver and one entrant."""
+                hidden_numbers: bool = True, changes: Mapping[str, Any] | None = None
+                ) -> PairAttack:
+    """The attacker with both releases — every number of both pages: the tables, the
+    headline, the cohort table, the model card — who also knows how many citizens left
+    and how many entered, in the tables and in the cohort (the worst case: e.g. "one
+    citizen left"). Class counts of the new population are those of the old one minus the
+    leavers plus the entrants, class by class (the per-dimension counts too: a leaver
+    leaves every dimension of its class; dealing the dimensions out independently stays
+    exact for the flows, as for the counts), and the cohort's counts the same way; the
+    leavers are a part of the old population and the entrants of the new one, variable by
+    variable; each is a population counted as a release counts one (the tables' relations;
+    the cohort's link to the tables where their own numbers keep it). The model card's
+    groups are each release's own. The true flows come from the citizens of both releases
+    (matched by id): a citizen whose record changed counts as one leaver and one entrant —
+    its table record and its cohort record apart.
+
+    `changes`: the profile changes table the second release publishes (pipeline.changes,
+    as published: `profiles`, `moves`, `entered`, `left`, `hidden`), checked here against
+    the citizens of both releases and tied to the flows as the definitions imply
+    (docs/definitions-movement.md §8.7): per profile A, with the entrants e_A and leavers
+    l_A of the tables and s_A (kept A, changed otherwise), all unpublished, whole, >= 0:
+    leavers of A's total = Σ_B moves[A→B] + l_A + s_A, entrants of A's total =
+    Σ_B moves[B→A] + e_A + s_A, Σ e_A = entered, Σ l_A = left."""
     min_cell = new.cfg.min_cell if min_cell is None else min_cell
-    p_old, t_old = build_program(old, page=False)
-    p_new, t_new = build_program(new, page=False)
-    names = sorted(set(p_old.names) | set(p_new.names), key=repr)
+    if (old.cohort is None) != (new.cohort is None) or (
+            old.cohort and new.cohort and old.cohort.horizons != new.cohort.horizons):
+        raise ValueError("the two releases' cohort tables are not counted alike")
+    p_old, t_old = build_program(old)
+    p_new, t_new = build_program(new)
+    p_flow, _ = build_program(new, card=False)  # the movers, counted as the new release
+    n_old = [_own("old", nm) for nm in p_old.names]
+    n_new = [_own("new", nm) for nm in p_new.names]
+    n_flow = list(p_flow.names)
+    names = sorted(set(n_old) | set(n_new) | set(n_flow), key=repr)
     n = len(names)
     pos = {nm: i for i, nm in enumerate(names)}
     blocks = {"x": 0, "y": n, "L": 2 * n, "E": 3 * n}  # old, new, leavers, entrants
 
-    def lift(prog: Program, part: str, e: Mapping[int, float]) -> dict[int, float]:
-        return {blocks[part] + pos[prog.names[v]]: c for v, c in e.items()}
+    def lift(nms: Sequence[tuple], part: str, e: Mapping[int, float]) -> dict[int, float]:
+        return {blocks[part] + pos[nms[v]]: c for v, c in e.items()}
 
     x = np.zeros(n)
     y = np.zeros(n)
     for v, val in t_old.items():
-        x[pos[p_old.names[v]]] = val
+        x[pos[n_old[v]]] = val
     for v, val in t_new.items():
-        y[pos[p_new.names[v]]] = val
+        y[pos[n_new[v]]] = val
     # the true flows: who left or changed (their old record), who entered or changed
     rc_old, rc_new = RuleClasses(old.rules, old.cfg), RuleClasses(new.rules, new.cfg)
-    before = {c["id"]: record(c, rc_old, old.cfg, old.merges, old.model_trained)
-              for c in old.citizens}
-    after = {c["id"]: record(c, rc_new, new.cfg, new.merges, new.model_trained)
-             for c in new.citizens}
     flow_l, flow_e = np.zeros(n), np.zeros(n)
-    for cid in before.keys() | after.keys():
-        if before.get(cid) == after.get(cid):
-            continue
-        for nm in before.get(cid, []):
-            flow_l[pos[nm]] += 1
-        for nm in after.get(cid, []):
-            flow_e[pos[nm]] += 1
+    volumes: dict[str, list[float]] = {}
+    for what, before, after in (
+            ("tables", {c["id"]: record(c, rc_old, old.cfg, old.merges, old.model_trained)
+                        for c in old.citizens},
+             {c["id"]: record(c, rc_new, new.cfg, new.merges, new.model_trained)
+              for c in new.citizens}),
+            ("cohort", _cohort_records(old), _cohort_records(new))):
+        volumes[what] = [0.0, 0.0]
+        for cid in before.keys() | after.keys():
+            if before.get(cid) == after.get(cid):
+                continue
+            volumes[what][0] += cid in before
+            volumes[what][1] += cid in after
+            for nm in before.get(cid, []):
+                flow_l[pos[nm]] += 1
+            for nm in after.get(cid, []):
+                flow_e[pos[nm]] += 1
     # counts of citizens outside the tables: their flows are the differences
     for nm in (("unreviewed",), ("in_scope_other",), ("uncertain",)):
         if nm in pos:
@@ -1111,27 +1169,39 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
     eq_rows: list[dict[int, float]] = []
     eq_rhs: list[float] = []
     ub_rows: list[dict[int, float]] = []
-    ub_rhs: list[float] = []
-    for prog, part in ((p_old, "x"), (p_new, "y"), (p_new, "L"), (p_new, "E")):
-        eq_rows.extend(lift(prog, part, r) for r in prog.eq)
+    for nms, prog, part, own in ((n_old, p_old, "x", x), (n_new, p_new, "y", y),
+                                 (n_flow, p_flow, "L", flow_l), (n_flow, p_flow, "E", flow_e)):
+        eq_rows.extend(lift(nms, part, r) for r in prog.eq)
         eq_rhs.extend([0.0] * len(prog.eq))
-        ub_rows.extend(lift(prog, part, r) for r in prog.le)
-        ub_rhs.extend([0.0] * len(prog.le))
-    for i in range(n):  # y = x - L + E, class by class and dimension by dimension
+        # the cohort's link: for a population whose own numbers keep it
+        at = np.array([own[pos[nm]] for nm in nms])
+        ub_rows.extend(lift(nms, part, r) for r in (*prog.le, *holding(prog.cond, at)))
+    ub_rhs = [0.0] * len(ub_rows)
+    for nm in names:  # y = x - L + E, number by number, for what both releases count
+        if nm[0] == "release":
+            continue
+        i = pos[nm]
         eq_rows.append({blocks["y"] + i: 1.0, blocks["x"] + i: -1.0, blocks["L"] + i: 1.0,
                         blocks["E"] + i: -1.0})
         eq_rhs.append(0.0)
-    classes = [pos[nm] for nm in names if nm[0] == "K"]
-    for part in ("L", "E"):  # how many left, how many entered
-        eq_rows.append({blocks[part] + i: 1.0 for i in classes})
-        eq_rhs.append(float(sum(truth[blocks[part] + i] for i in classes)))
+        # a leaver is one of the old population, an entrant one of the new
+        ub_rows += [{blocks["L"] + i: 1.0, blocks["x"] + i: -1.0},
+                    {blocks["E"] + i: 1.0, blocks["y"] + i: -1.0}]
+        ub_rhs += [0.0, 0.0]
+    # how many left and how many entered, in the tables and in the cohort
+    for what, part in itertools.product(("tables", "cohort"), ("L", "E")):
+        kind = "K" if what == "tables" else "cohort"
+        idx = [pos[nm] for nm in names if nm[0] == kind and (kind == "K" or len(nm) == 2)]
+        if idx:
+            eq_rows.append({blocks[part] + i: 1.0 for i in idx})
+            eq_rhs.append(volumes[what][part == "E"])
     hidden: list[tuple[str, Key, dict[int, float], int]] = []
-    for kn, prog, part in ((old, p_old, "x"), (new, p_new, "y")):
+    for kn, nms, prog, part in ((old, n_old, p_old, "x"), (new, n_new, p_new, "y")):
         for key, value in kn.shown.items():
             if key not in prog.expr or (key[0] == "headline" and key[1] == "m3_over_1y"
                                         and value is None):
                 continue
-            e = lift(prog, part, prog.expr[key])
+            e = lift(nms, part, prog.expr[key])
             if value is None:
                 ub_rows.append({v: -c for v, c in e.items()})
                 ub_rhs.append(-1.0)
@@ -1139,7 +1209,11 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
             else:
                 eq_rows.append(e)
                 eq_rhs.append(float(value))
+    extra: list[tuple[Key, dict[int, float], int]] = []  # the changes' unpublished flows
     nv = 4 * n
+    if changes is not None:
+        nv, truth = _changes_program(old, new, changes, p_flow, n_flow, lift, truth, 4 * n,
+                                     eq_rows, eq_rhs, ub_rows, ub_rhs, hidden, extra)
     a_eq, b_eq = _matrix(eq_rows, nv), np.array(eq_rhs)
     a_ub, b_ub = _matrix(ub_rows, nv), np.array(ub_rhs)
     assert np.allclose(a_eq @ truth, b_eq) and np.all(a_ub @ truth <= b_ub + 1e-9)
@@ -1151,6 +1225,9 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
             c[v] = -sign * k
         res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
                       method="highs")
+        if res.status == 2:  # see `attack`'s note on HiGHS's presolve: the truth is feasible
+            res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
+                          method="highs", options={"presolve": False})
         if res.status == 3:
             return np.inf
         assert res.status == 0, res.message
@@ -1171,18 +1248,94 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
     flows = []
     fixed: list[tuple[str, Key, str, int]] = []
     seen: set[tuple] = set()
-    for part, what in (("L", "left"), ("E", "entered")):
-        for key, e in p_new.expr.items():
-            le = lift(p_new, part, e)
-            true_flow = sum(truth[v] * c for v, c in le.items())
-            sig = (part, tuple(sorted(le.items())))
-            if not 1 <= true_flow < min_cell or sig in seen:
-                continue
-            seen.add(sig)
-            lo = -extreme(le, -1.0)
-            if lo >= 1:  # proven: someone who left / entered is in it
-                flows.append((new.label, key, what))
-                grand = key[1:] == (T, T) or key == ("headline", "grand", T)
-                if not grand and extreme(le, +1.0) == lo:
-                    fixed.append((new.label, key, what, int(lo)))
+    watched = [(key, lift(n_flow, part, e), what) for part, what in (("L", "left"),
+                                                                    ("E", "entered"))
+               for key, e in p_flow.expr.items()
+               if not (key[1:] == (T, T) or key == ("headline", "grand", T))]
+    watched += [(key, e, key[1]) for key, e, _ in extra]
+    for key, le, what in watched:
+        true_flow = sum(truth[v] * c for v, c in le.items())
+        sig = (what, tuple(sorted(le.items())))
+        if not 1 <= true_flow < min_cell or sig in seen:
+            continue
+        seen.add(sig)
+        lo = -extreme(le, -1.0)
+        if lo >= 1:  # proven: someone who left / entered is in it
+            flows.append((new.label, key, what))
+            if extreme(le, +1.0) == lo:
+                fixed.append((new.label, key, what, int(lo)))
     return PairAttack(findings, flows, fixed)
+
+
+def _changes_program(old: Knowledge, new: Knowledge, table: Mapping[str, Any], p_flow: Program,
+                     n_flow: Sequence[tuple], lift: Callable[..., dict[int, float]],
+                     truth: np.ndarray, start: int, eq_rows: list, eq_rhs: list, ub_rows: list,
+                     ub_rhs: list, hidden: list, extra: list) -> tuple[int, np.ndarray]:
+    """The profile changes table (see `attack_pair`) as variables from `start` on: the
+    moves A → B (A ≠ B) and per profile e_A, l_A, s_A. Appends to the rows given; returns
+    the number of variables and the truth with the new ones."""
+    before = {c["id"]: c["profile"] for c in old.citizens}
+    after = {c["id"]: c["profile"] for c in new.citizens}
+    profiles = list(table["profiles"])
+    moves: dict[tuple[str, str], int] = {}
+    ent = dict.fromkeys(profiles, 0)
+    lft = dict.fromkeys(profiles, 0)
+    for cid in before.keys() | after.keys():
+        a, b = before.get(cid), after.get(cid)
+        if a is None:
+            ent[b] += 1
+        elif b is None:
+            lft[a] += 1
+        elif a != b:
+            moves[(a, b)] = moves.get((a, b), 0) + 1
+    # the table as published must count what the citizens give
+    for i, a in enumerate(profiles):
+        for j, b in enumerate(profiles):
+            if a != b:
+                assert table["moves"][i][j] == moves.get((a, b), 0), (a, b)
+    assert (table["entered"], table["left"]) == (sum(ent.values()), sum(lft.values()))
+    var: dict[tuple, int] = {}
+    for nm in [*(("move", a, b) for a in profiles for b in profiles if a != b),
+               *((kind, p) for p in profiles for kind in ("entered", "left", "same"))]:
+        var[nm] = start + len(var)
+    values = np.zeros(len(var))
+    for (a, b), k in moves.items():
+        values[var[("move", a, b)] - start] = k
+    for p in profiles:
+        values[var[("entered", p)] - start] = ent[p]
+        values[var[("left", p)] - start] = lft[p]
+    truth = np.concatenate([truth, values])
+    for p in profiles:
+        total = p_flow.expr[("profile_distribution", p, T)]
+        out_l = lift(n_flow, "L", total)
+        out_e = lift(n_flow, "E", total)
+        same = sum(truth[v] * c for v, c in out_l.items()) - sum(
+            moves.get((p, b), 0) for b in profiles) - lft[p]
+        truth[var[("same", p)]] = same
+        assert same >= 0 and sum(truth[v] * c for v, c in out_e.items()) - sum(
+            moves.get((b, p), 0) for b in profiles) - ent[p] == same, p
+        eq_rows.append(_add(out_l, {var[("move", p, b)]: 1.0 for b in profiles if b != p},
+                            {var[("left", p)]: 1.0, var[("same", p)]: 1.0},
+                            signs=(1, -1, -1)))
+        eq_rows.append(_add(out_e, {var[("move", b, p)]: 1.0 for b in profiles if b != p},
+                            {var[("entered", p)]: 1.0, var[("same", p)]: 1.0},
+                            signs=(1, -1, -1)))
+        eq_rhs += [0.0, 0.0]
+        for kind in ("entered", "left"):
+            extra.append((("changes", kind, p), {var[(kind, p)]: 1.0}, 0))
+    cells = {**{(a, b): {var[("move", a, b)]: 1.0} for a in profiles for b in profiles
+                if a != b},
+             ("entered", T): {var[("entered", p)]: 1.0 for p in profiles},
+             (T, "left"): {var[("left", p)]: 1.0 for p in profiles}}
+    hide = {tuple(h) for h in table["hidden"]}
+    for (r, c), e in cells.items():
+        value = int(sum(truth[v] for v in e))
+        if (r, c) in hide:
+            assert value >= 1, (r, c)
+            ub_rows.append({v: -1.0 for v in e})
+            ub_rhs.append(-1.0)
+            hidden.append((new.label, ("changes", r, c), e, value))
+        else:
+            eq_rows.append(e)
+            eq_rhs.append(float(value))
+    return start + len(var), truth

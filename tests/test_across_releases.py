@@ -22,7 +22,7 @@ from attacker import attack_pair, knowledge
 from faults import cli, snapshot
 from test_disclosure import REF, demo_release, without
 
-from pipeline import releases
+from pipeline import changes, releases
 from pipeline.config import Config
 from pipeline.ingest import ingest
 from pipeline.release import publish
@@ -120,15 +120,43 @@ def test_a_month_later_with_four_citizens_changed_is_refused(first60):
     later = Config(reference_date=dt.date(2024, 7, 31), min_cell=5)
     con2, rel2 = second_release(tmp / "a", later, rules)
     # before: both published, the oracle fixes flows of the second release
-    a = attack_pair(knowledge(con, rel, cfg, rules, label="first"),
-                    knowledge(con2, rel2, later, rules, label="later"), hidden_numbers=False)
-    assert {(key, what) for _, key, what, _ in a.fixed} == {
-        (("age_groups", "total", "all_ages"), "entered"),
-        (("course_history", "total", "any_course"), "entered")}
+    k1 = knowledge(con, rel, cfg, rules, label="first")
+    k2 = knowledge(con2, rel2, later, rules, label="later")
+    a = attack_pair(k1, k2, hidden_numbers=False)
+    fixed = {(key, what, v) for _, key, what, v in a.fixed}
+    assert {f for f in fixed if not f[0][0].startswith("cohort_")} == {
+        (("age_groups", "total", "all_ages"), "entered", 3),
+        (("course_history", "total", "any_course"), "entered", 3),
+        (("headline", "reviewed", "total"), "entered", 3)}
+    # the oracle holds both pages whole. The cohort (its date a month later too): two of
+    # its citizens went off support at 12 months, two joined it; so 2 leavers and 4
+    # entrants (a changed record counts in both), all in M3 at 1, 3 and 6 months, the
+    # leavers at 12 months too
+    assert {f for f in fixed if f[0][0].startswith("cohort_")} == {
+        *((("cohort_1m", "total", "m3"), w, v) for w, v in (("left", 2), ("entered", 4))),
+        *((("cohort_3m", "total", "m3"), w, v) for w, v in (("left", 2), ("entered", 4))),
+        *((("cohort_6m", "total", "m3"), w, v) for w, v in (("left", 2), ("entered", 4))),
+        (("cohort_12m", "total", "m3"), "left", 2)}
     # after: refused
-    verdict = releases.audit_chain([snap], releases.snapshot(con2, later, "20240731T000000-c"))
+    second = releases.snapshot(con2, later, "20240731T000000-c")
+    verdict = releases.audit_chain([snap], second)
     assert not verdict.safe and verdict.changed == 4
     assert any("cell|age_groups|total|all_ages': fixed at" in x for x in verdict.problems)
+    # the profile changes table (issue 16) such a second page would print: nobody changed
+    # profile, nobody entered, 2 left (hidden). The oracle, holding it with both pages,
+    # derives the hidden 2 and reads both leavers' profile (physically ill): the flows'
+    # volumes are known to it (the worst case), and with nobody new and no move the
+    # entrants are the citizens who stayed and changed otherwise, so the leavers beyond
+    # them are the ones who left. The report would publish neither (changes.decide: not
+    # safe with the table, not without it)
+    table = changes.suppress(changes.count(snap, second), 5)
+    assert (table["entered"], table["left"], table["hidden"]) == (0, 2, [["total", "left"]])
+    assert not any(any(row) for row in table["moves"])
+    b = attack_pair(k1, k2, changes=table)
+    assert ("later", "changes", "total", "left") in {f.key for f in b.findings if f.kind == "exact"}
+    assert ("later", ("changes", "left", "physically_ill"), "left", 2) in b.fixed
+    checked = changes.decide(second, [snap])
+    assert not checked.verdict.safe and checked.table is None
 
 
 # ---------------------------------------------------------------------------------------
