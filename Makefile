@@ -11,6 +11,8 @@ OUT ?= data/out
 CITIZENS ?= 10000
 SEED ?= 42
 BENCH_CITIZENS ?= 1000000
+# nights of the nightly series `make bench` adds (100,000 citizens; 0: none)
+BENCH_NIGHTS ?= 30
 
 # setuptools (>= 80) ends every editable install with an "Editable installation. Please be
 # careful with folders in your working directory with the same name as your package" notice,
@@ -71,8 +73,10 @@ lint: $(STAMP) ## check style with ruff
 	$(BIN)/ruff check pipeline tests bench
 
 .PHONY: bench
-bench: $(STAMP) ## benchmark ingest/segment/report and the model at BENCH_CITIZENS (default 1,000,000) into bench/results/
+bench: $(STAMP) ## benchmark ingest/segment/report and the model at BENCH_CITIZENS (default 1,000,000), then BENCH_NIGHTS (30) nights of the nightly batch at 100,000, into bench/results/
 	$(BIN)/python bench/run.py --citizens $(BENCH_CITIZENS)
+	@if [ "$(BENCH_NIGHTS)" -gt 0 ]; then \
+		$(BIN)/python bench/series.py --citizens 100000 --nights $(BENCH_NIGHTS) --every 1; fi
 
 .PHONY: bench-model
 bench-model: $(STAMP) ## the profile model alone at 10,000, 100,000 and 1,000,000 citizens (80 % unreviewed) into bench/results/ (make bench runs it too)
@@ -99,8 +103,8 @@ series: $(STAMP) ## an evolving demo (NIGHTS=12 exports EVERY=30 days) run night
 	$(BIN)/m3-profiles history --out data/out-series
 
 .PHONY: bench-series
-bench-series: $(STAMP) ## the nightly batch over 30 nights of an evolving 100,000-citizen demo: per-night time and sizes into bench/results/
-	$(BIN)/python bench/series.py --citizens 100000 --nights 30 --every 1
+bench-series: $(STAMP) ## the nightly batch alone over BENCH_NIGHTS (30) nights of an evolving 100,000-citizen demo: per-night time and sizes into bench/results/ (make bench runs it too)
+	$(BIN)/python bench/series.py --citizens 100000 --nights $(BENCH_NIGHTS) --every 1
 
 .PHONY: clean
 clean: ## remove outputs and caches (keeps data/raw, .venv and the histories data/*.history)

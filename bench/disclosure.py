@@ -216,7 +216,7 @@ def across(n: int, seed: int, min_cell: int, oracle: bool = True,
                    "published": verdict.safe, "seconds": seconds, "problems": len(verdict.problems),
                    "comparable": verdict.comparable,
                    "changes": "shown" if checked.table is not None
-                   else "withheld" if checked.withheld else "-"}
+                   else "withheld" if verdict.safe and checked.withheld else "-"}
             if oracle:
                 # before: the pair with the changes table, as main published it; after: as
                 # the policy publishes it (the table only if it passed)

@@ -248,30 +248,44 @@ def step_bare_marts_scan(data: Path, db: Path) -> dict:
     return {"groups": len(rows), "query_seconds": seconds[0], "query_seconds_all": seconds}
 
 
-RUN_PHASES = {
+RUN_PHASES = {  # the first key a message starts with names its phase
     "stage ingest": "ingest",
     "stage segment": "segment",
     "report: counting": "report_tables",
     "report: suppressing": "report_suppression",
+    # a run into an output folder that keeps releases: the snapshot of the release and its
+    # audit against those kept (the first run: the snapshot alone)
+    "report: checking the release": "report_release_check",
+    "report: writing the internal worklist": "report_worklist",
     "report: writing": "report_rendering",
 }
 
 
-def step_run(data: Path, db: Path) -> dict:
+def step_run(data: Path, db: Path, **config: object) -> dict:
     """`m3-profiles run` end to end, as the CLI runs it (lock, temporary folder, manifest)."""
     from pipeline.config import Config
     from pipeline.runner import STAGES, run_stages
 
     marks, step = _recorder()
+    out = db.parent / f"run_out{'_' + '_'.join(config) if config else ''}"
     st = run_stages(
         STAGES,
-        db.parent / "run_out",
-        Config(reference_date=REFERENCE_DATE),
+        out,
+        Config(reference_date=REFERENCE_DATE, **config),
         input_dir=data,
         step=step,
     )
     end = time.perf_counter()
     return {"phases": _phases(marks, end, RUN_PHASES), "in_scope": st.segment.in_scope}
+
+
+def step_run_rules(data: Path, db: Path) -> dict:
+    """The same run without the profile model (issue 15): no flag has enough reviewed
+    citizens to learn from, so the unreviewed stay unreviewed. What a run did before the
+    model, the worklist and the releases' audit were added to it, but for the worklist and
+    the snapshot of the release, which every run writes (docs/decisions.md, the whole-run
+    goal)."""
+    return step_run(data, db, model_min_reviewed_per_flag=10**9)
 
 
 STEPS = {
@@ -288,6 +302,7 @@ STEPS = {
         step_report,
         step_bare_marts_scan,
         step_run,
+        step_run_rules,
     )
 }
 
@@ -429,6 +444,8 @@ def main() -> None:
         show(step, runs[step])
     runs["run"] = measure("run", csv_dir, dbs / "run.duckdb")
     show("run", runs["run"])
+    runs["run_rules"] = measure("run_rules", csv_dir, dbs / "run_rules.duckdb")
+    show("run_rules", runs["run_rules"])
     # the same run on a small export: suppression and rendering should not grow with it
     small_n = 10_000
     small_csv, _ = prepared(small_n, args.seed, HERE / "data" / f"n{small_n}_s{args.seed}")

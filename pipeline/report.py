@@ -187,6 +187,7 @@ def report(
             rel = publish(con, cfg, counted=counted, worklist=worklist, previous=previous)
             moves = movement.published(con, cfg)  # issue 16: part of the same release
             if against is not None:  # issue 16 item 2: the changes since the last release
+                step("report: checking the release against the releases published before")
                 against.checked = _check_changes(con, cfg, against)
             info = _run_info(con, cfg, rel.profiles, manifest)
             labels = Labels(cfg.lang, rel.profiles)

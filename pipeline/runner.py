@@ -218,7 +218,6 @@ def _stage_report(
                                   # issue 13: the last release's levels and pattern
                                   previous=against.previous[-1]
                                   if against is not None and against.previous else None)
-    log.info("report: checking the release against the releases published before")
     st.release = releases.decide(con, st.cfg, st.run_id, st.out_dir, st.workdir, against)
     if st.release is not None:
         if st.release.published:
