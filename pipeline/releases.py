@@ -230,14 +230,24 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
     groups: dict[str, list[str]] = {}
     sig_of: dict[int, str] = {}
     counted: dict[str, int] = {}
+    cache: dict[tuple, list[str]] = {}
+    weight: dict[tuple, int] = {}  # citizens per part (each counted in its numbers once)
     for grp, *vals, n in group_rows:
-        a = dict(zip(attrs, vals, strict=True))
-        names = sorted(set(membership(a, meta, merges, link, values)))
+        parts = _parts(dict(zip(attrs, vals, strict=True)), meta, merges, link, values, cache)
+        every = [q for _, part in parts for q in part]
+        names = sorted(set(every))
         sig = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
         groups[sig] = names
         sig_of[int(grp)] = sig
-        for q in names:
-            counted[q] = counted.get(q, 0) + int(n)
+        if len(names) == len(every):
+            for key, _ in parts:
+                weight[key] = weight.get(key, 0) + int(n)
+        else:  # a number named by two parts is counted once
+            for q in names:
+                counted[q] = counted.get(q, 0) + int(n)
+    for key, k in weight.items():
+        for q in cache[key]:
+            counted[q] = counted.get(q, 0) + k
     wrong = sorted(q for q in set(values) | set(counted) if values.get(q, 0) != counted.get(q, 0))
     if wrong:
         raise NotComparable("the citizens do not give back the release's numbers "
@@ -288,12 +298,62 @@ def membership(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
                merges: Mapping[str, Mapping[str, Sequence[str]]], link: Any,
                values: Mapping[str, int]) -> list[str]:
     """The numbers of the release one citizen (its attributes `a`) is counted in."""
-    from pipeline.release import _NONE_COLUMN, class_name
+    return [q for _, names in _parts(a, tables, merges, link, values, {}) for q in names]
 
-    out: list[str] = cohort_membership(a)
+
+def _parts(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
+           merges: Mapping[str, Mapping[str, Sequence[str]]], link: Any,
+           values: Mapping[str, int], cache: dict[tuple, list[str]]
+           ) -> list[tuple[tuple, list[str]]]:
+    """`membership` in parts, each (key, its numbers): the cohort's, the headline's and
+    the rule class's, one per table. A part depends on a few of the attributes only (its
+    key), so over a release's distinct memberships (370,000 at 1,000,000 citizens) each is
+    built once per key from `cache` (a few hundred keys), not once per membership."""
+    from pipeline.release import _NONE_COLUMN
+
+    out: list[tuple[tuple, list[str]]] = []
+
+    def part(key: tuple, build: Any) -> None:
+        names = cache.get(key)
+        if names is None:
+            names = cache[key] = build()
+        out.append((key, names))
+
+    part(("cohort", a.get("cohort") or None, a["profile"]), lambda: cohort_membership(a))
     if not a["in_scope"]:
         return out
-    out.append(cell_name((_HEADLINE, "in_scope", TOTAL)))
+    dims = {"profile": a["profile"], "base_profile": a["base_profile"],
+            "complex": bool(a["complex"]), "age_band": a["age_band"]}
+    linked = tuple(dims.get(d, a.get(d)) for d in link.dims)
+    part(("headline", bool(a["unreviewed"]), a["source"], bool(a["tabulated"]), dims["complex"],
+          linked), lambda: _headline_membership(a, link, linked))
+    if not a["tabulated"]:
+        return out
+    for t in tables:
+        tid, row_dim = t["id"], t["row_dim"]
+        if row_dim not in _ROW:
+            raise NotComparable(f"table {tid!r}: rows {row_dim!r} are not known per citizen")
+        if tid in _CATEGORY:
+            what: tuple = (a[_CATEGORY[tid]],)
+        elif t["multi_response"]:
+            merged = merges.get(tid, {})
+            none_col = _NONE_COLUMN.get(tid)
+            what = tuple(bool(a[f]) for c in t["cols"] if c != none_col
+                         for f in merged.get(c, (c,)))
+        elif not t["cols"]:
+            what = ()
+        else:
+            raise NotComparable(f"table {tid!r} is not known per citizen")
+        part(("table", tid, a[_ROW[row_dim]], what),
+             lambda t=t: _table_membership(a, t, merges, values))
+    return out
+
+
+def _headline_membership(a: Mapping[str, Any], link: Any, linked: tuple) -> list[str]:
+    """The headline's numbers and the rule class of a citizen in scope."""
+    from pipeline.release import class_name
+
+    out = [cell_name((_HEADLINE, "in_scope", TOTAL))]
     if a["unreviewed"]:
         out.append(cell_name((_HEADLINE, "unreviewed", TOTAL)))
         # issue 15: the headline's split (release._source_relations)
@@ -304,47 +364,49 @@ def membership(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
             out.append(_q("in scope without a profile"))
         return out
     out.append(cell_name((_HEADLINE, "model" if a["source"] == "model" else "reviewed", TOTAL)))
-    complex_ = bool(a["complex"])
-    out.append(cell_name((_HEADLINE, "complex_case" if complex_ else "not_complex_case", TOTAL)))
-    dims = {"profile": a["profile"], "base_profile": a["base_profile"],
-            "complex": complex_, "age_band": a["age_band"]}
-    out.append(_q(class_name([dims.get(d, a.get(d)) for d in link.dims])))
-    for t in tables:
-        tid, row_dim = t["id"], t["row_dim"]
-        if row_dim not in _ROW:
-            raise NotComparable(f"table {tid!r}: rows {row_dim!r} are not known per citizen")
-        r = a[_ROW[row_dim]]
-        out += [cell_name((tid, r, TOTAL)), cell_name((tid, TOTAL, TOTAL))]
-        cols = t["cols"]
-        merged = merges.get(tid, {})
-        if not cols:
-            continue
-        if tid in _CATEGORY:
-            v = a[_CATEGORY[tid]]
-            in_col = {f: c for c, fs in merged.items() for f in fs}
-            col = in_col.get(v, v)
-            if col in cols:
-                out += [cell_name((tid, r, col)), cell_name((tid, TOTAL, col))]
-            if tid == "m3_duration" and v in _M3_OVER_1Y_BANDS:
-                out.append(cell_name((_HEADLINE, "m3_over_1y", TOTAL)))
-                fine = set(merged.get(col, (col,)))
-                if not fine <= set(_M3_OVER_1Y_BANDS):
-                    out.append(_q("more than a year in M3, in merged columns"))
-        elif t["multi_response"]:
-            none_col = _NONE_COLUMN.get(tid)
-            ticks = [c for c in cols if c != none_col]
-            any_tick = False
-            for c in ticks:
-                if any(bool(a[f]) for f in merged.get(c, (c,))):
-                    any_tick = True
-                    out += [cell_name((tid, r, c)), cell_name((tid, TOTAL, c))]
-            if none_col is not None:
-                if not any_tick:
-                    out += [cell_name((tid, r, none_col)), cell_name((tid, TOTAL, none_col))]
-                elif _q(f"at least one tick|{tid}|{r}") in values:
-                    out.append(_q(f"at least one tick|{tid}|{r}"))
-        else:
-            raise NotComparable(f"table {tid!r} is not known per citizen")
+    out.append(cell_name((_HEADLINE, "complex_case" if a["complex"] else "not_complex_case",
+                          TOTAL)))
+    out.append(_q(class_name(list(linked))))
+    return out
+
+
+def _table_membership(a: Mapping[str, Any], t: Mapping[str, Any],
+                      merges: Mapping[str, Mapping[str, Sequence[str]]],
+                      values: Mapping[str, int]) -> list[str]:
+    """One table's numbers a tabulated citizen is counted in."""
+    from pipeline.release import _NONE_COLUMN
+
+    tid = t["id"]
+    r = a[_ROW[t["row_dim"]]]
+    out = [cell_name((tid, r, TOTAL)), cell_name((tid, TOTAL, TOTAL))]
+    cols = t["cols"]
+    merged = merges.get(tid, {})
+    if not cols:
+        return out
+    if tid in _CATEGORY:
+        v = a[_CATEGORY[tid]]
+        in_col = {f: c for c, fs in merged.items() for f in fs}
+        col = in_col.get(v, v)
+        if col in cols:
+            out += [cell_name((tid, r, col)), cell_name((tid, TOTAL, col))]
+        if tid == "m3_duration" and v in _M3_OVER_1Y_BANDS:
+            out.append(cell_name((_HEADLINE, "m3_over_1y", TOTAL)))
+            fine = set(merged.get(col, (col,)))
+            if not fine <= set(_M3_OVER_1Y_BANDS):
+                out.append(_q("more than a year in M3, in merged columns"))
+        return out
+    none_col = _NONE_COLUMN.get(tid)
+    ticks = [c for c in cols if c != none_col]
+    any_tick = False
+    for c in ticks:
+        if any(bool(a[f]) for f in merged.get(c, (c,))):
+            any_tick = True
+            out += [cell_name((tid, r, c)), cell_name((tid, TOTAL, c))]
+    if none_col is not None:
+        if not any_tick:
+            out += [cell_name((tid, r, none_col)), cell_name((tid, TOTAL, none_col))]
+        elif _q(f"at least one tick|{tid}|{r}") in values:
+            out.append(_q(f"at least one tick|{tid}|{r}"))
     return out
 
 
