@@ -25,7 +25,44 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from run import RUN_PHASES  # noqa: E402  (bench/run.py: the same phases as make bench)
+
+from pipeline.config import Config  # noqa: E402
 from pipeline.demo_series import write_series  # noqa: E402
+
+# a run's log line: "2026-12-05 08:00:06,454 INFO message"
+_LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
+
+
+def phases(log: Path) -> dict[str, float]:
+    """Seconds per phase of a night's run, from its run.log (each step's line to the next
+    step's; the last phase ends at the log's last line: the swap, the history and the
+    release's record)."""
+    marks = []
+    for line in log.read_text("utf-8").splitlines():
+        stamp, _, rest = line.partition(" INFO ")
+        if not rest:
+            continue
+        t = dt.datetime.strptime(stamp, _LOG_TIME).timestamp()
+        marks.append((t, rest))
+    out: dict[str, float] = {}
+    steps = [(t, m) for t, m in marks if any(m.startswith(k) for k in RUN_PHASES)]
+    for (t, m), (t_next, _) in zip(steps, [*steps[1:], (marks[-1][0], "")], strict=True):
+        name = next(v for k, v in RUN_PHASES.items() if m.startswith(k))
+        out[name] = round(out.get(name, 0.0) + t_next - t, 2)
+    return out
+
+
+def slope(rows: list[dict], key: str) -> tuple[float, float]:
+    """Least squares of `key` against the night number: (seconds per night, the half-width
+    of its 95 % interval). Flat: an interval that holds 0."""
+    from scipy import stats
+
+    xs = [r["night"] for r in rows]
+    ys = [r[key] if key in r else r["phases"].get(key, 0.0) for r in rows]
+    fit = stats.linregress(xs, ys)
+    t = stats.t.ppf(0.975, len(xs) - 2)
+    return round(fit.slope, 3), round(t * fit.stderr, 3)
 
 
 def _size(path: Path) -> int:
@@ -83,10 +120,15 @@ def main() -> None:
             "output_mb": round(_size(out) / 2**20, 1),
             "history_mb": round(_size(hist) / 2**20, 2),
             "history_files": len(list(hist.glob("*.parquet"))),
+            "phases": phases(out / "run.log"),
         })
         print(json.dumps(rows[-1]), flush=True)
 
     first, rest = rows[: len(rows) // 3], rows[-(len(rows) // 3):]
+    # the audit models the releases of its window: from the night after it is full, a
+    # night's work should not grow with the nights before it
+    window = Config().release_audit_window
+    steady = [r for r in rows if r["night"] > window + 1]
     def mean(rs, k):  # noqa: E306, ANN001, ANN202
         return sum(r[k] for r in rs) / len(rs)
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -104,6 +146,12 @@ def main() -> None:
         "warehouse_last_third_mb": round(mean(rest, "warehouse_mb"), 1),
         "history_per_night_mb": round(rows[-1]["history_mb"] / len(rows), 2),
         "machine": f"{os.cpu_count()} cores",
+        "release_audit_window": window,
+        "steady_from_night": window + 2,
+        "slopes_s_per_night": {k: slope(steady, k) for k in
+                               ("cpu_s", "wall_s", *sorted({p for r in steady
+                                                           for p in r["phases"]}))}
+        if len(steady) > 2 else {},
     }
     base.with_suffix(".json").write_text(json.dumps({"summary": summary, "nights": rows},
                                                     indent=2) + "\n")
@@ -117,13 +165,20 @@ def main() -> None:
              f"warehouse {summary['warehouse_first_third_mb']} MB -> "
              f"{summary['warehouse_last_third_mb']} MB; the history grows "
              f"{summary['history_per_night_mb']} MB a night.", "",
+             f"From night {window + 2} (the audit's window of {window} releases full), "
+             "least squares against the night number, seconds per night (± the 95 % "
+             "interval's half-width; flat when it holds 0):", "",
+             "| figure | s per night | ± |", "|---|---:|---:|",
+             *(f"| {k} | {v[0]} | {v[1]} |" for k, v in summary["slopes_s_per_night"].items()),
+             "",
              "| night | reference date | in M3 | CPU s | wall s | peak RSS MB | published | "
              "releases kept | releases MB | warehouse MB | output MB | history MB | "
-             "history files |", "|" + "---|" * 13]
+             "history files | phases (s) |", "|" + "---|" * 14]
     lines += [f"| {r['night']} | {r['reference_date']} | {r['in_m3']:,} | {r['cpu_s']} | "
               f"{r['wall_s']} | {r['peak_rss_mb']} | {'yes' if r['published'] else 'no'} | "
               f"{r['releases_kept']} | {r['releases_mb']} | {r['warehouse_mb']} | "
-              f"{r['output_mb']} | {r['history_mb']} | {r['history_files']} |" for r in rows]
+              f"{r['output_mb']} | {r['history_mb']} | {r['history_files']} | "
+              + ", ".join(f"{k} {v}" for k, v in r["phases"].items()) + " |" for r in rows]
     base.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {base}.md")
 
