@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -440,6 +440,12 @@ def _write_xlsx(path: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist,
                t("col_motivation")]
     widths = [18, 9, 40, 30, 16, 40, 10, 28, 10, 12, 40, 40]
 
+    def reasons_text(codes: Sequence[str]) -> str:
+        return "; ".join(worklist.reason(c).label(lang) for c in codes)
+
+    def codes_text(codes: Sequence[str]) -> str:
+        return ", ".join(labels.col(c) for c in codes)
+
     def profile_text(r: Mapping[str, Any]) -> str:
         return labels.row(r["profile"]) if r["profile"] else t("no_profile")
 
@@ -456,6 +462,18 @@ def _write_xlsx(path: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist,
         """A text cell; one a spreadsheet would read as a formula gets Excel's quote prefix,
         which keeps it text when someone edits the cell (as tables.xlsx does)."""
         ws.write_string(i, j, value, f_quoted if looks_like_formula(value) else f_text)
+
+    # the cells' texts by the values they are made of: a list's rows take few distinct
+    # values but for the id, so each text is built (and checked for a formula) once, not
+    # once per row (at 50,000 rows a sheet the Python per cell is what the sheet costs)
+    memo: dict[tuple, tuple[str, Any]] = {}
+
+    def cell(key: tuple, build: Callable[..., str], *args: Any) -> tuple[str, Any]:
+        got = memo.get(key)
+        if got is None:
+            value = build(*args)
+            got = memo[key] = (value, f_quoted if looks_like_formula(value) else f_text)
+        return got
 
     def write_sheet(name: str, heading: str, notes: Sequence[str],
                     sheet_rows: Iterator[Mapping[str, Any]]) -> None:
@@ -478,19 +496,25 @@ def _write_xlsx(path: Path, con: duckdb.DuckDBPyConnection, worklist: Worklist,
             text(ws, i, 0, str(r["citizen_id"]))
             ws.write_number(i, 1, r["priority"], f_num)
             # reason and profile labels: a consultant's free text
-            text(ws, i, 2, "; ".join(worklist.reason(c).label(lang) for c in r["reasons"]))
-            text(ws, i, 3, profile_text(r))
-            ws.write_string(i, 4, t(f"source_{r['profile_source']}"), f_text)
-            text(ws, i, 5, explanation(r))
+            reasons = tuple(r["reasons"])
+            ws.write_string(i, 2, *cell(("reasons", reasons), reasons_text, reasons))
+            ws.write_string(i, 3, *cell(("profile", r["profile"]), profile_text, r))
+            source = r["profile_source"]
+            ws.write_string(i, 4, cell(("source", source), t, f"source_{source}")[0], f_text)
+            ws.write_string(i, 5, *cell(
+                ("explanation", source, r["rule"], tuple(r["matched_flags"] or ()),
+                 r["profile_probability"]), explanation, r))
             ws.write_number(i, 6, r["m3_days"], f_num)
-            ws.write_string(i, 7, labels.col(r["course_class"]), f_text)
+            ws.write_string(i, 7, cell(("course", r["course_class"]), labels.col,
+                                       r["course_class"])[0], f_text)
             ws.write_number(i, 8, r["current_course_days"], f_num)
             if r["departments_involved"] is None:
                 ws.write_blank(i, 9, None, f_text)
             else:
                 ws.write_number(i, 9, r["departments_involved"], f_num)
-            ws.write_string(i, 10, ", ".join(labels.col(c) for c in r["focus"]), f_text)
-            ws.write_string(i, 11, ", ".join(labels.col(c) for c in r["motivation"]), f_text)
+            for j, field in ((10, "focus"), (11, "motivation")):
+                codes = tuple(r[field])
+                ws.write_string(i, j, cell((field, codes), codes_text, codes)[0], f_text)
         ws.autofilter(top, 0, max(i, top + 1), len(headers) - 1)
 
     per, listed = reason_counts(con, worklist)
