@@ -163,6 +163,7 @@ def test_progress_off_a_terminal_is_plain_log_lines(tmp_path):
         "report: counting the tables",
         "report: suppressing small counts (min_cell 5)",
         f"report: {models('report')} models built",
+        "report: checking the release against the releases published before",
         "report: writing tables, spreadsheet, charts and report.html",
         f"report: {len(TABLES)} charts drawn",
         "report: writing the internal worklist (worklist.xlsx, worklist.csv)",
