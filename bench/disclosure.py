@@ -254,7 +254,8 @@ def across_markdown(rows: list[dict], min_cell: int, fresh: bool = False) -> str
         "Changes: the profile changes table in the release published (shown), left out",
         "because only the release without it passes (withheld), or no release (-).",
         "After: safe when kept, or when the oracle finds nothing in the pair the policy",
-        "publishes.", "",
+        "publishes. Agrees: the audit published a pair the oracle finds nothing in (as",
+        "published), or kept one the oracle breaks (before).", "",
         "| size | seed | case | changed | audit | changes | audit s | oracle: hidden found"
         " | flows fixed | flows proven >= 1 | safe before | safe after | agrees | oracle s |",
         "|---:|---:|---|---:|---|---|---:|---:|---:|---:|:-:|:-:|:-:|---:|",
@@ -263,7 +264,9 @@ def across_markdown(rows: list[dict], min_cell: int, fresh: bool = False) -> str
         if "oracle_safe" in r:
             published_safe = r.get("after_safe", r["oracle_safe"])
             after = (not r["published"]) or published_safe
-            agrees = r["published"] == r["oracle_safe"]
+            # the audit and the oracle agree: on what was published (the changes table
+            # withheld, the pair without it), or on keeping a pair the oracle breaks
+            agrees = published_safe if r["published"] else not r["oracle_safe"]
             lines.append(
                 f"| {r['size']} | {r['seed']} | {r['case']} | {r['changed']}"
                 f" | {_verdict(r)} | {r['changes']} | {r['seconds']:.1f}"
