@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from run import RUN_PHASES  # noqa: E402  (bench/run.py: the same phases as make bench)
+from run import RUN_PHASES, _phases  # noqa: E402  (bench/run.py: make bench's phases)
 
 from pipeline.config import Config  # noqa: E402
 from pipeline.demo_series import write_series  # noqa: E402
@@ -41,16 +41,9 @@ def phases(log: Path) -> dict[str, float]:
     marks = []
     for line in log.read_text("utf-8").splitlines():
         stamp, _, rest = line.partition(" INFO ")
-        if not rest:
-            continue
-        t = dt.datetime.strptime(stamp, _LOG_TIME).timestamp()
-        marks.append((t, rest))
-    out: dict[str, float] = {}
-    steps = [(t, m) for t, m in marks if any(m.startswith(k) for k in RUN_PHASES)]
-    for (t, m), (t_next, _) in zip(steps, [*steps[1:], (marks[-1][0], "")], strict=True):
-        name = next(v for k, v in RUN_PHASES.items() if m.startswith(k))
-        out[name] = round(out.get(name, 0.0) + t_next - t, 2)
-    return out
+        if rest:
+            marks.append((dt.datetime.strptime(stamp, _LOG_TIME).timestamp(), rest))
+    return _phases(marks, marks[-1][0], RUN_PHASES)
 
 
 def slope(rows: list[dict], key: str) -> tuple[float, float]:

@@ -5,7 +5,7 @@ docs/disclosure.md §2).
 A release is kept as a *record*: what it showed (the tables' structure, every number's true
 value, the hidden cells, the relations the rules imply) and, per pseudonymised citizen in
 scope, where that citizen is counted in it (the cells, rule class and headline numbers:
-`membership`, stored once per distinct membership, `sig`). Two records of the same structure
+`membership_parts`, stored once per distinct membership, `sig`). Two records of the same structure
 give the flows between them exactly: a citizen whose membership changed is a leaver of the
 old release and an entrant of the new one.
 
@@ -233,7 +233,8 @@ def snapshot(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> Snapsh
     cache: dict[tuple, list[str]] = {}
     weight: dict[tuple, int] = {}  # citizens per part (each counted in its numbers once)
     for grp, *vals, n in group_rows:
-        parts = _parts(dict(zip(attrs, vals, strict=True)), meta, merges, link, values, cache)
+        parts = membership_parts(dict(zip(attrs, vals, strict=True)), meta, merges, link,
+                                 values, cache)
         every = [q for _, part in parts for q in part]
         names = sorted(set(every))
         sig = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
@@ -294,19 +295,13 @@ def cohort_membership(a: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def membership(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
-               merges: Mapping[str, Mapping[str, Sequence[str]]], link: Any,
-               values: Mapping[str, int]) -> list[str]:
-    """The numbers of the release one citizen (its attributes `a`) is counted in."""
-    return [q for _, names in _parts(a, tables, merges, link, values, {}) for q in names]
-
-
-def _parts(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
-           merges: Mapping[str, Mapping[str, Sequence[str]]], link: Any,
-           values: Mapping[str, int], cache: dict[tuple, list[str]]
-           ) -> list[tuple[tuple, list[str]]]:
-    """`membership` in parts, each (key, its numbers): the cohort's, the headline's and
-    the rule class's, one per table. A part depends on a few of the attributes only (its
+def membership_parts(a: Mapping[str, Any], tables: Sequence[Mapping[str, Any]],
+                     merges: Mapping[str, Mapping[str, Sequence[str]]], link: Any,
+                     values: Mapping[str, int], cache: dict[tuple, list[str]]
+                     ) -> list[tuple[tuple, list[str]]]:
+    """The numbers of the release one citizen (its attributes `a`) is counted in, in
+    parts, each (key, its numbers): the cohort's, the headline's and the rule class's, one
+    per table. A part depends on a few of the attributes only (its
     key), so over a release's distinct memberships (370,000 at 1,000,000 citizens) each is
     built once per key from `cache` (a few hundred keys), not once per membership."""
     from pipeline.release import _NONE_COLUMN

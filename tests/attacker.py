@@ -938,6 +938,31 @@ def _matrix(rows: Sequence[Mapping[int, float]], n: int):
     return coo_matrix((v, (r, c)), shape=(len(rows), n)).tocsr()
 
 
+def _extreme(e: Mapping[int, float], sign: float, n: int, a_ub: Any, b_ub: np.ndarray,
+             a_eq: Any, b_eq: np.ndarray, cons: list) -> tuple[float, np.ndarray | None]:
+    """max of sign * e over the whole-number solutions (inf when unbounded), and a solution
+    reaching it: the LP, then the MILP if the LP's optimum is not whole."""
+    c = np.zeros(n)
+    for v, x in e.items():
+        c[v] = -sign * x
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
+                  method="highs")
+    if res.status == 2:
+        # the truth is always feasible (checked before attacking), so "infeasible" is
+        # HiGHS's presolve mistaking an unbounded LP (pipeline.suppression's attacker met it
+        # on demo 400 seed 2): solve it again without presolve
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
+                      method="highs", options={"presolve": False})
+    if res.status == 3:  # unbounded LP: the integer program is too (rational data)
+        return np.inf, None
+    assert res.status == 0, res.message
+    if not np.all(np.abs(res.x - np.rint(res.x)) < 1e-7):
+        res = milp(c, constraints=cons, integrality=np.ones(n), bounds=Bounds(0, np.inf),
+                   options={"mip_rel_gap": 0.0})
+        assert res.status == 0, res.message
+    return float(np.rint(-res.fun)), res.x
+
+
 def attack(kn: Knowledge, min_cell: int | None = None, exact: bool = False) -> Attack:
     """Every hidden number's range and the findings that break §6. `exact`: the range of
     every hidden number is its exact min..max; else a number the witnesses already show
@@ -1000,23 +1025,10 @@ def attack(kn: Knowledge, min_cell: int | None = None, exact: bool = False) -> A
         np.maximum(seen_hi, vals, out=seen_hi)
 
     def extreme(e: Mapping[int, float], sign: float) -> float:
-        """max of sign * e (inf when unbounded): LP, then MILP if the LP is not whole."""
-        c = np.zeros(n)
-        for v, x in e.items():
-            c[v] = -sign * x
-        res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
-                      method="highs")
-        if res.status == 3:  # unbounded LP: the integer program is too (rational data)
-            return np.inf
-        assert res.status == 0, res.message
-        if np.all(np.abs(res.x - np.rint(res.x)) < 1e-7):
-            witness(res.x)
-            return float(np.rint(-res.fun))
-        res = milp(c, constraints=cons, integrality=np.ones(n), bounds=Bounds(0, np.inf),
-                   options={"mip_rel_gap": 0.0})
-        assert res.status == 0, res.message
-        witness(res.x)
-        return float(np.rint(-res.fun))
+        value, x = _extreme(e, sign, n, a_ub, b_ub, a_eq, b_eq, cons)
+        if x is not None:
+            witness(x)
+        return value
 
     ranges: dict[Key, tuple[float, float]] = {}
     findings: list[Finding] = []
@@ -1231,22 +1243,7 @@ def attack_pair(old: Knowledge, new: Knowledge, min_cell: int | None = None,
     cons = [LinearConstraint(a_eq, b_eq, b_eq), LinearConstraint(a_ub, -np.inf, b_ub)]
 
     def extreme(e: Mapping[int, float], sign: float) -> float:
-        c = np.zeros(nv)
-        for v, k in e.items():
-            c[v] = -sign * k
-        res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
-                      method="highs")
-        if res.status == 2:  # see `attack`'s note on HiGHS's presolve: the truth is feasible
-            res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
-                          method="highs", options={"presolve": False})
-        if res.status == 3:
-            return np.inf
-        assert res.status == 0, res.message
-        if not np.all(np.abs(res.x - np.rint(res.x)) < 1e-7):
-            res = milp(c, constraints=cons, integrality=np.ones(nv), bounds=Bounds(0, np.inf),
-                       options={"mip_rel_gap": 0.0})
-            assert res.status == 0, res.message
-        return float(np.rint(-res.fun))
+        return _extreme(e, sign, nv, a_ub, b_ub, a_eq, b_eq, cons)[0]
 
     findings = []
     for label, key, e, value in hidden if hidden_numbers else ():
